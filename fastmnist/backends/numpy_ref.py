@@ -1,0 +1,188 @@
+"""NumPy reference backend: the ground truth, written for clarity rather than speed.
+
+Dimensions: ``n`` batch rows, ``d_in`` input features, ``d_out`` output features,
+``C`` classes. Parameters are a list of ``(W, b)`` with ``W (d_in, d_out)`` and ``b (d_out,)``;
+hidden layers are ReLU, the last layer is softmax. The loss is the mean cross-entropy.
+"""
+
+import numpy as np
+
+#: uint8 pixels are multiplied by this (in the parameters' dtype) on the way in
+SCALE = 1.0 / 255.0
+
+
+def as_float(x, dtype):
+    """x (n, d) uint8 or float -> float `dtype`, uint8 scaled by 1/255."""
+    if x.dtype == np.uint8:
+        return x.astype(dtype) * dtype.type(SCALE)
+    return np.asarray(x, dtype=dtype)
+
+
+# ---- single ops: forward and backward side by side ----------------------------------------
+
+def relu(z):
+    """a = max(z, 0); z, a (n, d)."""
+    return np.maximum(z, z.dtype.type(0))
+
+
+def relu_backward(da, a):
+    """dz = da where the unit was active (a > 0); da, a (n, d)."""
+    return da * (a > 0)
+
+
+def softmax(z):
+    """Row-wise softmax, shifted by the row max so that huge logits do not overflow."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def crossentropy(z, y):
+    """Mean cross-entropy of logits z (n, C) against labels y (n,), via log-sum-exp."""
+    m = z.max(axis=1)
+    lse = m + np.log(np.exp(z - m[:, None]).sum(axis=1))
+    return float(np.mean(lse - z[np.arange(len(y)), y]))
+
+
+def crossentropy_softmax_backward(p, y):
+    """dz (n, C) of the mean cross-entropy of softmax(z) w.r.t. z: ``(p - onehot(y)) / n``.
+
+    d/dz_j of -log p_y = p_j - [j == y], since d log sum_k exp z_k / dz_j = p_j.
+    """
+    dz = p.copy()
+    dz[np.arange(len(y)), y] -= 1
+    return dz / dz.dtype.type(len(y))
+
+
+def linear(x, W, b):
+    """z = x @ W + b; x (n, d_in) uint8 or float, W (d_in, d_out), b (d_out,) -> z (n, d_out)."""
+    return as_float(x, W.dtype) @ W + b
+
+
+def linear_backward(dz, a_prev, W):
+    """Gradients of z = a_prev @ W + b: dW (d_in, d_out), db (d_out,), da_prev (n, d_in)."""
+    return a_prev.T @ dz, dz.sum(axis=0), dz @ W.T
+
+
+# ---- whole network --------------------------------------------------------------------------
+
+def _forward_all(params, x):
+    """Activations of every layer: [a0 = x, a1, ..., logits]."""
+    acts = [as_float(x, params[0][0].dtype)]
+    for i, (W, b) in enumerate(params):
+        z = acts[-1] @ W + b
+        acts.append(relu(z) if i < len(params) - 1 else z)
+    return acts
+
+
+def forward(params, x):
+    """Class probabilities (n, C) of the network `params` on x (n, d_in)."""
+    return softmax(_forward_all(params, x)[-1])
+
+
+def _forward_backward(params, x, y):
+    """(loss, grads, n_correct) for one batch."""
+    acts = _forward_all(params, x)
+    logits = acts[-1]
+    loss = crossentropy(logits, y)
+    n_correct = int(np.sum(np.argmax(logits, axis=1) == y))
+    dz = crossentropy_softmax_backward(softmax(logits), y)
+    grads = [None] * len(params)
+    for i in range(len(params) - 1, -1, -1):
+        dW, db, da = linear_backward(dz, acts[i], params[i][0])
+        grads[i] = (dW, db)
+        if i > 0:
+            dz = relu_backward(da, acts[i])
+    return loss, grads, n_correct
+
+
+def loss_and_grads(params, x, y):
+    """Mean cross-entropy of the network on (x, y) and its gradients.
+
+    Parameters
+    ----------
+    params : list of (W (d_in, d_out), b (d_out,))
+    x : ndarray (n, d_in), uint8 or the parameters' float dtype
+    y : ndarray (n,) of integer labels in [0, C)
+
+    Returns
+    -------
+    loss : float
+    grads : list of (dW (d_in, d_out), db (d_out,)), same dtype as the parameters
+    """
+    loss, grads, _ = _forward_backward(params, x, y)
+    return loss, grads
+
+
+def train_step(params, x, y, lr):
+    """One SGD step in place: W -= lr * dW, b -= lr * db. Returns the loss before the step."""
+    loss, grads = loss_and_grads(params, x, y)
+    for (W, b), (dW, db) in zip(params, grads):
+        W -= W.dtype.type(lr) * dW
+        b -= b.dtype.type(lr) * db
+    return loss
+
+
+# ---- optimizers and the epoch loop ----------------------------------------------------------
+
+def apply_update(params, grads, state, opt, lr, t):
+    """Apply one step of optimizer `opt` in place; `t` is the 1-based step number (Adam)."""
+    for i, ((W, b), (dW, db)) in enumerate(zip(params, grads)):
+        for j, (p, g) in enumerate(((W, dW), (b, db))):
+            dt = p.dtype.type
+            if opt.weight_decay and j == 0:
+                g = g + dt(opt.weight_decay) * p
+            if opt.name == "sgd":
+                p -= dt(lr) * g
+            elif opt.name == "momentum":
+                v = state[0][i][j]
+                v *= dt(opt.momentum)
+                v += g
+                p -= dt(lr) * v
+            else:  # adam
+                m, v = state[0][i][j], state[1][i][j]
+                m *= dt(opt.beta1)
+                m += dt(1 - opt.beta1) * g
+                v *= dt(opt.beta2)
+                v += dt(1 - opt.beta2) * g * g
+                c1 = dt(1 - opt.beta1 ** t)
+                c2 = dt(1 - opt.beta2 ** t)
+                p -= dt(lr) * (m / c1) / (np.sqrt(v / c2) + dt(opt.eps))
+
+
+def prepare(x):
+    """The reference needs no preprocessing: returns x."""
+    return x
+
+
+def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
+    """Run ``len(lrs)`` optimizer steps over the rows ``order`` in batches, in place.
+
+    Parameters
+    ----------
+    params : list of (W, b)
+    state : optimizer state from :func:`fastmnist.optim.init_state`
+    opt : fastmnist.optim.Optimizer
+    data : the result of :func:`prepare` on x (n_rows, d_in)
+    y : ndarray (n_rows,) of labels
+    order : ndarray of int64 (m,): the rows to visit, batch after batch
+    batch_size : int
+    lrs : ndarray of float64 (n_steps,): learning rate of each step, n_steps = ceil(m / batch_size)
+    t0 : int, optimizer steps already taken (Adam's bias correction uses t0 + 1, ...)
+
+    Returns
+    -------
+    losses : ndarray of float64 (steps run,): the loss of each batch before its update;
+        stops after the first non-finite loss, without applying that update.
+    n_correct : int, rows classified correctly (before each update) in the steps run
+    """
+    losses = np.empty(len(lrs))
+    n_correct = 0
+    for s in range(len(lrs)):
+        rows = order[s * batch_size:(s + 1) * batch_size]
+        loss, grads, correct = _forward_backward(params, data[rows], y[rows])
+        losses[s] = loss
+        if not np.isfinite(loss):
+            return losses[:s + 1], n_correct
+        n_correct += correct
+        apply_update(params, grads, state, opt, lrs[s], t0 + s + 1)
+    return losses, n_correct

@@ -1,0 +1,61 @@
+"""Input validation for the public API: clear errors instead of deep tracebacks."""
+
+import numpy as np
+
+from .errors import InputError
+
+
+def check_X(X, n_features, dtype):
+    """X as a C-contiguous (n, n_features) array: uint8 kept, other reals cast to `dtype`.
+
+    Images (n, 28, 28) are flattened when ``n_features == 784``. Floats are taken as
+    already scaled to [0, 1]; integers other than uint8 are cast to float unscaled.
+    """
+    X = np.asarray(X)
+    if X.dtype == object or np.issubdtype(X.dtype, np.complexfloating) or X.dtype == bool:
+        raise InputError(f"X must be a real numeric array (uint8 or float), got dtype {X.dtype}")
+    if not (np.issubdtype(X.dtype, np.number)):
+        raise InputError(f"X must be numeric, got dtype {X.dtype}")
+    if X.ndim == 3 and X.shape[1] * X.shape[2] == n_features:
+        X = X.reshape(len(X), -1)
+    if X.ndim == 1 and X.size == n_features:
+        X = X.reshape(1, -1)
+    if X.ndim != 2:
+        raise InputError(f"X must be 2-D (n_samples, {n_features}), got shape {X.shape}")
+    if X.shape[1] != n_features:
+        raise InputError(f"X has {X.shape[1]} features per sample; the model expects {n_features}")
+    if X.shape[0] == 0:
+        raise InputError("X is empty (0 samples)")
+    if X.dtype != np.uint8:
+        X = np.asarray(X, dtype=dtype)
+        if not np.isfinite(X).all():
+            raise InputError("X contains NaN or infinity")
+    return np.ascontiguousarray(X)
+
+
+def check_y(y, n_classes):
+    """Labels y as a contiguous int64 (n,) array with values in [0, n_classes)."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise InputError(f"y must be 1-D (n_samples,), got shape {y.shape}")
+    if y.dtype == bool or not (np.issubdtype(y.dtype, np.integer)
+                               or np.issubdtype(y.dtype, np.floating)):
+        raise InputError(f"y must hold integer class labels, got dtype {y.dtype}")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all() or np.any(y != np.round(y)):
+            raise InputError("y must hold integer class labels; found non-integer values")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        raise InputError(
+            f"labels must be in 0..{n_classes - 1}; found values from {y.min()} to {y.max()}")
+    return np.ascontiguousarray(y, dtype=np.int64)
+
+
+def check_Xy(X, y, n_features, n_classes, dtype):
+    """Validate X and y together (see :func:`check_X`, :func:`check_y`): same length."""
+    X = check_X(X, n_features, dtype)
+    y = check_y(y, n_classes)
+    if len(X) != len(y):
+        raise InputError(f"X has {len(X)} samples but y has {len(y)}")
+    return X, y

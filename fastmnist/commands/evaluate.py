@@ -1,0 +1,27 @@
+"""fastmnist evaluate: score a saved model on the MNIST test set."""
+
+
+def add_parser(sub):
+    p = sub.add_parser("evaluate", help="test accuracy and loss of a saved model")
+    p.add_argument("model", help="model file written by fastmnist train --out")
+    p.add_argument("--data-dir", help="folder with the IDX files or mnist.npz")
+    p.add_argument("--backend", choices=("numba", "numpy"), default="numba")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args):
+    import numpy as np
+
+    from ..data import load_mnist
+    from ..model import MLP
+    from ..train import _evaluate
+    from .. import backends
+
+    model = MLP.load(args.model)
+    _, _, X_test, y_test = load_mnist(args.data_dir)
+    loss, acc = _evaluate(backends.get(args.backend), model.params,
+                          X_test, y_test.astype(np.int64))
+    print(f"{args.model}: {model!r}")
+    print(f"test accuracy {acc:.4f}  test loss {loss:.4f}  ({len(y_test)} images)")
+    return 0

@@ -1,0 +1,144 @@
+"""fastmnist train: train on MNIST with a recipe, overridable option by option."""
+
+import argparse
+import time
+
+
+def _hidden(text):
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated widths, got {text!r}")
+    if any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError("hidden widths must be positive")
+    return sizes
+
+
+def _batch(text):
+    if text in ("full", "none", "None"):
+        return "full"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'full', got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError("batch size must be >= 1")
+    return value
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def add_parser(sub):
+    from ..optim import OPTIMIZERS, SCHEDULES
+    from ..recipes import RECIPES
+    p = sub.add_parser("train", help="train an MLP on MNIST (options override the recipe)",
+                       description="Train on MNIST. The recipe sets every option; the options "
+                                   "given override it.")
+    p.add_argument("--recipe", choices=tuple(RECIPES), default="default")
+    p.add_argument("--hidden", type=_hidden, help="hidden widths, e.g. 128 or 256,128")
+    p.add_argument("--epochs", type=_positive(int))
+    p.add_argument("--batch-size", type=_batch, help="rows per step, or 'full'")
+    p.add_argument("--lr", type=_positive(float))
+    p.add_argument("--optimizer", choices=tuple(OPTIMIZERS))
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--init", choices=("he", "glorot", "uniform"))
+    p.add_argument("--dtype", choices=("float32", "float64"))
+    p.add_argument("--backend", choices=("numba", "numpy"), default="numba")
+    p.add_argument("--threads", type=_positive(int), help="Numba threads (default: all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="folder with the IDX files or mnist.npz")
+    p.add_argument("--out", help="save the trained model (and a checkpoint on Ctrl-C) here")
+    p.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue an interrupted run from its checkpoint file")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+    return p
+
+
+def _build(args):
+    """(model, fit_kwargs) from the recipe and the options that override it."""
+    from .. import recipes
+    from ..model import MLP
+    model, kw = recipes.get(args.recipe, seed=args.seed, backend=args.backend)
+    if args.hidden is not None or args.dtype or args.init:
+        model = MLP(hidden=model.hidden if args.hidden is None else args.hidden,
+                    dtype=args.dtype or model.dtype.name, init=args.init or model.init,
+                    seed=args.seed)
+    for opt, key in (("epochs", "epochs"), ("lr", "lr"), ("optimizer", "optimizer"),
+                     ("schedule", "schedule"), ("weight_decay", "weight_decay"),
+                     ("threads", "threads")):
+        if getattr(args, opt) is not None:
+            kw[key] = getattr(args, opt)
+    if args.batch_size is not None:
+        kw["batch_size"] = None if args.batch_size == "full" else args.batch_size
+    return model, kw
+
+
+def _resume(args):
+    from ..model import MLP
+    from ..train import checkpoint_from_arrays
+    model, extra = MLP.load(args.resume, return_extra=True)
+    ckpt = checkpoint_from_arrays(extra, model.history, len(model.params))
+    kw = {k: v for k, v in model.config.items() if k not in ("threads",)}
+    kw["threads"] = args.threads
+    kw["checkpoint"] = ckpt
+    return model, kw
+
+
+def run(args):
+    from tqdm import tqdm
+
+    from ..data import load_mnist
+    from ..train import checkpoint_to_arrays
+
+    t0 = time.perf_counter()
+    X_train, y_train, X_test, y_test = load_mnist(args.data_dir)
+    t_data = time.perf_counter() - t0
+    model, kw = _resume(args) if args.resume else _build(args)
+    epochs = kw["epochs"]
+    every = max(1, epochs // 20)
+    print(f"{model!r}  recipe={args.recipe if not args.resume else 'resumed'}  "
+          + "  ".join(f"{k}={v}" for k, v in kw.items() if k != "checkpoint"))
+    print(f"data: {len(X_train)} train / {len(X_test)} test images, loaded in {t_data:.2f} s")
+
+    def on_epoch(epoch, h):
+        if (epoch + 1) % every and epoch + 1 != epochs:
+            return
+        line = (f"epoch {epoch + 1:>4}/{epochs}  loss {h['loss'][-1]:.4f}  "
+                f"acc {h['accuracy'][-1]:.4f}")
+        if h.get("val_accuracy"):
+            line += f"  test_acc {h['val_accuracy'][-1]:.4f}"
+        line += f"  {h['epoch_seconds'][-1]:.3f} s"
+        tqdm.write(line)
+
+    t0 = time.perf_counter()
+    try:
+        model.fit(X_train, y_train, validation_data=(X_test, y_test),
+                  progress=False if args.no_progress else None, on_epoch=on_epoch, **kw)
+    except KeyboardInterrupt:
+        if args.out and getattr(model, "checkpoint", None) is not None:
+            model.save(args.out, extra=checkpoint_to_arrays(model.checkpoint))
+            print(f"interrupted: checkpoint saved to {args.out}; continue with "
+                  f"`fastmnist train --resume {args.out} --out {args.out}`")
+        raise
+    wall = time.perf_counter() - t0
+    h = model.history
+    train_s = sum(h["epoch_seconds"])
+    acc = model.score(X_test, y_test, backend=kw.get("backend", "numba"))
+    print(f"test accuracy {acc:.4f}  training {train_s:.2f} s  (wall {wall:.2f} s with "
+          f"evaluation and compilation)")
+    if args.out:
+        model.save(args.out)
+        print(f"saved {args.out}")
+    return 0

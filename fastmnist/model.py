@@ -1,0 +1,200 @@
+"""MLP: parameters, initialization, prediction, and save/load without pickle."""
+
+import json
+import zipfile
+
+import numpy as np
+
+from . import backends
+from ._atomic import atomic_write
+from .checks import check_X, check_Xy
+from .errors import InputError, ModelFileError
+
+#: version of the .npz model format written by :meth:`MLP.save`
+FORMAT_VERSION = 1
+
+DTYPES = ("float32", "float64")
+INITS = ("he", "glorot", "uniform")
+
+
+def init_params(sizes, dtype, init, rng):
+    """Parameters [(W (d_in, d_out), b (d_out,)), ...] for layer sizes [d0, d1, ..., C].
+
+    ``he``: W ~ N(0, 2 / d_in), b = 0 (for ReLU nets). ``glorot``: W ~ U(+-sqrt(6 / (d_in +
+    d_out))), b = 0. ``uniform``: W and b ~ U(-0.5, 0.5), the seed notebook's scheme.
+    """
+    params = []
+    for d_in, d_out in zip(sizes[:-1], sizes[1:]):
+        if init == "he":
+            W = rng.standard_normal((d_in, d_out)) * np.sqrt(2.0 / d_in)
+            b = np.zeros(d_out)
+        elif init == "glorot":
+            lim = np.sqrt(6.0 / (d_in + d_out))
+            W = rng.uniform(-lim, lim, (d_in, d_out))
+            b = np.zeros(d_out)
+        else:
+            W = rng.random((d_in, d_out)) - 0.5
+            b = rng.random(d_out) - 0.5
+        params.append((np.ascontiguousarray(W, dtype=dtype), np.ascontiguousarray(b, dtype=dtype)))
+    return params
+
+
+class MLP:
+    """A multilayer perceptron: ReLU hidden layers and a softmax output.
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        Hidden layer widths, e.g. ``(128,)`` for 784-128-10. ``()`` is softmax regression.
+    dtype : {"float32", "float64"}
+    init : {"he", "glorot", "uniform"}
+        Weight initialization; ``uniform`` is U(-0.5, 0.5) for weights and biases.
+    seed : int
+        Seeds the initialization and, unless `fit` is given another, the shuffling.
+    n_features, n_classes : int
+        Input width (784 for MNIST) and number of classes (10).
+
+    Attributes
+    ----------
+    params : list of (W (d_in, d_out), b (d_out,))
+    history : dict of lists, filled by :meth:`fit`
+    """
+
+    def __init__(self, hidden=(128,), dtype="float32", init="he", seed=0,
+                 n_features=784, n_classes=10):
+        hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
+        if any(not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
+            raise InputError(f"hidden sizes must be positive integers, got {hidden!r}")
+        if str(dtype) not in DTYPES:
+            raise InputError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        if init not in INITS:
+            raise InputError(f"init must be one of {INITS}, got {init!r}")
+        if n_features < 1 or n_classes < 2:
+            raise InputError("need n_features >= 1 and n_classes >= 2")
+        self.hidden = tuple(int(h) for h in hidden)
+        self.dtype = np.dtype(str(dtype))
+        self.init = init
+        self.seed = seed
+        self.n_features = int(n_features)
+        self.n_classes = int(n_classes)
+        self.params = init_params(self.sizes, self.dtype, init, np.random.default_rng(seed))
+        self.history = {}
+        self.config = {}
+
+    @property
+    def sizes(self):
+        """Layer widths [n_features, *hidden, n_classes]."""
+        return [self.n_features, *self.hidden, self.n_classes]
+
+    def __repr__(self):
+        arch = "-".join(map(str, self.sizes))
+        return f"MLP({arch}, dtype={self.dtype.name}, init={self.init!r}, seed={self.seed})"
+
+    # ---- training ------------------------------------------------------------------------
+
+    def fit(self, X, y, **kwargs):
+        """Train in place; see :func:`fastmnist.train.fit` for the arguments. Returns history."""
+        from .train import fit
+        return fit(self, X, y, **kwargs)
+
+    # ---- inference -----------------------------------------------------------------------
+
+    def predict_proba(self, X, backend="numpy", batch_size=10000):
+        """Class probabilities (n, n_classes) for X (n, n_features), uint8 or float in [0, 1]."""
+        X = check_X(X, self.n_features, self.dtype)
+        be = backends.get(backend)
+        out = np.empty((len(X), self.n_classes), dtype=self.dtype)
+        for i in range(0, len(X), batch_size):
+            out[i:i + batch_size] = be.forward(self.params, X[i:i + batch_size])
+        return out
+
+    def predict(self, X, backend="numpy"):
+        """Predicted labels (n,) for X (n, n_features)."""
+        return np.argmax(self.predict_proba(X, backend=backend), axis=1)
+
+    def score(self, X, y, backend="numpy"):
+        """Accuracy (fraction in [0, 1]) on X (n, n_features), y (n,)."""
+        X, y = check_Xy(X, y, self.n_features, self.n_classes, self.dtype)
+        return float(np.mean(self.predict(X, backend=backend) == y))
+
+    # ---- persistence ---------------------------------------------------------------------
+
+    def _arrays(self):
+        arrays = {
+            "format_version": np.array(FORMAT_VERSION, dtype=np.int64),
+            "sizes": np.array(self.sizes, dtype=np.int64),
+            "dtype": np.array(self.dtype.name),
+            "init": np.array(self.init),
+            "seed": np.array(-1 if self.seed is None else int(self.seed), dtype=np.int64),
+            "config": np.array(json.dumps(self.config, default=str)),
+        }
+        for i, (W, b) in enumerate(self.params):
+            arrays[f"W{i}"], arrays[f"b{i}"] = W, b
+        for key, values in self.history.items():
+            arrays[f"history_{key}"] = np.asarray(values, dtype=np.float64)
+        return arrays
+
+    def save(self, path, extra=None):
+        """Save to a .npz file (no pickle), atomically: a crash never leaves a partial file.
+
+        `extra` is an optional dict of name -> ndarray stored alongside (checkpoints use it).
+        """
+        arrays = self._arrays()
+        for key, value in (extra or {}).items():
+            arrays[f"extra_{key}"] = np.asarray(value)
+        with atomic_write(path) as f:
+            np.savez(f, **arrays)
+
+    @classmethod
+    def load(cls, path, return_extra=False):
+        """Load a model saved by :meth:`save`; raises ModelFileError on any malformed file."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+        except FileNotFoundError:
+            raise
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
+            raise ModelFileError(f"{path}: not a readable fastmnist model file ({e})") from None
+        model, extra = cls._from_arrays(arrays, path)
+        return (model, extra) if return_extra else model
+
+    @classmethod
+    def _from_arrays(cls, a, path):
+        def need(key):
+            if key not in a:
+                raise ModelFileError(f"{path}: missing array {key!r}")
+            return a[key]
+
+        try:
+            version = int(need("format_version"))
+            if version > FORMAT_VERSION:
+                raise ModelFileError(
+                    f"{path}: model format version {version} is newer than this fastmnist "
+                    f"understands ({FORMAT_VERSION}); upgrade fastmnist")
+            sizes = [int(s) for s in need("sizes")]
+            dtype, init = str(need("dtype")), str(need("init"))
+            seed = int(need("seed"))
+            if len(sizes) < 2:
+                raise ModelFileError(f"{path}: bad layer sizes {sizes}")
+            model = cls(hidden=sizes[1:-1], dtype=dtype, init=init if init in INITS else "he",
+                        seed=None if seed < 0 else seed, n_features=sizes[0], n_classes=sizes[-1])
+            params = []
+            for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+                W, b = need(f"W{i}"), need(f"b{i}")
+                if W.shape != (d_in, d_out) or b.shape != (d_out,):
+                    raise ModelFileError(
+                        f"{path}: layer {i} has shapes {W.shape}, {b.shape}; "
+                        f"expected {(d_in, d_out)}, {(d_out,)}")
+                if W.dtype != model.dtype or b.dtype != model.dtype:
+                    raise ModelFileError(f"{path}: layer {i} is not {model.dtype.name}")
+                params.append((np.ascontiguousarray(W), np.ascontiguousarray(b)))
+            model.params = params
+            model.config = json.loads(str(a["config"])) if "config" in a else {}
+            model.history = {k[len("history_"):]: v.tolist()
+                             for k, v in a.items() if k.startswith("history_")}
+        except ModelFileError:
+            raise
+        except (InputError, ValueError, TypeError) as e:
+            raise ModelFileError(f"{path}: malformed model file ({e})") from None
+        extra = {k[len("extra_"):]: v for k, v in a.items() if k.startswith("extra_")}
+        return model, extra

@@ -1,0 +1,113 @@
+"""Optimizer settings and state, and learning-rate schedules (backend-independent).
+
+The update rules themselves live in each backend (``apply_update`` in the NumPy reference,
+fused into the epoch kernel in the Numba backend); this module only describes them.
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+#: optimizer name -> code used inside compiled kernels
+OPTIMIZERS = {"sgd": 0, "momentum": 1, "adam": 2}
+
+#: buffers of state each optimizer keeps per parameter array
+STATE_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
+
+SCHEDULES = ("constant", "cosine", "onecycle", "linear", "step")
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An optimizer and its hyperparameters.
+
+    ``sgd``: ``W -= lr * g``. ``momentum``: ``v = momentum * v + g; W -= lr * v``
+    (PyTorch's convention). ``adam``: Kingma & Ba with bias correction. ``g`` includes
+    the L2 term ``weight_decay * W`` (weights only, not biases).
+    """
+
+    name: str = "sgd"
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __post_init__(self):
+        if self.name not in OPTIMIZERS:
+            raise InputError(
+                f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+        for field in ("momentum", "beta1", "beta2"):
+            v = getattr(self, field)
+            if not 0.0 <= v < 1.0:
+                raise InputError(f"{field} must be in [0, 1), got {v}")
+        if not self.eps > 0 or not self.weight_decay >= 0:
+            raise InputError("eps must be > 0 and weight_decay >= 0")
+
+    @property
+    def code(self):
+        """Integer code of the optimizer, for compiled kernels."""
+        return OPTIMIZERS[self.name]
+
+
+def init_state(params, opt):
+    """Zeroed optimizer state: per layer a list of ``STATE_SLOTS`` pairs ``(sW, sb)``.
+
+    Returned as a list (over slots) of lists (over layers) of ``[sW, sb]`` arrays shaped like
+    the parameters: ``state[slot][layer] = (sW (d_in, d_out), sb (d_out,))``.
+    """
+    return [[(np.zeros_like(W), np.zeros_like(b)) for W, b in params]
+            for _ in range(STATE_SLOTS[opt.name])]
+
+
+def lr_schedule(name, lr, total_steps, *, warmup_frac=0.3, div_factor=25.0,
+                final_div_factor=1e4, step_size=None, gamma=0.1):
+    """Per-step learning rates for a whole run.
+
+    Parameters
+    ----------
+    name : {"constant", "cosine", "onecycle", "linear", "step"} or None
+        ``cosine`` anneals from `lr` to 0; ``onecycle`` is PyTorch's OneCycleLR (cosine
+        warm-up from ``lr / div_factor`` over `warmup_frac` of the steps, then cosine down
+        to ``lr / (div_factor * final_div_factor)``); ``linear`` decays linearly to 0;
+        ``step`` multiplies by `gamma` every `step_size` steps (default: a third of the run).
+    lr : float
+        Base (peak) learning rate.
+    total_steps : int
+        Number of optimizer steps in the run.
+
+    Returns
+    -------
+    lrs : ndarray of float64, shape (total_steps,)
+    """
+    if name is None:
+        name = "constant"
+    if name not in SCHEDULES:
+        raise InputError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise InputError(f"lr must be a positive finite number, got {lr!r}")
+    t = np.arange(total_steps, dtype=np.float64)
+    n = max(total_steps - 1, 1)
+    if name == "constant":
+        return np.full(total_steps, float(lr))
+    if name == "cosine":
+        return lr * 0.5 * (1.0 + np.cos(np.pi * t / n))
+    if name == "linear":
+        return lr * (1.0 - t / (n + 1))
+    if name == "step":
+        size = step_size or max(total_steps // 3, 1)
+        return lr * gamma ** (t // size)
+    # onecycle, as torch.optim.lr_scheduler.OneCycleLR(anneal_strategy="cos")
+    lo, hi = lr / div_factor, lr
+    end = lo / final_div_factor
+    up = max(float(warmup_frac * total_steps) - 1.0, 1.0)
+    out = np.empty(total_steps)
+    rising = t <= up
+    out[rising] = hi + (lo - hi) * 0.5 * (1.0 + np.cos(np.pi * t[rising] / up))
+    down = max(n - up, 1.0)
+    fall = (t[~rising] - up) / down
+    out[~rising] = end + (hi - end) * 0.5 * (1.0 + np.cos(np.pi * fall))
+    return out

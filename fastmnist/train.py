@@ -1,0 +1,278 @@
+"""The training loop: batching, shuffling, optimizers, schedules, history, progress.
+
+It knows nothing of how a kernel is written: each backend's ``train_epoch`` runs a run of
+optimizer steps in one call (one compiled call for the Numba backend). The loop cuts each
+epoch into chunks of steps so that Ctrl-C stops at the end of the current step chunk with
+consistent weights, and checks every chunk for divergence.
+"""
+
+import contextlib
+import math
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+
+from . import backends
+from .checks import check_Xy
+from .errors import DivergedError, InputError
+from .optim import Optimizer, init_state, lr_schedule
+
+#: optimizer steps per compiled call; small enough that Ctrl-C answers quickly
+CHUNK_STEPS = 128
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "lr")
+
+
+def epoch_order(seed, epoch, n, shuffle=True):
+    """Row order (n,) int64 for `epoch`: a permutation from a generator seeded by (seed, epoch).
+
+    Seeding per epoch makes a resumed run visit the same batches as an uninterrupted one.
+    """
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng([0 if seed is None else int(seed), int(epoch)])
+    return rng.permutation(n).astype(np.int64)
+
+
+class _SigintFlag:
+    """While active (main thread only), Ctrl-C sets a flag instead of raising mid-step."""
+
+    def __init__(self):
+        self.hit = False
+
+    @contextlib.contextmanager
+    def active(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def handler(signum, frame):
+            self.hit = True
+
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _progress_bar(total, progress, initial):
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, initial=initial, unit="epoch", leave=True, dynamic_ncols=True)
+
+
+def _evaluate(be, params, X, y, batch=10000):
+    """(mean cross-entropy, accuracy) of the network on X, y."""
+    loss, correct = 0.0, 0
+    for i in range(0, len(X), batch):
+        p = be.forward(params, X[i:i + batch])
+        yb = y[i:i + batch]
+        loss -= float(np.sum(np.log(np.maximum(p[np.arange(len(yb)), yb], 1e-300))))
+        correct += int(np.sum(np.argmax(p, axis=1) == yb))
+    return loss / len(X), correct / len(X)
+
+
+def _all_finite(params):
+    return all(np.isfinite(W).all() and np.isfinite(b).all() for W, b in params)
+
+
+def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", schedule=None,
+        backend="numba", validation_data=None, progress=None, threads=None, shuffle=True,
+        seed=None, early_stopping=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
+        weight_decay=0.0, checkpoint=None, on_epoch=None):
+    """Train `model` in place on X, y.
+
+    Parameters
+    ----------
+    model : fastmnist.MLP
+    X : ndarray (n, n_features), uint8 (scaled by 1/255 inside the kernels) or float in [0, 1]
+    y : ndarray (n,) of integer labels
+    epochs : int
+        Passes over the data. With full-batch training an epoch is one gradient step.
+    batch_size : int or None
+        Rows per step; None (or >= n) means full-batch gradient descent.
+    lr : float
+        Learning rate (the peak for "onecycle").
+    optimizer : {"sgd", "momentum", "adam"}
+    schedule : {None, "constant", "cosine", "onecycle", "linear", "step"}
+        Learning rate over the whole run, per step (see :func:`fastmnist.optim.lr_schedule`).
+    backend : {"numba", "numpy"}
+    validation_data : (X_val, y_val), optional
+        Scored after every epoch into ``val_loss`` and ``val_accuracy``.
+    progress : bool or None
+        A tqdm bar over epochs; None shows it only when stderr is a terminal.
+    threads : int or None
+        Threads for the Numba backend (None: all cores). Results are bit-identical for a
+        fixed seed and thread count.
+    shuffle : bool
+        Shuffle rows every epoch (a permutation seeded by ``(seed, epoch)``).
+    seed : int or None
+        Shuffling seed; defaults to the model's seed.
+    early_stopping : int or None
+        Stop when ``val_accuracy`` has not improved for this many epochs, and restore the
+        best weights. Needs `validation_data`.
+    momentum, beta1, beta2, eps, weight_decay : float
+        Optimizer hyperparameters (see :class:`fastmnist.optim.Optimizer`).
+    checkpoint : dict or None
+        Training state from an interrupted run (``fastmnist train --resume``) to continue
+        from; the result equals the uninterrupted run's.
+    on_epoch : callable or None
+        Called as ``on_epoch(epoch_index, history)`` after every epoch.
+
+    Returns
+    -------
+    history : dict of lists, one entry per epoch: ``loss`` (mean training loss),
+        ``accuracy`` (training accuracy, measured on the fly before each update),
+        ``val_loss``, ``val_accuracy`` (with validation data), ``epoch_seconds`` (training
+        time, evaluation excluded), ``lr`` (learning rate of the epoch's last step).
+
+    Raises
+    ------
+    DivergedError
+        A step produced a non-finite loss; the model keeps its last finite weights.
+    KeyboardInterrupt
+        Re-raised after Ctrl-C, once the current chunk of steps has finished; the model and
+        ``model.history`` are consistent, and ``model.checkpoint`` can resume the run.
+    """
+    X, y = check_Xy(X, y, model.n_features, model.n_classes, model.dtype)
+    if validation_data is not None:
+        Xv, yv = validation_data
+        Xv, yv = check_Xy(Xv, yv, model.n_features, model.n_classes, model.dtype)
+    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise InputError(f"epochs must be a positive integer, got {epochs!r}")
+    n = len(X)
+    if batch_size is None or batch_size >= n:
+        batch_size = n
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
+    if early_stopping is not None and validation_data is None:
+        raise InputError("early_stopping needs validation_data")
+    opt = Optimizer(optimizer, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
+                    weight_decay=weight_decay)
+    be = backends.get(backend)
+    seed = model.seed if seed is None else seed
+    steps_per_epoch = math.ceil(n / batch_size)
+    lrs = lr_schedule(schedule, lr, epochs * steps_per_epoch)
+    config = dict(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
+                  optimizer=optimizer, schedule=schedule, backend=backend, shuffle=shuffle,
+                  seed=seed, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
+                  weight_decay=weight_decay, threads=threads, early_stopping=early_stopping)
+
+    state = init_state(model.params, opt)
+    history = {k: [] for k in HISTORY_KEYS if validation_data is not None or "val" not in k}
+    start_epoch, start_step, t = 0, 0, 0
+    partial = np.zeros(4)  # loss sum, n_correct, rows, seconds of an interrupted epoch
+    if checkpoint is not None:
+        start_epoch, start_step, t = (int(checkpoint[k]) for k in ("epoch", "step", "t"))
+        state = checkpoint["state"]
+        history = {k: list(v) for k, v in checkpoint["history"].items()}
+        partial = np.asarray(checkpoint["partial"], dtype=np.float64).copy()
+
+    data = be.prepare(X)
+    model.config = config
+    best = (-1.0, None)
+    since_best = 0
+    flag = _SigintFlag()
+    bar = _progress_bar(epochs, progress, start_epoch)
+    thread_ctx = be.threads(threads) if hasattr(be, "threads") else contextlib.nullcontext()
+    try:
+        with thread_ctx, flag.active():
+            for epoch in range(start_epoch, epochs):
+                order = epoch_order(seed, epoch, n, shuffle)
+                step = start_step if epoch == start_epoch else 0
+                loss_sum, n_correct, rows, seconds = partial
+                partial = np.zeros(4)
+                while step < steps_per_epoch:
+                    stop = min(step + CHUNK_STEPS, steps_per_epoch)
+                    rows_chunk = order[step * batch_size:stop * batch_size]
+                    lrs_chunk = lrs[t:t + stop - step]
+                    snapshot = [(W.copy(), b.copy()) for W, b in model.params]
+                    t_start = time.perf_counter()
+                    losses, correct = be.train_epoch(model.params, state, opt, data, y,
+                                                     rows_chunk, batch_size, lrs_chunk, t)
+                    seconds += time.perf_counter() - t_start
+                    done = len(losses)
+                    if done and not np.isfinite(losses[-1]):
+                        if not _all_finite(model.params):
+                            model.params[:] = snapshot
+                        model.history = history
+                        raise DivergedError(
+                            f"loss became non-finite ({losses[-1]}) at epoch {epoch + 1}, step "
+                            f"{step + done}; lr {lrs_chunk[done - 1]:.4g} is probably too high. "
+                            "The model keeps its last finite weights.")
+                    # rows in each step of the chunk: the epoch's last batch may be short
+                    sizes = np.minimum(batch_size, n - np.arange(step, stop) * batch_size)
+                    loss_sum += float(np.dot(losses, sizes))
+                    n_correct += correct
+                    rows += int(sizes.sum())
+                    t += done
+                    step = stop
+                    if flag.hit:
+                        model.checkpoint = dict(epoch=epoch, step=step, t=t, state=state,
+                                                history=history,
+                                                partial=[loss_sum, n_correct, rows, seconds])
+                        model.history = history
+                        raise KeyboardInterrupt
+                history["loss"].append(float(loss_sum / rows))
+                history["accuracy"].append(float(n_correct / rows))
+                history["epoch_seconds"].append(float(seconds))
+                history["lr"].append(float(lrs[t - 1]))
+                postfix = {"loss": f"{loss_sum / rows:.4f}", "acc": f"{n_correct / rows:.4f}"}
+                if validation_data is not None:
+                    vloss, vacc = _evaluate(be, model.params, Xv, yv)
+                    history["val_loss"].append(vloss)
+                    history["val_accuracy"].append(vacc)
+                    postfix["val_acc"] = f"{vacc:.4f}"
+                if bar is not None:
+                    bar.set_postfix(postfix)
+                    bar.update(1)
+                if on_epoch is not None:
+                    on_epoch(epoch, history)
+                if early_stopping is not None:
+                    if history["val_accuracy"][-1] > best[0]:
+                        best = (history["val_accuracy"][-1],
+                                [(W.copy(), b.copy()) for W, b in model.params])
+                        since_best = 0
+                    else:
+                        since_best += 1
+                        if since_best >= early_stopping:
+                            model.params[:] = best[1]
+                            break
+    finally:
+        if bar is not None:
+            bar.close()
+    model.history = history
+    model.checkpoint = None
+    return history
+
+
+def checkpoint_to_arrays(ckpt):
+    """Flatten a training checkpoint (``model.checkpoint``) into named arrays for a .npz."""
+    out = {k: np.asarray(ckpt[k], dtype=np.int64) for k in ("epoch", "step", "t")}
+    out["partial"] = np.asarray(ckpt["partial"], dtype=np.float64)
+    for s, slot in enumerate(ckpt["state"]):
+        for i, pair in enumerate(slot):
+            for j, arr in enumerate(pair):
+                out[f"state_{s}_{i}_{j}"] = arr
+    return out
+
+
+def checkpoint_from_arrays(arrays, history, n_layers):
+    """Inverse of :func:`checkpoint_to_arrays`; `history` comes from the saved model."""
+    try:
+        ckpt = {k: int(arrays[k]) for k in ("epoch", "step", "t")}
+        ckpt["partial"] = np.asarray(arrays["partial"], dtype=np.float64)
+        n_slots = len({k.split("_")[1] for k in arrays if k.startswith("state_")})
+        ckpt["state"] = [[tuple(np.array(arrays[f"state_{s}_{i}_{j}"]) for j in (0, 1))
+                          for i in range(n_layers)] for s in range(n_slots)]
+    except KeyError as e:
+        raise InputError(f"not a training checkpoint: missing {e}") from None
+    ckpt["history"] = {k: list(v) for k, v in history.items()}
+    return ckpt
