@@ -1,0 +1,673 @@
+"""Numba backend: the NumPy reference's protocol as fused, compiled kernels.
+
+Dimensions: ``n`` batch rows, ``d_in`` input features, ``d_out`` output features, ``C``
+classes, ``L`` layers, ``P`` parameters in all, ``T`` threads.
+
+Where the speed comes from (see DESIGN.md, "Where the speed comes from"):
+
+* Whole runs of optimizer steps in one compiled call (:func:`train_epoch`); no Python per step.
+* Parameters travel as one flat vector ``flat (P,)``: layer ``l`` holds ``W_l`` row-major at
+  ``woff[l]`` and ``b_l`` right after it. One sweep over it sums the per-thread gradients,
+  adds weight decay and applies the optimizer (``_reduce_update``).
+* uint8 pixels are read as bytes and scaled in registers; layer 1 skips zero pixels (81% of
+  MNIST) by walking a CSR copy of the images (:func:`prepare`), in its forward pass and in
+  its ``dW`` accumulation.
+* Each row goes forward and backward in one pass while its pixels are in cache
+  (``_row_forward_backward``); bias + ReLU are fused into the matmul's output loop, softmax
+  + cross-entropy backward into one ``(p - onehot) / n``.
+* Threads split a batch's rows in ``T`` fixed chunks, each into its own gradient buffer
+  ``G[t]``, summed in a fixed order: no races, and bit-identical results for a fixed ``T``.
+"""
+
+import numpy as np
+
+from ..errors import InputError
+from ._jit import jit, n_threads, pjit, prange, threads  # noqa: F401  (threads: the protocol)
+
+#: uint8 pixels are multiplied by this (in the parameters' dtype), as in the reference
+SCALE = 1.0 / 255.0
+
+#: layer-1 input modes: CSR walk (skips zeros), dense row skipping zeros, dense row
+MODE_CSR, MODE_DENSE_SKIP, MODE_DENSE = 0, 1, 2
+
+#: elementwise kernels use threads above this many elements
+_PAR_MIN = 1 << 16
+
+
+# ---- small protocol kernels --------------------------------------------------------------
+
+@jit
+def _relu(z, out):
+    """out = max(z, 0); z, out (n, d)."""
+    for r in range(z.shape[0]):
+        for j in range(z.shape[1]):
+            v = z[r, j]
+            out[r, j] = v if v > 0 else v * 0
+
+
+@pjit
+def _relu_par(z, out):
+    for r in prange(z.shape[0]):
+        for j in range(z.shape[1]):
+            v = z[r, j]
+            out[r, j] = v if v > 0 else v * 0
+
+
+@jit
+def _softmax_row(z, out):
+    """out (C,) = softmax(z (C,)), shifted by the max; returns log(sum exp(z - max)) + max."""
+    mx = z[0]
+    for j in range(1, z.shape[0]):
+        mx = max(mx, z[j])
+    s = z[0] * 0
+    for j in range(z.shape[0]):
+        e = np.exp(z[j] - mx)
+        out[j] = e
+        s += e
+    inv = 1 / s
+    for j in range(z.shape[0]):
+        out[j] *= inv
+    return np.log(s) + mx
+
+
+@jit
+def _softmax(z, out):
+    for r in range(z.shape[0]):
+        _softmax_row(z[r], out[r])
+
+
+@pjit
+def _softmax_par(z, out):
+    for r in prange(z.shape[0]):
+        _softmax_row(z[r], out[r])
+
+
+# ---- one row through the network: forward and backward side by side -------------------------
+
+@jit
+def _input_forward(flat, wo, bo, d_in, h, x_idx, x_val, n_nz, scale, z):
+    """z (h,) = b + sum over nonzero pixels k of (x_k * scale) * W[k, :]; W at flat[wo:]."""
+    for j in range(h):
+        z[j] = flat[bo + j]
+    for q in range(n_nz):
+        k = x_idx[q]
+        v = x_val[q] * scale
+        base = wo + k * h
+        for j in range(h):
+            z[j] += v * flat[base + j]
+
+
+@jit
+def _input_backward(g, wo, bo, h, x_idx, x_val, n_nz, scale, dz):
+    """G[W] += x (outer) dz over nonzero pixels, G[b] += dz; dz (h,)."""
+    for q in range(n_nz):
+        k = x_idx[q]
+        v = x_val[q] * scale
+        base = wo + k * h
+        for j in range(h):
+            g[base + j] += v * dz[j]
+    for j in range(h):
+        g[bo + j] += dz[j]
+
+
+@jit
+def _dense_forward(flat, wo, bo, d_in, d_out, a, z):
+    """z (d_out,) = b + a (d_in,) @ W (d_in, d_out)."""
+    for j in range(d_out):
+        z[j] = flat[bo + j]
+    for k in range(d_in):
+        v = a[k]
+        base = wo + k * d_out
+        for j in range(d_out):
+            z[j] += v * flat[base + j]
+
+
+@jit
+def _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da):
+    """G[W] += a (outer) dz, G[b] += dz, and da (d_in,) = W @ dz (unless da is empty)."""
+    for k in range(d_in):
+        v = a[k]
+        base = wo + k * d_out
+        for j in range(d_out):
+            g[base + j] += v * dz[j]
+    for j in range(d_out):
+        g[bo + j] += dz[j]
+    if da.shape[0]:
+        for k in range(d_in):
+            base = wo + k * d_out
+            s = dz[0] * 0
+            for j in range(d_out):
+                s += flat[base + j] * dz[j]
+            da[k] = s
+
+
+@jit
+def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff):
+    """Forward one row: acts[aoff[l]:aoff[l+1]] holds layer l+1's output, logits last."""
+    L = sizes.shape[0] - 1
+    for l in range(L):
+        d_in, d_out = sizes[l], sizes[l + 1]
+        wo = woff[l]
+        bo = wo + d_in * d_out
+        z = acts[aoff[l]:aoff[l + 1]]
+        if l == 0:
+            _input_forward(flat, wo, bo, d_in, d_out, x_idx, x_val, n_nz, scale, z)
+        else:
+            _dense_forward(flat, wo, bo, d_in, d_out, acts[aoff[l - 1]:aoff[l]], z)
+        if l < L - 1:
+            for j in range(d_out):  # fused ReLU
+                if not z[j] > 0:
+                    z[j] = z[j] * 0
+
+
+@jit
+def _argmax(v):
+    best = 0
+    for j in range(1, v.shape[0]):
+        if v[j] > v[best]:
+            best = j
+    return best
+
+
+@jit
+def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, inv_n,
+                          g, acts, deltas, aoff):
+    """Forward and backward one row, adding its gradient (scaled by inv_n) into g (P,).
+
+    Returns (cross-entropy, 1 if the prediction is right else 0).
+    """
+    L = sizes.shape[0] - 1
+    _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff)
+    p = acts[aoff[L - 1]:aoff[L]]
+    correct = 1 if _argmax(p) == label else 0
+    z_label = p[label]
+    loss = _softmax_row(p, p) - z_label  # log-sum-exp - z_y: exact even for huge logits
+    # fused softmax + cross-entropy backward: dz = (p - onehot(y)) / n
+    dz = deltas[aoff[L - 1]:aoff[L]]
+    for j in range(p.shape[0]):
+        dz[j] = p[j] * inv_n
+    dz[label] = (p[label] - 1) * inv_n
+    for l in range(L - 1, -1, -1):
+        d_in, d_out = sizes[l], sizes[l + 1]
+        wo = woff[l]
+        bo = wo + d_in * d_out
+        dz = deltas[aoff[l]:aoff[l + 1]]
+        if l == 0:
+            _input_backward(g, wo, bo, d_out, x_idx, x_val, n_nz, scale, dz)
+        else:
+            a = acts[aoff[l - 1]:aoff[l]]
+            da = deltas[aoff[l - 1]:aoff[l]]
+            _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da)
+            for k in range(d_in):  # ReLU backward from the stored output
+                if not a[k] > 0:
+                    da[k] = da[k] * 0
+    return loss, correct
+
+
+# ---- a batch, a step, a run of steps ------------------------------------------------------
+
+@jit
+def _row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval):
+    """(pixel indices, pixel values, count) of row r's layer-1 input.
+
+    mode 0: the CSR row (nonzeros only); 1: the dense row (every pixel); 2: the dense row's
+    nonzeros, gathered on the fly into cidx, cval (d_in,).
+    """
+    if mode == MODE_CSR:
+        a, b = indptr[r], indptr[r + 1]
+        return indices[a:b], values[a:b], b - a
+    row = values[r * d_in:(r + 1) * d_in]
+    if mode == MODE_DENSE:
+        return iota, row, d_in
+    n_nz = 0
+    for k in range(d_in):
+        if row[k] != 0:
+            cidx[n_nz] = k
+            cval[n_nz] = row[k]
+            n_nz += 1
+    return cidx, cval, n_nz
+
+
+@pjit
+def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y, rows,
+                 inv_n, G, A, D, CI, CV, loss_t, corr_t, T):
+    """Forward + backward the batch `rows`, thread t's rows (a fixed chunk) into G[t] (P,).
+
+    A, D (T, sum of widths): per-thread activations and deltas; CI, CV (T, d_in): per-thread
+    pixel buffers for mode 2; loss_t, corr_t (T,): per-thread loss sums and right answers.
+    """
+    nb = rows.shape[0]
+    d_in = sizes[0]
+    for t in prange(T):
+        lt = 0.0
+        ct = 0
+        for i in range(t * nb // T, (t + 1) * nb // T):
+            r = rows[i]
+            x_idx, x_val, n_nz = _row_input(r, mode, indptr, indices, values, iota, d_in,
+                                            CI[t], CV[t])
+            loss, ok = _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale,
+                                             y[r], inv_n, G[t], A[t], D[t], aoff)
+            lt += loss
+            ct += ok
+        loss_t[t] = lt
+        corr_t[t] = ct
+
+
+@jit
+def _update_range(flat, s1, s2, G, T, lo, hi, opt, lr, hp, wd, c1, c2):
+    """Sum G[:T, lo:hi] into G[0] (zeroing the rest), then apply the optimizer to flat[lo:hi].
+
+    hp (7,) in the parameters' dtype: momentum, beta1, 1 - beta1, beta2, 1 - beta2, eps, -.
+    G[0, lo:hi] is zeroed too, ready for the next step.
+    """
+    g0 = G[0]
+    for u in range(1, T):
+        gu = G[u]
+        for i in range(lo, hi):
+            g0[i] += gu[i]
+            gu[i] = 0
+    if opt == 0:  # sgd
+        for i in range(lo, hi):
+            flat[i] -= lr * (g0[i] + wd * flat[i])
+            g0[i] = 0
+    elif opt == 1:  # momentum (PyTorch's): v = mu v + g; w -= lr v
+        mu = hp[0]
+        for i in range(lo, hi):
+            v = mu * s1[i] + (g0[i] + wd * flat[i])
+            s1[i] = v
+            flat[i] -= lr * v
+            g0[i] = 0
+    else:  # adam
+        b1, one_b1, b2, one_b2, eps = hp[1], hp[2], hp[3], hp[4], hp[5]
+        for i in range(lo, hi):
+            g = g0[i] + wd * flat[i]
+            m = b1 * s1[i] + one_b1 * g
+            v = b2 * s2[i] + one_b2 * (g * g)
+            s1[i] = m
+            s2[i] = v
+            flat[i] -= lr * (m / c1) / (np.sqrt(v / c2) + eps)
+            g0[i] = 0
+
+
+@pjit
+def _reduce_update(flat, s1, s2, G, T, sizes, woff, opt, lr, hp, wd, c1, c2, n_parts):
+    """One sweep over the parameters: sum the T gradient buffers, add weight decay (weights
+    only), apply the optimizer; split into n_parts disjoint slices per layer, one per thread."""
+    L = sizes.shape[0] - 1
+    for part in prange(n_parts):
+        for l in range(L):
+            n_w = sizes[l] * sizes[l + 1]
+            n_b = sizes[l + 1]
+            wo = woff[l]
+            _update_range(flat, s1, s2, G, T, wo + part * n_w // n_parts,
+                          wo + (part + 1) * n_w // n_parts, opt, lr, hp, wd, c1, c2)
+            bo = wo + n_w
+            _update_range(flat, s1, s2, G, T, bo + part * n_b // n_parts,
+                          bo + (part + 1) * n_b // n_parts, opt, lr, hp, wd * 0, c1, c2)
+
+
+@jit
+def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, iota, scale,
+               y, order, batch_size, lrs, inv_ns, c1s, c2s, opt, hp, wd, T, G, A, D, CI, CV,
+               losses):
+    """len(lrs) optimizer steps over `order` in batches, all in one compiled call.
+
+    Returns (steps run, right answers); stops before updating at a non-finite loss.
+    """
+    m = order.shape[0]
+    loss_t = np.zeros(T)
+    corr_t = np.zeros(T, dtype=np.int64)
+    n_correct = 0
+    for s in range(lrs.shape[0]):
+        lo = s * batch_size
+        hi = min(lo + batch_size, m)
+        Ts = min(T, hi - lo)
+        _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y,
+                     order[lo:hi], inv_ns[s], G, A, D, CI, CV, loss_t, corr_t, Ts)
+        loss = loss_t[:Ts].sum() / (hi - lo)
+        losses[s] = loss
+        if not np.isfinite(loss):
+            return s + 1, n_correct
+        n_correct += corr_t[:Ts].sum()
+        _reduce_update(flat, s1, s2, G, Ts, sizes, woff, opt, lrs[s], hp, wd, c1s[s], c2s[s], T)
+    return lrs.shape[0], n_correct
+
+
+@pjit
+def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale,
+                  A, CI, CV, out, T):
+    """Class probabilities out (n, C) for every row, threads over fixed row chunks."""
+    n = out.shape[0]
+    L = sizes.shape[0] - 1
+    d_in = sizes[0]
+    for t in prange(T):
+        acts = A[t]
+        for r in range(t * n // T, (t + 1) * n // T):
+            x_idx, x_val, n_nz = _row_input(r, mode, indptr, indices, values, iota, d_in,
+                                            CI[t], CV[t])
+            _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff)
+            p = acts[aoff[L - 1]:aoff[L]]
+            _softmax_row(p, out[r])
+
+
+# ---- CSR of the images, built once per dataset ---------------------------------------------
+
+@pjit
+def _csr_count(X, counts):
+    for r in prange(X.shape[0]):
+        c = 0
+        for k in range(X.shape[1]):
+            if X[r, k] != 0:
+                c += 1
+        counts[r] = c
+
+
+@pjit
+def _csr_fill(X, indptr, indices, values):
+    for r in prange(X.shape[0]):
+        q = indptr[r]
+        for k in range(X.shape[1]):
+            if X[r, k] != 0:
+                indices[q] = k
+                values[q] = X[r, k]
+                q += 1
+
+
+# ---- Python side: validation, flattening, buffers --------------------------------------------
+
+class Prepared:
+    """Layer-1 input of a dataset, ready for the kernels (:func:`prepare`).
+
+    mode MODE_CSR: ``indptr (n + 1,)``, ``indices (nnz,)``, ``values (nnz,)`` of the nonzero
+    pixels; MODE_DENSE / MODE_DENSE_SKIP: ``values`` is the images flattened, ``(n * d_in,)``.
+    """
+
+    def __init__(self, mode, n_rows, d_in, values, indptr=None, indices=None):
+        self.mode, self.n_rows, self.d_in = mode, n_rows, d_in
+        self.values = values
+        idx_dtype = np.uint16 if d_in < 65536 else np.int32
+        self.iota = np.arange(d_in, dtype=idx_dtype)
+        self.indptr = np.zeros(1, np.int64) if indptr is None else indptr
+        self.indices = self.iota[:0] if indices is None else indices
+
+    def __len__(self):
+        return self.n_rows
+
+    def nbytes(self):
+        return self.values.nbytes + self.indptr.nbytes + self.indices.nbytes
+
+
+def _scale_for(values, dtype):
+    """The factor that turns `values` into inputs: 1/255 for uint8, 1 for floats."""
+    return dtype.type(SCALE) if values.dtype == np.uint8 else dtype.type(1)
+
+
+def prepare(x, mode=MODE_CSR):
+    """Layer-1 input for :func:`train_epoch`: a CSR of the nonzero pixels (uint8 kept).
+
+    x (n, d_in) uint8 or float. ``mode`` MODE_DENSE keeps the dense rows instead (every
+    pixel multiplied, for measuring what skipping zeros buys); MODE_DENSE_SKIP gathers each
+    row's nonzeros on the fly.
+    """
+    if isinstance(x, Prepared):
+        return x
+    x = np.ascontiguousarray(x)
+    n, d_in = x.shape
+    if mode != MODE_CSR:
+        return Prepared(mode, n, d_in, x.reshape(-1))
+    counts = np.empty(n, dtype=np.int64)
+    _csr_count(x, counts)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    idx_dtype = np.uint16 if d_in < 65536 else np.int32
+    indices = np.empty(indptr[-1], dtype=idx_dtype)
+    values = np.empty(indptr[-1], dtype=x.dtype)
+    _csr_fill(x, indptr, indices, values)
+    return Prepared(MODE_CSR, n, d_in, values, indptr, indices)
+
+
+def _layout(params):
+    """sizes (L + 1,), woff (L,) offsets of each W in the flat vector, P."""
+    sizes = np.array([params[0][0].shape[0]] + [W.shape[1] for W, _ in params], dtype=np.int64)
+    woff = np.zeros(len(params), dtype=np.int64)
+    off = 0
+    for i, (W, b) in enumerate(params):
+        woff[i] = off
+        off += W.size + b.size
+    return sizes, woff, off
+
+
+def _flatten(pairs, dtype, P):
+    flat = np.empty(P, dtype=dtype)
+    off = 0
+    for W, b in pairs:
+        flat[off:off + W.size] = W.reshape(-1)
+        off += W.size
+        flat[off:off + b.size] = b
+        off += b.size
+    return flat
+
+
+def _unflatten(flat, pairs):
+    off = 0
+    for W, b in pairs:
+        W.reshape(-1)[:] = flat[off:off + W.size]
+        off += W.size
+        b[:] = flat[off:off + b.size]
+        off += b.size
+
+
+def _check_params(params):
+    if not params:
+        raise InputError("params is empty")
+    dtype = params[0][0].dtype
+    if dtype not in (np.float32, np.float64):
+        raise InputError(f"parameters must be float32 or float64, got {dtype}")
+    prev = params[0][0].shape[0]
+    for i, (W, b) in enumerate(params):
+        if W.dtype != dtype or b.dtype != dtype:
+            raise InputError(f"layer {i}: W and b must both be {dtype}")
+        if W.ndim != 2 or W.shape[0] != prev or b.shape != (W.shape[1],):
+            raise InputError(f"layer {i}: W {W.shape} and b {b.shape} do not chain")
+        prev = W.shape[1]
+    return dtype
+
+
+def _buffers(sizes, T, dtype, d_in, values_dtype):
+    """Per-thread activations/deltas A, D (T, sum widths), offsets aoff, pixel buffers."""
+    aoff = np.zeros(len(sizes), dtype=np.int64)
+    aoff[1:] = np.cumsum(sizes[1:])
+    A = np.zeros((T, aoff[-1]), dtype=dtype)
+    D = np.zeros((T, aoff[-1]), dtype=dtype)
+    idx_dtype = np.uint16 if d_in < 65536 else np.int32
+    CI = np.zeros((T, d_in), dtype=idx_dtype)
+    CV = np.zeros((T, d_in), dtype=values_dtype)
+    return aoff, A, D, CI, CV
+
+
+def _input(x, dtype, d_in):
+    """x (n, d_in) -> (Prepared in mode 2, n): uint8 kept, anything else cast to `dtype`."""
+    if isinstance(x, Prepared):
+        return x
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != d_in:
+        raise InputError(f"x must be (n, {d_in}), got shape {x.shape}")
+    if x.dtype != np.uint8:
+        x = x.astype(dtype, copy=False)
+    return prepare(x, mode=MODE_DENSE_SKIP)
+
+
+def _labels(y, n):
+    y = np.ascontiguousarray(y, dtype=np.int64)
+    if y.shape != (n,):
+        raise InputError(f"y must be ({n},), got shape {y.shape}")
+    return y
+
+
+# ---- the protocol ---------------------------------------------------------------------------
+
+def relu(z):
+    """a (n, d) = max(z, 0), elementwise; NaN stays NaN."""
+    z = np.ascontiguousarray(z)
+    z2 = z.reshape(-1, z.shape[-1]) if z.ndim != 2 else z
+    out = np.empty_like(z2)
+    (_relu_par if z2.size >= _PAR_MIN else _relu)(z2, out)
+    return out.reshape(z.shape)
+
+
+def softmax(z):
+    """p (n, C): row-wise softmax of z (n, C), shifted by the row max (no overflow)."""
+    z = np.ascontiguousarray(z)
+    out = np.empty_like(z)
+    (_softmax_par if z.size >= _PAR_MIN else _softmax)(z, out)
+    return out
+
+
+def linear(x, W, b):
+    """z (n, d_out) = x @ W + b. x (n, d_in) uint8 (scaled by 1/255, zero pixels skipped)
+    or float; float x goes to BLAS, which is as fast as it gets for dense inputs."""
+    x = np.asarray(x)
+    if x.dtype != np.uint8:
+        return np.asarray(x, dtype=W.dtype) @ W + b
+    params = [(np.ascontiguousarray(W), np.ascontiguousarray(b))]
+    sizes, woff, P = _layout(params)
+    flat = _flatten(params, W.dtype, P)
+    data = _input(x, W.dtype, W.shape[0])
+    T = max(1, min(n_threads(), len(data)))
+    aoff, A, _, CI, CV = _buffers(sizes, T, W.dtype, W.shape[0], data.values.dtype)
+    out = np.empty((len(data), W.shape[1]), dtype=W.dtype)
+    _linear_rows(flat, W.shape[1], data.values, _scale_for(data.values, W.dtype), W.shape[0],
+                 CI, CV, out, T)
+    return out
+
+
+@pjit
+def _linear_rows(flat, d_out, values, scale, d_in, CI, CV, out, T):
+    n = out.shape[0]
+    for t in prange(T):
+        for r in range(t * n // T, (t + 1) * n // T):
+            row = values[r * d_in:(r + 1) * d_in]
+            n_nz = 0
+            for k in range(d_in):
+                if row[k] != 0:
+                    CI[t, n_nz] = k
+                    CV[t, n_nz] = row[k]
+                    n_nz += 1
+            _input_forward(flat, 0, d_in * d_out, d_in, d_out, CI[t], CV[t], n_nz, scale,
+                           out[r])
+
+
+def forward(params, x):
+    """Class probabilities (n, C) of the network `params` (list of (W, b)) on x (n, d_in)."""
+    dtype = _check_params(params)
+    sizes, woff, P = _layout(params)
+    flat = _flatten(params, dtype, P)
+    data = _input(x, dtype, sizes[0])
+    T = max(1, min(n_threads(), len(data)))
+    aoff, A, _, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
+    out = np.empty((len(data), sizes[-1]), dtype=dtype)
+    _forward_rows(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
+                  data.iota, _scale_for(data.values, dtype), A, CI, CV, out, T)
+    return out
+
+
+def _grads(params, x, y):
+    """(loss, n_correct, G (T, P) with the summed gradient in G.sum(0), layout, flat, T)."""
+    dtype = _check_params(params)
+    sizes, woff, P = _layout(params)
+    flat = _flatten(params, dtype, P)
+    data = _input(x, dtype, sizes[0])
+    y = _labels(y, len(data))
+    if len(data) == 0:
+        raise InputError("empty batch")
+    T = max(1, min(n_threads(), len(data)))
+    aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
+    G = np.zeros((T, P), dtype=dtype)
+    loss_t, corr_t = np.zeros(T), np.zeros(T, dtype=np.int64)
+    rows = np.arange(len(data), dtype=np.int64)
+    _batch_grads(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
+                 data.iota, _scale_for(data.values, dtype), y, rows,
+                 dtype.type(1.0 / len(data)), G, A, D, CI, CV, loss_t, corr_t, T)
+    return loss_t.sum() / len(data), G, sizes, woff, flat, T
+
+
+def loss_and_grads(params, x, y):
+    """Mean cross-entropy of the network on (x, y) and its gradients.
+
+    Parameters
+    ----------
+    params : list of (W (d_in, d_out), b (d_out,)), float32 or float64
+    x : ndarray (n, d_in), uint8 (scaled by 1/255) or float
+    y : ndarray (n,) of integer labels in [0, C)
+
+    Returns
+    -------
+    loss : float
+    grads : list of (dW (d_in, d_out), db (d_out,))
+    """
+    loss, G, sizes, woff, flat, T = _grads(params, x, y)
+    g = G[0]
+    for u in range(1, T):  # fixed order: deterministic for a fixed thread count
+        g += G[u]
+    grads = [(np.empty_like(W), np.empty_like(b)) for W, b in params]
+    _unflatten(g, grads)
+    return float(loss), grads
+
+
+def _hyper(opt, dtype):
+    return np.array([opt.momentum, opt.beta1, 1 - opt.beta1, opt.beta2, 1 - opt.beta2, opt.eps,
+                     0.0], dtype=dtype)
+
+
+def train_step(params, x, y, lr):
+    """One SGD step in place (W -= lr * dW, b -= lr * db); returns the loss before it."""
+    loss, G, sizes, woff, flat, T = _grads(params, x, y)
+    dtype = flat.dtype
+    hp = np.zeros(7, dtype=dtype)
+    _reduce_update(flat, flat[:1], flat[:1], G, T, sizes, woff, 0, dtype.type(lr), hp,
+                   dtype.type(0), dtype.type(1), dtype.type(1), 1)
+    _unflatten(flat, params)
+    return float(loss)
+
+
+def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
+    """Run ``len(lrs)`` optimizer steps over the rows ``order`` in one compiled call.
+
+    Same contract as :func:`fastmnist.backends.numpy_ref.train_epoch`; `data` is the
+    result of :func:`prepare` (or a raw array, prepared here).
+    """
+    dtype = _check_params(params)
+    sizes, woff, P = _layout(params)
+    if not isinstance(data, Prepared):
+        data = prepare(data if data.dtype == np.uint8 else data.astype(dtype, copy=False))
+    order = np.ascontiguousarray(order, dtype=np.int64)
+    y = np.ascontiguousarray(y, dtype=np.int64)
+    lrs = np.asarray(lrs, dtype=np.float64)
+    n_steps = len(lrs)
+    if n_steps != -(-len(order) // batch_size):
+        raise InputError(f"{n_steps} learning rates for {len(order)} rows in batches of "
+                         f"{batch_size}")
+    flat = _flatten(params, dtype, P)
+    s1 = _flatten(state[0], dtype, P) if len(state) > 0 else flat[:1]
+    s2 = _flatten(state[1], dtype, P) if len(state) > 1 else flat[:1]
+    T = max(1, min(n_threads(), batch_size))
+    aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
+    G = np.zeros((T, P), dtype=dtype)
+    steps = np.arange(n_steps)
+    counts = np.minimum(batch_size, len(order) - steps * batch_size)
+    inv_ns = (1.0 / counts).astype(dtype)
+    t = t0 + 1 + steps
+    c1s = (1 - opt.beta1 ** t).astype(dtype)
+    c2s = (1 - opt.beta2 ** t).astype(dtype)
+    losses = np.empty(n_steps)
+    done, n_correct = _run_steps(
+        flat, s1, s2, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
+        data.iota, _scale_for(data.values, dtype), y, order, batch_size, lrs.astype(dtype),
+        inv_ns, c1s, c2s, opt.code, _hyper(opt, dtype), dtype.type(opt.weight_decay), T, G, A,
+        D, CI, CV, losses)
+    _unflatten(flat, params)
+    if len(state) > 0:
+        _unflatten(s1, state[0])
+    if len(state) > 1:
+        _unflatten(s2, state[1])
+    return losses[:done], int(n_correct)
