@@ -145,6 +145,11 @@ class MLP:
         with atomic_write(path) as f:
             np.savez(f, **arrays)
 
+    def to_onnx(self, path, **kwargs):
+        """Export to ONNX (needs the onnx extra); see :func:`fastmnist.onnx.export`."""
+        from .onnx import export
+        return export(self, path, **kwargs)
+
     @classmethod
     def load(cls, path, return_extra=False):
         """Load a model saved by :meth:`save`; raises ModelFileError on any malformed file."""

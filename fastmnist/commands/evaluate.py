@@ -6,6 +6,9 @@ def add_parser(sub):
     p.add_argument("model", help="model file written by fastmnist train --out")
     p.add_argument("--data-dir", help="folder with the IDX files or mnist.npz")
     p.add_argument("--backend", choices=("numba", "numpy"), default="numba")
+    p.add_argument("--plots", metavar="DIR",
+                   help="also write confusion_matrix.png, worst_mistakes.png and (if the model "
+                        "has a training history) training_curves.png here; needs matplotlib")
     p.set_defaults(run=run)
     return p
 
@@ -13,10 +16,10 @@ def add_parser(sub):
 def run(args):
     import numpy as np
 
+    from .. import backends
     from ..data import load_mnist
     from ..model import MLP
     from ..train import _evaluate
-    from .. import backends
 
     model = MLP.load(args.model)
     _, _, X_test, y_test = load_mnist(args.data_dir)
@@ -24,4 +27,9 @@ def run(args):
                           X_test, y_test.astype(np.int64))
     print(f"{args.model}: {model!r}")
     print(f"test accuracy {acc:.4f}  test loss {loss:.4f}  ({len(y_test)} images)")
+    if args.plots:
+        from ..plots import write_evaluation_plots
+        for path in write_evaluation_plots(model, X_test, y_test, args.plots,
+                                           backend=args.backend):
+            print(f"wrote {path}")
     return 0
