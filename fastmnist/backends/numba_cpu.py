@@ -87,39 +87,42 @@ def _softmax_par(z, out):
 @jit
 def _input_forward(flat, wo, bo, d_in, h, x_idx, x_val, n_nz, scale, z):
     """z (h,) = b + sum over nonzero pixels k of (x_k * scale) * W[k, :]; W at flat[wo:]."""
+    b = flat[bo:bo + h]
     for j in range(h):
-        z[j] = flat[bo + j]
+        z[j] = b[j]
     for q in range(n_nz):
-        k = x_idx[q]
         v = x_val[q] * scale
-        base = wo + k * h
+        base = wo + x_idx[q] * h
+        w = flat[base:base + h]  # a slice: indices from range() need no wraparound checks
         for j in range(h):
-            z[j] += v * flat[base + j]
+            z[j] += v * w[j]
 
 
 @jit
 def _input_backward(g, wo, bo, h, x_idx, x_val, n_nz, scale, dz):
     """G[W] += x (outer) dz over nonzero pixels, G[b] += dz; dz (h,)."""
     for q in range(n_nz):
-        k = x_idx[q]
         v = x_val[q] * scale
-        base = wo + k * h
+        base = wo + x_idx[q] * h
+        gw = g[base:base + h]
         for j in range(h):
-            g[base + j] += v * dz[j]
+            gw[j] += v * dz[j]
+    gb = g[bo:bo + h]
     for j in range(h):
-        g[bo + j] += dz[j]
+        gb[j] += dz[j]
 
 
 @jit
 def _dense_forward(flat, wo, bo, d_in, d_out, a, z):
     """z (d_out,) = b + a (d_in,) @ W (d_in, d_out)."""
+    b = flat[bo:bo + d_out]
     for j in range(d_out):
-        z[j] = flat[bo + j]
+        z[j] = b[j]
     for k in range(d_in):
         v = a[k]
-        base = wo + k * d_out
+        w = flat[wo + k * d_out:wo + (k + 1) * d_out]
         for j in range(d_out):
-            z[j] += v * flat[base + j]
+            z[j] += v * w[j]
 
 
 @jit
@@ -127,17 +130,18 @@ def _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da):
     """G[W] += a (outer) dz, G[b] += dz, and da (d_in,) = W @ dz (unless da is empty)."""
     for k in range(d_in):
         v = a[k]
-        base = wo + k * d_out
+        gw = g[wo + k * d_out:wo + (k + 1) * d_out]
         for j in range(d_out):
-            g[base + j] += v * dz[j]
+            gw[j] += v * dz[j]
+    gb = g[bo:bo + d_out]
     for j in range(d_out):
-        g[bo + j] += dz[j]
+        gb[j] += dz[j]
     if da.shape[0]:
         for k in range(d_in):
-            base = wo + k * d_out
+            w = flat[wo + k * d_out:wo + (k + 1) * d_out]
             s = dz[0] * 0
             for j in range(d_out):
-                s += flat[base + j] * dz[j]
+                s += w[j] * dz[j]
             da[k] = s
 
 
@@ -260,32 +264,36 @@ def _update_range(flat, s1, s2, G, T, lo, hi, opt, lr, hp, wd, c1, c2):
     hp (7,) in the parameters' dtype: momentum, beta1, 1 - beta1, beta2, 1 - beta2, eps, -.
     G[0, lo:hi] is zeroed too, ready for the next step.
     """
-    g0 = G[0]
+    n = hi - lo
+    g0 = G[0, lo:hi]
+    w = flat[lo:hi]
     for u in range(1, T):
-        gu = G[u]
-        for i in range(lo, hi):
+        gu = G[u, lo:hi]
+        for i in range(n):
             g0[i] += gu[i]
             gu[i] = 0
     if opt == 0:  # sgd
-        for i in range(lo, hi):
-            flat[i] -= lr * (g0[i] + wd * flat[i])
+        for i in range(n):
+            w[i] -= lr * (g0[i] + wd * w[i])
             g0[i] = 0
     elif opt == 1:  # momentum (PyTorch's): v = mu v + g; w -= lr v
         mu = hp[0]
-        for i in range(lo, hi):
-            v = mu * s1[i] + (g0[i] + wd * flat[i])
-            s1[i] = v
-            flat[i] -= lr * v
+        m1 = s1[lo:hi]
+        for i in range(n):
+            v = mu * m1[i] + (g0[i] + wd * w[i])
+            m1[i] = v
+            w[i] -= lr * v
             g0[i] = 0
     else:  # adam
         b1, one_b1, b2, one_b2, eps = hp[1], hp[2], hp[3], hp[4], hp[5]
-        for i in range(lo, hi):
-            g = g0[i] + wd * flat[i]
-            m = b1 * s1[i] + one_b1 * g
-            v = b2 * s2[i] + one_b2 * (g * g)
-            s1[i] = m
-            s2[i] = v
-            flat[i] -= lr * (m / c1) / (np.sqrt(v / c2) + eps)
+        m1, m2 = s1[lo:hi], s2[lo:hi]
+        for i in range(n):
+            g = g0[i] + wd * w[i]
+            m = b1 * m1[i] + one_b1 * g
+            v = b2 * m2[i] + one_b2 * (g * g)
+            m1[i] = m
+            m2[i] = v
+            w[i] -= lr * (m / c1) / (np.sqrt(v / c2) + eps)
             g0[i] = 0
 
 

@@ -1,0 +1,187 @@
+"""The Numba backend against its NumPy twin: every protocol function, same inputs."""
+
+import numpy as np
+import pytest
+from conftest import random_net, random_pixels
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tolerances import STEPS_ATOL_F64, tol
+
+from fastmnist.backends import numba_cpu as fast
+from fastmnist.backends import numpy_ref as ref
+from fastmnist.optim import Optimizer, init_state
+
+DTYPES = [np.float64, np.float32]
+# (rows, layer widths): batch 1, odd sizes, several depths
+SHAPES = [(1, [784, 10, 10]), (7, [13, 5, 3]), (33, [29, 17, 11, 4]), (128, [784, 128, 10]),
+          (5, [9, 2])]
+
+
+def close(a, b, dtype):
+    rtol, atol = tol(dtype)
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
+def inputs(n, d, dtype, kind, seed=0):
+    x = random_pixels(n, d, seed)
+    if kind == "float":
+        return (x / 255.0).astype(dtype)
+    if kind == "zeros":
+        x[: max(1, n // 2)] = 0  # all-zero rows
+    return x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_and_softmax(dtype):
+    rng = np.random.default_rng(1)
+    for shape in [(1, 1), (3, 10), (300, 257)]:
+        z = (rng.standard_normal(shape) * 5).astype(dtype)
+        close(fast.relu(z), ref.relu(z), dtype)
+        close(fast.softmax(z), ref.softmax(z), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_huge_logits(dtype):
+    z = np.array([[1e4, 0, -1e4], [-1e30, -1e30 + 1e24, 5], [3e38, 3e38, 0]], dtype=dtype)
+    p = fast.softmax(z)
+    assert np.isfinite(p).all()
+    close(p, ref.softmax(z), dtype)
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-6)
+
+
+def test_relu_keeps_nan():
+    z = np.array([[np.nan, -1, 2]])
+    assert np.isnan(fast.relu(z)[0, 0]) and np.isnan(ref.relu(z)[0, 0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["uint8", "float", "zeros"])
+def test_linear(dtype, kind):
+    for n, sizes in SHAPES:
+        (W, b), *_ = random_net(sizes, dtype)
+        x = inputs(n, sizes[0], dtype, kind)
+        close(fast.linear(x, W, b), ref.linear(x, W, b), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["uint8", "float", "zeros"])
+def test_forward_and_loss_and_grads(dtype, kind):
+    for n, sizes in SHAPES:
+        params = random_net(sizes, dtype, seed=n)
+        x = inputs(n, sizes[0], dtype, kind, seed=n)
+        y = np.random.default_rng(n).integers(0, sizes[-1], n)
+        close(fast.forward(params, x), ref.forward(params, x), dtype)
+        loss_f, grads_f = fast.loss_and_grads(params, x, y)
+        loss_r, grads_r = ref.loss_and_grads(params, x, y)
+        close(loss_f, loss_r, dtype)
+        for (dW_f, db_f), (dW_r, db_r) in zip(grads_f, grads_r):
+            assert dW_f.dtype == dtype and db_f.dtype == dtype
+            close(dW_f, dW_r, dtype)
+            close(db_f, db_r, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_loss_with_huge_logits_is_exact(dtype):
+    """A confident wrong answer: the loss is the logit gap, not log(0) = inf."""
+    params = random_net([6, 3], dtype)
+    params[0][0][:] = 0
+    params[0][1][:] = np.array([0, 500, 0], dtype=dtype)
+    x = np.ones((2, 6), dtype=np.uint8)
+    y = np.array([0, 2])
+    loss_f, _ = fast.loss_and_grads(params, x, y)
+    loss_r, _ = ref.loss_and_grads(params, x, y)
+    assert np.isfinite(loss_f)
+    close(loss_f, loss_r, dtype)
+    close(loss_f, 500.0, dtype)
+
+
+def test_twenty_train_steps_float64():
+    params_f = random_net([784, 32, 10], np.float64, scale=0.05)
+    params_r = [(W.copy(), b.copy()) for W, b in params_f]
+    rng = np.random.default_rng(3)
+    for step in range(20):
+        x = random_pixels(64, 784, seed=step)
+        y = rng.integers(0, 10, 64)
+        loss_f = fast.train_step(params_f, x, y, 0.1)
+        loss_r = ref.train_step(params_r, x, y, 0.1)
+        np.testing.assert_allclose(loss_f, loss_r, rtol=1e-10)
+    for (Wf, bf), (Wr, br) in zip(params_f, params_r):
+        np.testing.assert_allclose(Wf, Wr, rtol=0, atol=STEPS_ATOL_F64)
+        np.testing.assert_allclose(bf, br, rtol=0, atol=STEPS_ATOL_F64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+@pytest.mark.parametrize("mode", [fast.MODE_CSR, fast.MODE_DENSE, fast.MODE_DENSE_SKIP])
+def test_epoch_kernel_matches_reference_loop(dtype, optimizer, mode):
+    """Same batch order, a short last batch, weight decay: the same weights after it."""
+    sizes, n, batch = [50, 16, 8, 5], 103, 10
+    params_f = random_net(sizes, dtype, scale=0.3)
+    params_r = [(W.copy(), b.copy()) for W, b in params_f]
+    opt = Optimizer(optimizer, weight_decay=1e-3)
+    state_f, state_r = init_state(params_f, opt), init_state(params_r, opt)
+    x = random_pixels(n, sizes[0])
+    y = np.random.default_rng(0).integers(0, sizes[-1], n)
+    order = np.random.default_rng(1).permutation(n)
+    lrs = np.linspace(0.05, 0.01, 11) if optimizer != "adam" else np.full(11, 3e-3)
+    data = fast.prepare(x, mode=mode)
+    for t0 in (0, 11):  # two calls: state and the Adam step counter carry over
+        losses_f, correct_f = fast.train_epoch(params_f, state_f, opt, data, y, order, batch,
+                                               lrs, t0)
+        losses_r, correct_r = ref.train_epoch(params_r, state_r, opt, x, y, order, batch,
+                                              lrs, t0)
+        assert correct_f == correct_r
+        close(losses_f, losses_r, dtype)
+    rtol, atol = tol(dtype)
+    for (Wf, bf), (Wr, br) in zip(params_f, params_r):
+        np.testing.assert_allclose(Wf, Wr, rtol=rtol * 10, atol=atol * 10)
+        np.testing.assert_allclose(bf, br, rtol=rtol * 10, atol=atol * 10)
+    for slot_f, slot_r in zip(state_f, state_r):
+        for pair_f, pair_r in zip(slot_f, slot_r):
+            for a, b in zip(pair_f, pair_r):
+                np.testing.assert_allclose(a, b, rtol=rtol * 10, atol=atol * 10)
+
+
+def test_epoch_kernel_stops_before_a_nonfinite_update():
+    params = random_net([20, 8, 3], np.float64)
+    params[0][0][0, 0] = np.inf
+    before = [(W.copy(), b.copy()) for W, b in params]
+    x = np.full((10, 20), 255, dtype=np.uint8)
+    y = np.zeros(10, dtype=np.int64)
+    losses, _ = fast.train_epoch(params, [], Optimizer("sgd"), fast.prepare(x), y,
+                                 np.arange(10), 5, np.full(2, 0.1), 0)
+    assert len(losses) == 1 and not np.isfinite(losses[0])
+    for (W, b), (W0, b0) in zip(params, before):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
+def test_same_thread_count_is_bit_identical():
+    x = random_pixels(300, 784)
+    y = np.random.default_rng(0).integers(0, 10, 300)
+    results = []
+    for _ in range(2):
+        params = random_net([784, 24, 10], np.float32, scale=0.05)
+        opt = Optimizer("adam")
+        fast.train_epoch(params, init_state(params, opt), opt, fast.prepare(x), y,
+                         np.arange(300), 64, np.full(5, 1e-3), 0)
+        results.append(params)
+    for (W1, b1), (W2, b2) in zip(*results):
+        assert W1.tobytes() == W2.tobytes() and b1.tobytes() == b2.tobytes()
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 40), d_in=st.integers(1, 60), hidden=st.lists(st.integers(1, 20),
+       max_size=2), classes=st.integers(2, 12), dense=st.booleans(), seed=st.integers(0, 99))
+def test_random_shapes_float64(n, d_in, hidden, classes, dense, seed):
+    sizes = [d_in, *hidden, classes]
+    params = random_net(sizes, np.float64, seed=seed)
+    x = random_pixels(n, d_in, seed=seed, density=0.9 if dense else 0.2)
+    y = np.random.default_rng(seed).integers(0, classes, n)
+    close(fast.forward(params, x), ref.forward(params, x), np.float64)
+    loss_f, grads_f = fast.loss_and_grads(params, x, y)
+    loss_r, grads_r = ref.loss_and_grads(params, x, y)
+    close(loss_f, loss_r, np.float64)
+    for gf, gr in zip(grads_f, grads_r):
+        close(gf[0], gr[0], np.float64)
+        close(gf[1], gr[1], np.float64)
