@@ -175,6 +175,11 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
         stops after the first non-finite loss, without applying that update.
     n_correct : int, rows classified correctly (before each update) in the steps run
     """
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
+        return _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0)
+
+
+def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
     losses = np.empty(len(lrs))
     n_correct = 0
     for s in range(len(lrs)):

@@ -8,9 +8,9 @@ def _hidden(text):
     try:
         sizes = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated widths, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected comma-separated widths, got {text!r}") from None
     if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError("hidden widths must be positive")
+        raise argparse.ArgumentTypeError("hidden widths must be positive") from None
     return sizes
 
 
@@ -20,9 +20,9 @@ def _batch(text):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'full', got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected an integer or 'full', got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError("batch size must be >= 1")
+        raise argparse.ArgumentTypeError("batch size must be >= 1") from None
     return value
 
 
@@ -31,9 +31,9 @@ def _positive(kind):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}") from None
         return value
     return parse
 

@@ -1,0 +1,56 @@
+"""loss_and_grads against central differences, on tiny float64 nets of several depths."""
+
+import numpy as np
+import pytest
+from conftest import random_net, random_pixels
+from tolerances import GRAD_RTOL
+
+from fastmnist.backends import numba_cpu, numpy_ref
+
+EPS = 1e-5
+
+
+def numeric_grads(be, params, x, y):
+    """Central differences of the loss w.r.t. every parameter entry."""
+    out = []
+    for W, b in params:
+        pair = []
+        for p in (W, b):
+            g = np.zeros_like(p)
+            for i in np.ndindex(p.shape):
+                old = p[i]
+                p[i] = old + EPS
+                up = be.loss_and_grads(params, x, y)[0]
+                p[i] = old - EPS
+                down = be.loss_and_grads(params, x, y)[0]
+                p[i] = old
+                g[i] = (up - down) / (2 * EPS)
+            pair.append(g)
+        out.append(pair)
+    return out
+
+
+@pytest.mark.parametrize("be", [numpy_ref, numba_cpu], ids=["numpy", "numba"])
+@pytest.mark.parametrize("sizes", [[6, 3], [6, 5, 4], [7, 5, 4, 3], [5, 4, 4, 4, 3]])
+def test_gradients_match_central_differences(be, sizes):
+    params = random_net(sizes, np.float64, seed=len(sizes))
+    x = random_pixels(5, sizes[0], seed=1, density=0.7)
+    y = np.array([0, 1, 2, 0, 1]) % sizes[-1]
+    _, grads = be.loss_and_grads(params, x, y)
+    numeric = numeric_grads(be, params, x, y)
+    for (dW, db), (nW, nb) in zip(grads, numeric):
+        for analytic, num in ((dW, nW), (db, nb)):
+            # relative to the largest gradient entry of the array (ReLU kinks aside)
+            err = np.abs(analytic - num).max() / max(np.abs(num).max(), 1e-8)
+            assert err < GRAD_RTOL, err
+
+
+def test_gradients_of_float_inputs():
+    params = random_net([4, 3, 2], np.float64)
+    x = np.random.default_rng(0).random((3, 4))
+    y = np.array([0, 1, 1])
+    _, grads = numpy_ref.loss_and_grads(params, x, y)
+    numeric = numeric_grads(numpy_ref, params, x, y)
+    for (dW, db), (nW, nb) in zip(grads, numeric):
+        np.testing.assert_allclose(dW, nW, rtol=GRAD_RTOL, atol=1e-9)
+        np.testing.assert_allclose(db, nb, rtol=GRAD_RTOL, atol=1e-9)

@@ -1,0 +1,104 @@
+"""The training loop: optimizers, schedules, history, early stopping, guards."""
+
+import numpy as np
+import pytest
+from conftest import random_pixels
+
+import fastmnist as fm
+from fastmnist.errors import DivergedError, InputError
+from fastmnist.optim import lr_schedule
+
+
+def toy(n=600, seed=0):
+    """A learnable 10-class problem: the label is which pixel band is bright."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    X = random_pixels(n, 784, seed, density=0.05)
+    for i, label in enumerate(y):
+        X[i, label * 70:label * 70 + 40] = 200
+    return X, y
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.2), ("momentum", 0.05), ("adam", 3e-3)])
+def test_training_reduces_loss(backend, optimizer, lr):
+    X, y = toy()
+    model = fm.MLP(hidden=(32,), seed=0)
+    h = model.fit(X, y, epochs=4, batch_size=32, lr=lr, optimizer=optimizer, backend=backend,
+                  validation_data=(X[:100], y[:100]), progress=False)
+    assert h["loss"][-1] < 0.5 * h["loss"][0]
+    assert h["val_accuracy"][-1] > 0.9
+    assert set(h) == {"loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "lr"}
+    assert all(len(v) == 4 for v in h.values())
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_backends_train_alike(dtype):
+    X, y = toy(300)
+    results = []
+    for backend in ("numpy", "numba"):
+        model = fm.MLP(hidden=(16, 8), dtype=dtype, seed=1)
+        model.fit(X, y, epochs=2, batch_size=50, lr=0.05, optimizer="momentum",
+                  schedule="cosine", backend=backend, progress=False)
+        results.append(model)
+    tol = 1e-9 if dtype == "float64" else 1e-4
+    for (W1, b1), (W2, b2) in zip(results[0].params, results[1].params):
+        np.testing.assert_allclose(W1, W2, atol=tol)
+        np.testing.assert_allclose(b1, b2, atol=tol)
+
+
+def test_full_batch_and_float_inputs():
+    X, y = toy(200)
+    model = fm.MLP(hidden=(10,), dtype="float64", init="uniform")
+    h = model.fit(X / 255.0, y, epochs=30, batch_size=None, lr=0.2, backend="numba",
+                  shuffle=False, progress=False)
+    assert len(h["loss"]) == 30 and h["loss"][-1] < h["loss"][0]
+
+
+@pytest.mark.parametrize("name", ["constant", "cosine", "onecycle", "linear", "step", None])
+def test_schedules(name):
+    lrs = lr_schedule(name, 0.1, 100)
+    assert lrs.shape == (100,) and np.all(lrs >= 0) and np.all(lrs <= 0.1 + 1e-12)
+    if name == "cosine":
+        assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+    if name == "onecycle":
+        assert lrs[0] == pytest.approx(0.1 / 25) and lrs.max() == pytest.approx(0.1)
+        assert np.argmax(lrs) == pytest.approx(29, abs=1)
+
+
+def test_early_stopping_restores_best():
+    X, y = toy(400)
+    model = fm.MLP(hidden=(16,), seed=0)
+    h = model.fit(X, y, epochs=30, batch_size=20, lr=0.5, backend="numba",
+                  validation_data=(X[:50], y[:50]), early_stopping=2, progress=False)
+    assert len(h["val_accuracy"]) < 30
+    assert model.score(X[:50], y[:50]) == pytest.approx(max(h["val_accuracy"]))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_divergence_stops_and_keeps_finite_weights(backend):
+    X, y = toy(200)
+    model = fm.MLP(hidden=(16,), seed=0)
+    with pytest.raises(DivergedError, match="non-finite"):
+        model.fit(X, y, epochs=5, batch_size=20, lr=1e30, backend=backend, progress=False)
+    assert all(np.isfinite(W).all() and np.isfinite(b).all() for W, b in model.params)
+
+
+def test_same_seed_bit_identical_and_threads():
+    X, y = toy(500)
+    weights = []
+    for threads in (1, 1, 2, 2):
+        model = fm.MLP(hidden=(20,), seed=3)
+        model.fit(X, y, epochs=2, batch_size=64, lr=0.05, optimizer="adam", backend="numba",
+                  threads=threads, progress=False)
+        weights.append(b"".join(W.tobytes() + b.tobytes() for W, b in model.params))
+    assert weights[0] == weights[1] and weights[2] == weights[3]
+
+
+def test_bad_arguments():
+    X, y = toy(50)
+    model = fm.MLP(hidden=(4,))
+    for kwargs in (dict(epochs=0), dict(batch_size=0), dict(lr=-1), dict(optimizer="lbfgs"),
+                   dict(schedule="zigzag"), dict(backend="cuda"), dict(early_stopping=2)):
+        with pytest.raises(InputError):
+            model.fit(X, y, progress=False, **kwargs)
