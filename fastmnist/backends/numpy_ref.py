@@ -184,7 +184,11 @@ def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
     n_correct = 0
     for s in range(len(lrs)):
         rows = order[s * batch_size:(s + 1) * batch_size]
-        loss, grads, correct = _forward_backward(params, data[rows], y[rows])
+        if len(rows) == len(data) and np.array_equal(rows, np.arange(len(data))):
+            xb, yb = data, y  # full batch in order: no copy of the dataset
+        else:
+            xb, yb = data[rows], y[rows]
+        loss, grads, correct = _forward_backward(params, xb, yb)
         losses[s] = loss
         if not np.isfinite(loss):
             return losses[:s + 1], n_correct

@@ -1,0 +1,38 @@
+"""fastmnist bench: numpy vs numba (vs torch) side by side, ratios measured in one run."""
+
+
+def add_parser(sub):
+    p = sub.add_parser("bench", help="time the backends (and PyTorch) on the same epochs")
+    p.add_argument("--cases", default="epoch-784-10-10,epoch-784-128-10,seed-iteration",
+                   help="comma-separated case names")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per contender")
+    p.add_argument("--threads", type=int, help="threads for numba and torch (default: all)")
+    p.add_argument("--data-dir", help="folder with the IDX files or mnist.npz")
+    p.set_defaults(run=run)
+    return p
+
+
+def run(args):
+    from .. import bench
+    from ..data import load_mnist
+    from ..errors import InputError
+
+    names = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in names if c not in bench.CASES]
+    if unknown:
+        raise InputError(f"unknown case(s) {unknown}; choose from {', '.join(bench.CASES)}")
+    if args.repeats < 1:
+        raise InputError("--repeats must be >= 1")
+    X, y, _, _ = load_mnist(args.data_dir)
+    print(bench.machine())
+    peers = bench.available_peers()
+    print("peers: " + (", ".join(peers) if peers else "none installed (pip install torch)"))
+    roof = bench.gemm_roof()
+    print(f"GEMM roof (NumPy float32 1024^3 matmul, best of 7): {roof:.1f} GFLOP/s")
+    results = {}
+    for name in names:
+        case = bench.CASES[name]
+        print(f"timing {name} ({args.repeats} interleaved runs each)...", flush=True)
+        results[name] = (case, len(X), bench.run_case(case, X, y, args.repeats, args.threads))
+    print(bench.report(results, roof))
+    return 0
