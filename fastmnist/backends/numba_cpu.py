@@ -92,16 +92,32 @@ def _softmax_par(z, out):
 
 @jit
 def _input_forward(flat, wo, bo, d_in, h, x_idx, x_val, n_nz, scale, z):
-    """z (h,) = b + sum over nonzero pixels k of (x_k * scale) * W[k, :]; W at flat[wo:]."""
+    """z (h,) = b + sum over nonzero pixels k of (x_k * scale) * W[k, :]; W at flat[wo:].
+
+    Four pixels per pass: one z update per four rows of W, so the loop is not bound by the
+    latency of z's load-add-store chain (2-3x faster for narrow layers).
+    """
     b = flat[bo:bo + h]
     for j in range(h):
         z[j] = b[j]
-    for q in range(n_nz):
+    q = 0
+    while q + 4 <= n_nz:
+        v0, v1 = x_val[q] * scale, x_val[q + 1] * scale
+        v2, v3 = x_val[q + 2] * scale, x_val[q + 3] * scale
+        b0, b1 = wo + x_idx[q] * h, wo + x_idx[q + 1] * h
+        b2, b3 = wo + x_idx[q + 2] * h, wo + x_idx[q + 3] * h
+        w0, w1 = flat[b0:b0 + h], flat[b1:b1 + h]
+        w2, w3 = flat[b2:b2 + h], flat[b3:b3 + h]
+        for j in range(h):
+            z[j] += (v0 * w0[j] + v1 * w1[j]) + (v2 * w2[j] + v3 * w3[j])
+        q += 4
+    while q < n_nz:
         v = x_val[q] * scale
         base = wo + x_idx[q] * h
         w = flat[base:base + h]  # a slice: indices from range() need no wraparound checks
         for j in range(h):
             z[j] += v * w[j]
+        q += 1
 
 
 @jit
@@ -120,15 +136,27 @@ def _input_backward(g, wo, bo, h, x_idx, x_val, n_nz, scale, dz):
 
 @jit
 def _dense_forward(flat, wo, bo, d_in, d_out, a, z):
-    """z (d_out,) = b + a (d_in,) @ W (d_in, d_out)."""
+    """z (d_out,) = b + a (d_in,) @ W (d_in, d_out), four rows of W per pass."""
     b = flat[bo:bo + d_out]
     for j in range(d_out):
         z[j] = b[j]
-    for k in range(d_in):
+    k = 0
+    while k + 4 <= d_in:
+        v0, v1, v2, v3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+        base = wo + k * d_out
+        w0 = flat[base:base + d_out]
+        w1 = flat[base + d_out:base + 2 * d_out]
+        w2 = flat[base + 2 * d_out:base + 3 * d_out]
+        w3 = flat[base + 3 * d_out:base + 4 * d_out]
+        for j in range(d_out):
+            z[j] += (v0 * w0[j] + v1 * w1[j]) + (v2 * w2[j] + v3 * w3[j])
+        k += 4
+    while k < d_in:
         v = a[k]
         w = flat[wo + k * d_out:wo + (k + 1) * d_out]
         for j in range(d_out):
             z[j] += v * w[j]
+        k += 1
 
 
 @jit
