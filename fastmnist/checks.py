@@ -5,13 +5,21 @@ import numpy as np
 from .errors import InputError
 
 
+def _asarray(a, name):
+    """np.asarray(a), with ragged or otherwise unconvertible input as an InputError."""
+    try:
+        return np.asarray(a)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"{name} cannot be read as an array ({e})") from None
+
+
 def check_X(X, n_features, dtype):
     """X as a C-contiguous (n, n_features) array: uint8 kept, other reals cast to `dtype`.
 
     Images (n, 28, 28) are flattened when ``n_features == 784``. Floats are taken as
     already scaled to [0, 1]; integers other than uint8 are cast to float unscaled.
     """
-    X = np.asarray(X)
+    X = _asarray(X, "X")
     if X.dtype == object or np.issubdtype(X.dtype, np.complexfloating) or X.dtype == bool:
         raise InputError(f"X must be a real numeric array (uint8 or float), got dtype {X.dtype}")
     if not (np.issubdtype(X.dtype, np.number)):
@@ -27,15 +35,16 @@ def check_X(X, n_features, dtype):
     if X.shape[0] == 0:
         raise InputError("X is empty (0 samples)")
     if X.dtype != np.uint8:
-        X = np.asarray(X, dtype=dtype)
+        with np.errstate(over="ignore"):
+            X = np.asarray(X, dtype=dtype)
         if not np.isfinite(X).all():
-            raise InputError("X contains NaN or infinity")
+            raise InputError(f"X contains NaN or infinity (as {np.dtype(dtype).name})")
     return np.ascontiguousarray(X)
 
 
 def check_y(y, n_classes):
     """Labels y as a contiguous int64 (n,) array with values in [0, n_classes)."""
-    y = np.asarray(y)
+    y = _asarray(y, "y")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:

@@ -51,6 +51,10 @@ def main(argv=None):
         print(f"fastmnist {args.command}: error: {e.filename or e}: file not found",
               file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. a full disk or a folder without write permission
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"fastmnist {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except ImportError as e:
         print(f"fastmnist {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 
 import json
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -154,12 +155,18 @@ class MLP:
     def load(cls, path, return_extra=False):
         """Load a model saved by :meth:`save`; raises ModelFileError on any malformed file."""
         try:
-            with np.load(path, allow_pickle=False) as f:
+            f = np.load(path, allow_pickle=False)
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise ModelFileError(f"{path}: not a fastmnist model file (not an .npz archive)")
+            with f:
                 arrays = {k: f[k] for k in f.files}
-        except FileNotFoundError:
+        except (FileNotFoundError, ModelFileError):
             raise
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
-            raise ModelFileError(f"{path}: not a readable fastmnist model file ({e})") from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError,
+                NotImplementedError, OverflowError, MemoryError) as e:
+            # NotImplementedError: zipfile on a mangled header ("zip file version 15.3")
+            raise ModelFileError(f"{path}: not a readable fastmnist model file "
+                                 f"({type(e).__name__}: {e})") from None
         model, extra = cls._from_arrays(arrays, path)
         return (model, extra) if return_extra else model
 
@@ -176,30 +183,40 @@ class MLP:
                 raise ModelFileError(
                     f"{path}: model format version {version} is newer than this fastmnist "
                     f"understands ({FORMAT_VERSION}); upgrade fastmnist")
-            sizes = [int(s) for s in need("sizes")]
+            sizes = need("sizes")
+            if sizes.ndim != 1 or sizes.dtype.kind not in "iu" or len(sizes) < 2:
+                raise ModelFileError(f"{path}: bad layer sizes {sizes!r}")
+            sizes = [int(s) for s in sizes]
             dtype, init = str(need("dtype")), str(need("init"))
+            if dtype not in DTYPES:
+                raise ModelFileError(f"{path}: unknown dtype {dtype!r}")
             seed = int(need("seed"))
-            if len(sizes) < 2:
-                raise ModelFileError(f"{path}: bad layer sizes {sizes}")
-            model = cls(hidden=sizes[1:-1], dtype=dtype, init=init if init in INITS else "he",
-                        seed=None if seed < 0 else seed, n_features=sizes[0], n_classes=sizes[-1])
-            params = []
+            params = []  # checked before the model is built: sizes alone could be huge
             for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
                 W, b = need(f"W{i}"), need(f"b{i}")
                 if W.shape != (d_in, d_out) or b.shape != (d_out,):
                     raise ModelFileError(
                         f"{path}: layer {i} has shapes {W.shape}, {b.shape}; "
                         f"expected {(d_in, d_out)}, {(d_out,)}")
-                if W.dtype != model.dtype or b.dtype != model.dtype:
-                    raise ModelFileError(f"{path}: layer {i} is not {model.dtype.name}")
+                if W.dtype != dtype or b.dtype != dtype:
+                    raise ModelFileError(f"{path}: layer {i} is not {dtype}")
                 params.append((np.ascontiguousarray(W), np.ascontiguousarray(b)))
+            model = cls(hidden=sizes[1:-1], dtype=dtype, init=init if init in INITS else "he",
+                        seed=None if seed < 0 else seed, n_features=sizes[0], n_classes=sizes[-1])
             model.params = params
             model.config = json.loads(str(a["config"])) if "config" in a else {}
-            model.history = {k[len("history_"):]: v.tolist()
-                             for k, v in a.items() if k.startswith("history_")}
+            if not isinstance(model.config, dict):
+                raise ModelFileError(f"{path}: config is not a JSON object")
+            model.history = {}
+            for k, v in a.items():
+                if k.startswith("history_"):
+                    if v.ndim != 1 or v.dtype.kind != "f":
+                        raise ModelFileError(f"{path}: {k} is not a vector of numbers")
+                    model.history[k[len("history_"):]] = v.tolist()
         except ModelFileError:
             raise
-        except (InputError, ValueError, TypeError) as e:
-            raise ModelFileError(f"{path}: malformed model file ({e})") from None
+        except (InputError, ValueError, TypeError, OverflowError, MemoryError) as e:
+            raise ModelFileError(f"{path}: malformed model file ({type(e).__name__}: {e})"
+                                 ) from None
         extra = {k[len("extra_"):]: v for k, v in a.items() if k.startswith("extra_")}
         return model, extra

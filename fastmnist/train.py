@@ -136,17 +136,23 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     Raises
     ------
     DivergedError
-        A step produced a non-finite loss; the model keeps its last finite weights.
+        A step produced a non-finite loss or weights; the model is rolled back to its last
+        weights that gave a finite loss (the start of this chunk of steps or the previous one).
     KeyboardInterrupt
         Re-raised after Ctrl-C, once the current chunk of steps has finished; the model and
         ``model.history`` are consistent, and ``model.checkpoint`` can resume the run.
     """
     X, y = check_Xy(X, y, model.n_features, model.n_classes, model.dtype)
     if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise InputError("validation_data must be a pair (X_val, y_val)")
         Xv, yv = validation_data
         Xv, yv = check_Xy(Xv, yv, model.n_features, model.n_classes, model.dtype)
-    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+    if (not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool)
+            or epochs < 1):
         raise InputError(f"epochs must be a positive integer, got {epochs!r}")
+    if isinstance(lr, (np.floating, np.integer)):
+        lr = float(lr)  # a NumPy scalar is as good as a Python number
     n = len(X)
     if batch_size is None or batch_size >= n:
         batch_size = n
@@ -170,14 +176,14 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     start_epoch, start_step, t = 0, 0, 0
     partial = np.zeros(4)  # loss sum, n_correct, rows, seconds of an interrupted epoch
     if checkpoint is not None:
-        start_epoch, start_step, t = (int(checkpoint[k]) for k in ("epoch", "step", "t"))
-        state = checkpoint["state"]
-        history = {k: list(v) for k, v in checkpoint["history"].items()}
-        partial = np.asarray(checkpoint["partial"], dtype=np.float64).copy()
+        start_epoch, start_step, t, state, history, partial = _check_checkpoint(
+            checkpoint, state, history, epochs, steps_per_epoch)
+    model.checkpoint = None
 
     data = be.prepare(X)
     model.config = config
     best = (-1.0, None)
+    snapshot = None  # the weights at the start of the current chunk of steps
     since_best = 0
     flag = _SigintFlag()
     bar = _progress_bar(epochs, progress, start_epoch)
@@ -193,20 +199,27 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                     stop = min(step + CHUNK_STEPS, steps_per_epoch)
                     rows_chunk = order[step * batch_size:stop * batch_size]
                     lrs_chunk = lrs[t:t + stop - step]
-                    snapshot = [(W.copy(), b.copy()) for W, b in model.params]
+                    previous, snapshot = snapshot, [(W.copy(), b.copy()) for W, b in model.params]
                     t_start = time.perf_counter()
                     losses, correct = be.train_epoch(model.params, state, opt, data, y,
                                                      rows_chunk, batch_size, lrs_chunk, t)
                     seconds += time.perf_counter() - t_start
                     done = len(losses)
-                    if done and not np.isfinite(losses[-1]):
-                        if not _all_finite(model.params):
-                            model.params[:] = snapshot
+                    bad_loss = done and not np.isfinite(losses[-1])
+                    if bad_loss or not _all_finite(model.params):
+                        # an update may overflow the weights even when its loss was finite.
+                        # Roll back to weights that gave a finite loss: the chunk's start, or
+                        # the previous chunk's when the chunk's first step already failed
+                        good = previous if done == 1 and bad_loss and previous else snapshot
+                        model.params[:] = good
                         model.history = history
+                        what = (f"loss became non-finite ({losses[-1]})" if bad_loss
+                                else "weights became non-finite")
                         raise DivergedError(
-                            f"loss became non-finite ({losses[-1]}) at epoch {epoch + 1}, step "
-                            f"{step + done}; lr {lrs_chunk[done - 1]:.4g} is probably too high. "
-                            "The model keeps its last finite weights.")
+                            f"{what} at epoch {epoch + 1}, step {step + done}; lr "
+                            f"{lrs_chunk[done - 1]:.4g} is probably too high. The model is "
+                            "rolled back to its last weights with a finite loss (at most "
+                            f"{2 * CHUNK_STEPS} steps back).")
                     # rows in each step of the chunk: the epoch's last batch may be short
                     sizes = np.minimum(batch_size, n - np.arange(step, stop) * batch_size)
                     loss_sum += float(np.dot(losses, sizes))
@@ -234,7 +247,13 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                     bar.set_postfix(postfix)
                     bar.update(1)
                 if on_epoch is not None:
-                    on_epoch(epoch, history)
+                    try:
+                        on_epoch(epoch, history)
+                    except KeyboardInterrupt:  # the epoch is complete: resume at the next
+                        model.checkpoint = dict(epoch=epoch + 1, step=0, t=t, state=state,
+                                                history=history, partial=[0.0, 0, 0, 0.0])
+                        model.history = history
+                        raise
                 if early_stopping is not None:
                     if history["val_accuracy"][-1] > best[0]:
                         best = (history["val_accuracy"][-1],
@@ -251,6 +270,42 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     model.history = history
     model.checkpoint = None
     return history
+
+
+def _check_checkpoint(ckpt, fresh_state, fresh_history, epochs, steps_per_epoch):
+    """Unpack a training checkpoint, refusing one that does not fit this run.
+
+    The optimizer state is used as it is, and updated in place (the scikit-learn wrapper
+    relies on that to carry it from one ``partial_fit`` to the next).
+    """
+    try:
+        epoch, step, t = (int(ckpt[k]) for k in ("epoch", "step", "t"))
+        state = ckpt["state"]
+        history = {k: list(v) for k, v in ckpt["history"].items()}
+        partial = np.asarray(ckpt["partial"], dtype=np.float64).copy()
+        shapes = [[(a.shape, a.dtype) for a in pair] for slot in state for pair in slot]
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise InputError(f"not a usable training checkpoint ({type(e).__name__}: {e})") from None
+    problems = []
+    total = epochs * steps_per_epoch
+    if not (0 <= epoch <= epochs and 0 <= step <= steps_per_epoch and 0 <= t
+            and (epoch < epochs or step == 0)
+            and t + (epochs - epoch) * steps_per_epoch - step <= total):
+        problems.append(f"position epoch {epoch}, step {step}, t {t} does not fit {epochs} "
+                        f"epochs of {steps_per_epoch} steps (different data or batch size?)")
+    # a state that does not match would make the compiled kernels read past their buffers
+    if shapes != [[(a.shape, a.dtype) for a in pair] for slot in fresh_state for pair in slot]:
+        problems.append("its optimizer state does not match the model and optimizer")
+    if set(history) != set(fresh_history):
+        problems.append(f"its history has keys {sorted(history)}, expected "
+                        f"{sorted(fresh_history)} (validation data given or not?)")
+    elif len({len(v) for v in history.values()}) > 1:
+        problems.append("its history lists have different lengths")
+    if partial.shape != (4,):
+        problems.append("its partial-epoch totals are malformed")
+    if problems:
+        raise InputError("cannot resume from this checkpoint: " + "; ".join(problems))
+    return epoch, step, t, state, history, partial
 
 
 def checkpoint_to_arrays(ckpt):
@@ -274,5 +329,7 @@ def checkpoint_from_arrays(arrays, history, n_layers):
                           for i in range(n_layers)] for s in range(n_slots)]
     except KeyError as e:
         raise InputError(f"not a training checkpoint: missing {e}") from None
+    except (TypeError, ValueError) as e:
+        raise InputError(f"malformed training checkpoint ({e})") from None
     ckpt["history"] = {k: list(v) for k, v in history.items()}
     return ckpt

@@ -19,34 +19,53 @@ def _writable(path):
 
 
 def _choose_cache_dir():
-    """Set NUMBA_CACHE_DIR when Numba's own choices (next to the source, ~/.cache) fail."""
+    """Make sure Numba can write its cache; return False when no folder is writable.
+
+    Numba's own choices are ``$NUMBA_CACHE_DIR``, else ``__pycache__`` next to the source;
+    when they fail, NUMBA_CACHE_DIR is set to ``$XDG_CACHE_HOME/fastmnist/numba`` (or
+    ``~/.cache/...``), else to a folder in the temporary directory.
+    """
     if os.environ.get("NUMBA_CACHE_DIR"):
         if _writable(os.environ["NUMBA_CACHE_DIR"]):
-            return
+            return True
     elif _writable(os.path.join(os.path.dirname(__file__), "__pycache__")):
-        return
-    else:
-        user = os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                            os.path.join(os.path.expanduser("~"), ".cache"), "fastmnist", "numba")
-        if _writable(user):
-            os.environ["NUMBA_CACHE_DIR"] = user
-            return
-    os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(),
-                                                 f"fastmnist-numba-{os.getuid()}")
+        return True
+    user = os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                        os.path.join(os.path.expanduser("~"), ".cache"), "fastmnist", "numba")
+    candidates = [user]
+    uid = os.getuid() if hasattr(os, "getuid") else "user"
+    try:
+        candidates.append(os.path.join(tempfile.gettempdir(), f"fastmnist-numba-{uid}"))
+    except OSError:  # no usable temporary folder at all
+        pass
+    for folder in candidates:
+        if _writable(folder):
+            os.environ["NUMBA_CACHE_DIR"] = folder
+            return True
+    os.environ.pop("NUMBA_CACHE_DIR", None)
+    return False
 
 
-_choose_cache_dir()
+#: whether compiled kernels are cached on disk (False when no cache folder is writable)
+CACHE = _choose_cache_dir()
 
 import numba  # noqa: E402  (after the cache folder is settled)
+
+if not CACHE:
+    import warnings
+
+    warnings.warn("fastmnist: no writable folder for Numba's cache (tried $NUMBA_CACHE_DIR, the "
+                  "package folder, ~/.cache and the temporary folder); kernels are compiled "
+                  "again in every process", RuntimeWarning, stacklevel=2)
 
 #: fastmath without "nnan"/"ninf": NaN and infinity checks keep working
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 #: compiled, cached, GIL released
-jit = numba.njit(cache=True, fastmath=FASTMATH, nogil=True, error_model="numpy")
+jit = numba.njit(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy")
 
 #: the same, with prange loops run on threads
-pjit = numba.njit(cache=True, fastmath=FASTMATH, nogil=True, error_model="numpy", parallel=True)
+pjit = numba.njit(cache=CACHE, fastmath=FASTMATH, nogil=True, error_model="numpy", parallel=True)
 
 prange = numba.prange
 

@@ -85,15 +85,44 @@ def _build(args):
     return model, kw
 
 
+#: options that define the run; a resumed run takes them from its checkpoint
+_RUN_OPTIONS = ("hidden", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
+                "init", "dtype")
+
+
 def _resume(args):
+    from ..errors import InputError
     from ..model import MLP
     from ..train import checkpoint_from_arrays
+    given = [o for o in _RUN_OPTIONS if getattr(args, o) is not None]
+    if given:
+        raise InputError("--resume continues the run saved in the checkpoint; these options "
+                         "cannot change it: " + ", ".join("--" + o.replace("_", "-")
+                                                          for o in given))
     model, extra = MLP.load(args.resume, return_extra=True)
     ckpt = checkpoint_from_arrays(extra, model.history, len(model.params))
-    kw = {k: v for k, v in model.config.items() if k not in ("threads",)}
-    kw["threads"] = args.threads
+    kw = dict(model.config)
+    if args.threads is not None:  # else the interrupted run's count: bit-identical results
+        kw["threads"] = args.threads
     kw["checkpoint"] = ckpt
     return model, kw
+
+
+def _check_writable(path):
+    """Raise InputError unless a file can be written at `path` (so no training is lost)."""
+    import os
+    import tempfile
+
+    from ..errors import InputError
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise InputError(f"--out {path}: is a folder; give a file name, e.g. {path}/model.npz")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise InputError(f"--out {path}: cannot write in {folder} "
+                         f"({e.strerror or e})") from None
 
 
 def run(args):
@@ -102,10 +131,13 @@ def run(args):
     from ..data import load_mnist
     from ..train import checkpoint_to_arrays
 
+    # everything that can fail fast does, before the data is loaded and the training runs
+    model, kw = _resume(args) if args.resume else _build(args)
+    if args.out:
+        _check_writable(args.out)
     t0 = time.perf_counter()
     X_train, y_train, X_test, y_test = load_mnist(args.data_dir)
     t_data = time.perf_counter() - t0
-    model, kw = _resume(args) if args.resume else _build(args)
     epochs = kw["epochs"]
     every = max(1, epochs // 20)
     print(f"{model!r}  recipe={args.recipe if not args.resume else 'resumed'}  "

