@@ -18,7 +18,7 @@ def run(args):
     import sys
     import time
 
-    from ..report import require_matplotlib, run_study
+    from ..study import require_matplotlib, run_study
 
     require_matplotlib()  # fail before minutes of measuring, not after
 
