@@ -1,0 +1,184 @@
+"""``fastmnist study``: report.md, study.json and the plots of a ``--quick`` run on the real MNIST;
+without matplotlib, a one-line error before anything is measured.
+
+The study is run once for the module (about a minute on 2 cores) and its files checked by
+several tests. Its numbers are not checked, only that they are there and sane: the machine
+is shared, so timings vary.
+"""
+
+import contextlib
+import io
+import json
+import math
+import os
+import platform
+import re
+import struct
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+import fastmnist
+from fastmnist.cli import main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: the plots the report shows, one per sweep, plus the GFLOP/s summary
+PNGS = {"batch_size.png", "threads.png", "dtype.png", "python_overhead.png", "sparsity.png",
+        "gflops.png", "accuracy_vs_time.png"}
+#: section headings of report.md, in order
+HEADINGS = [
+    "# fastmnist trade-off study",
+    "## Machine and settings",
+    "### GEMM roof",
+    "## 1. Epoch time vs batch size",
+    "## 2. Threads",
+    "## 3. float32 vs float64",
+    "## 4. The cost of Python in the loop",   # one compiled call per step vs per epoch
+    "## 5. Dense vs zero-skipping layer 1",
+    "## 6. Achieved GFLOP/s and % of the GEMM roof",
+    "## 7. Test accuracy vs training time",   # the recipes
+    "## Files",
+]
+SWEEPS = ("batch_size", "threads", "dtype", "python_overhead", "sparsity")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """(exit code, out folder, stdout, stderr) of ``fastmnist study --quick`` on real MNIST."""
+    if not os.environ.get("FASTMNIST_DATA"):
+        pytest.skip("FASTMNIST_DATA is not set: no real MNIST here")
+    pytest.importorskip("matplotlib")
+    out = tmp_path_factory.mktemp("study") / "out"
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["study", "--quick", "--out", str(out)])
+    return code, out, stdout.getvalue(), stderr.getvalue()
+
+
+@pytest.fixture(scope="module")
+def report(study):
+    return (study[1] / "report.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def study_json(study):
+    with open(study[1] / "study.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.mark.slow
+def test_study_exits_0_and_writes_every_file(study):
+    code, out, stdout, stderr = study
+    assert code == 0, stderr
+    expected = PNGS | {"report.md", "study.json"}
+    # nothing else: no temporary file of an atomic write left behind
+    assert set(os.listdir(out)) == expected
+    assert {os.path.basename(line.removeprefix("wrote ")) for line in stdout.splitlines()
+            if line.startswith("wrote ")} == expected
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.slow
+def test_report_has_every_section_in_order(report):
+    headings = [line for line in report.splitlines() if line.startswith("#")]
+    assert headings == HEADINGS
+    # every section says something: a table or sentences between one heading and the next
+    for a, b in zip(HEADINGS, HEADINGS[1:]):
+        body = report[report.index(a + "\n") + len(a):report.index(b + "\n")]
+        assert len(body.strip()) > 40, f"section {a!r} is empty"
+    assert "--quick" in report
+
+
+@pytest.mark.slow
+def test_report_states_machine_and_versions(report):
+    machine = report[report.index("## Machine and settings"):report.index("### GEMM roof")]
+    assert "- CPU: " in machine
+    assert f"fastmnist {fastmnist.__version__}" in machine
+    assert f"Python {platform.python_version()}" in machine
+    assert f"NumPy {np.__version__}" in machine
+    assert f"Numba {numba.__version__}" in machine
+    assert "- Platform: " in machine
+    roof = re.search(r"\*\*([0-9.]+) GFLOP/s in float32\*\* and \*\*([0-9.]+) GFLOP/s in "
+                     r"float64\*\*", report)
+    assert roof and float(roof[1]) > 0 and float(roof[2]) > 0
+
+
+@pytest.mark.slow
+def test_every_plot_in_the_report_is_a_png(study, report):
+    out = study[1]
+    shown = set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report))
+    assert shown == PNGS
+    assert set(re.findall(r"[\w.-]+\.png", report)) == PNGS
+    for name in sorted(shown):
+        data = (out / name).read_bytes()
+        assert data[:8] == PNG_MAGIC, name
+        assert data[12:16] == b"IHDR", name
+        width, height = struct.unpack(">II", data[16:24])
+        assert width >= 400 and height >= 300, (name, width, height)
+        assert len(data) > 10_000, (name, len(data))  # more than an empty canvas
+        assert data[-8:-4] == b"IEND", f"{name} is truncated"
+
+
+def _positive_finite(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
+
+@pytest.mark.slow
+def test_study_json_timings_are_positive_and_finite(study_json):
+    results = study_json["results"]
+    assert set(results) == set(SWEEPS) | {"recipes"}
+    for key in SWEEPS:
+        if key == "threads" and len(study_json["thread_counts"]) < 2:
+            continue  # one usable core: nothing to compare
+        assert results[key], f"sweep {key} timed nothing"
+        for t in results[key]:
+            assert t["sweep"] == key
+            assert len(t["times"]) == study_json["plan"]["repeats"]
+            assert all(_positive_finite(s) for s in t["times"]), t["name"]
+            for field in ("median_s", "epoch_s", "images_per_s", "gflops", "pct_roof", "roof"):
+                assert _positive_finite(t[field]), (t["name"], field, t[field])
+            assert 0 < t["rows"] <= t["n"]
+    for name in ("seed", "default", "fast98"):
+        r = results["recipes"][name]
+        assert len(r["epoch_seconds"]) == r["epochs"] == len(r["val_accuracy"]) > 0
+        assert all(_positive_finite(s) for s in r["epoch_seconds"]), name
+        assert all(0 <= a <= 1 for a in r["val_accuracy"]), name
+        assert _positive_finite(r["wall_s"])
+    # a one-epoch default recipe is well past chance: the trained networks learned
+    assert results["recipes"]["default"]["val_accuracy"][-1] > 0.9
+    for dtype in ("float32", "float64"):
+        assert _positive_finite(study_json["roofs"][dtype])
+    assert _positive_finite(study_json["total_s"])
+    assert all(_positive_finite(s) for s in study_json["seconds"].values())
+
+
+def test_without_matplotlib_fails_before_measuring(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    import fastmnist.bench
+    import fastmnist.data
+
+    def measured(*args, **kwargs):
+        raise AssertionError("study measured something before checking for matplotlib")
+
+    monkeypatch.setattr(fastmnist.data, "load_mnist", measured)
+    monkeypatch.setattr(fastmnist.bench, "gemm_roof", measured)
+    out = tmp_path / "out"
+    code = main(["study", "--quick", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("fastmnist study: error: ")
+    assert "pip install 'fastmnist[plot]'" in lines[0]
+    assert not out.exists()
+
+
+def test_run_study_without_matplotlib_raises_import_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    from fastmnist.study import run_study
+    with pytest.raises(ImportError, match=r"pip install 'fastmnist\[plot\]'"):
+        run_study(tmp_path / "out", quick=True)
+    assert not (tmp_path / "out").exists()
