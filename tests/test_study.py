@@ -1,5 +1,5 @@
 """``fastmnist study``: report.md, study.json and the plots of a ``--quick`` run on the real MNIST;
-without matplotlib, a one-line error before anything is measured.
+without matplotlib or a writable ``--out``, a one-line error before anything is measured.
 
 The study is run once for the module (about a minute on 2 cores) and its files checked by
 several tests. Its numbers are not checked, only that they are there and sane: the machine
@@ -154,31 +154,61 @@ def test_study_json_timings_are_positive_and_finite(study_json):
     assert all(_positive_finite(s) for s in study_json["seconds"].values())
 
 
-def test_without_matplotlib_fails_before_measuring(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+@pytest.fixture
+def no_measuring(monkeypatch):
+    """Make loading MNIST or measuring the roof fail the test."""
     import fastmnist.bench
     import fastmnist.data
 
     def measured(*args, **kwargs):
-        raise AssertionError("study measured something before checking for matplotlib")
+        raise AssertionError("study measured something before checking its prerequisites")
 
     monkeypatch.setattr(fastmnist.data, "load_mnist", measured)
     monkeypatch.setattr(fastmnist.bench, "gemm_roof", measured)
-    out = tmp_path / "out"
-    code = main(["study", "--quick", "--out", str(out)])
+
+
+def _one_line_error(capsys):
     captured = capsys.readouterr()
-    assert code == 2
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("fastmnist study: error: ")
-    assert "pip install 'fastmnist[plot]'" in lines[0]
+    return lines[0]
+
+
+def test_without_matplotlib_fails_before_measuring(tmp_path, capsys, monkeypatch, no_measuring):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    out = tmp_path / "out"
+    assert main(["study", "--quick", "--out", str(out)]) == 2
+    assert "pip install 'fastmnist[plot]'" in _one_line_error(capsys)
     assert not out.exists()
 
 
-def test_run_study_without_matplotlib_raises_import_error(tmp_path, monkeypatch):
+def test_run_study_without_matplotlib_raises_import_error(tmp_path, monkeypatch, no_measuring):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     from fastmnist.study import run_study
     with pytest.raises(ImportError, match=r"pip install 'fastmnist\[plot\]'"):
         run_study(tmp_path / "out", quick=True)
     assert not (tmp_path / "out").exists()
+
+
+def test_out_is_a_file_fails_before_measuring(tmp_path, capsys, no_measuring):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "report"
+    out.write_text("not a folder")
+    assert main(["study", "--quick", "--out", str(out)]) == 2
+    assert "exists and is not a folder" in _one_line_error(capsys)
+    assert out.read_text() == "not a folder"
+
+
+def test_unwritable_out_fails_before_measuring(tmp_path, capsys, monkeypatch, no_measuring):
+    pytest.importorskip("matplotlib")
+    import fastmnist.study.run
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    # chmod cannot make a folder unwritable for root, so the probe is made to fail instead
+    monkeypatch.setattr(fastmnist.study.run.tempfile, "TemporaryFile", refuse)
+    assert main(["study", "--quick", "--out", str(tmp_path / "out")]) == 2
+    assert "cannot write the report there (Permission denied)" in _one_line_error(capsys)

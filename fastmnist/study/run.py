@@ -2,6 +2,7 @@
 
 import json
 import os
+import tempfile
 import time
 from dataclasses import asdict
 
@@ -10,6 +11,7 @@ import numpy as np
 from .. import bench
 from .._atomic import atomic_write
 from ..backends import numba_cpu
+from ..errors import InputError
 from .contenders import blas_controller
 from .machine import load_average, machine_info
 from .markdown import write_markdown
@@ -34,6 +36,19 @@ def require_matplotlib():
                           "pip install 'fastmnist[plot]'") from None
 
 
+def check_out_dir(out_dir):
+    """Create `out_dir` and make sure files can be written there: fail before measuring."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise InputError(f"{out_dir}: exists and is not a folder")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise InputError(f"{out_dir}: cannot write the report there "
+                         f"({e.strerror or e})") from None
+
+
 def run_study(out_dir, quick=False, data_dir=None, log=print):
     """Run every sweep, then write report.md, study.json and the PNG plots into `out_dir`.
 
@@ -42,7 +57,7 @@ def run_study(out_dir, quick=False, data_dir=None, log=print):
     require_matplotlib()
     from ..data import load_mnist
     plan = QUICK if quick else FULL
-    os.makedirs(out_dir, exist_ok=True)
+    check_out_dir(out_dir)
     started = time.perf_counter()
     load_before = load_average()
     X_all, y_all, X_test, y_test = load_mnist(data_dir)
