@@ -182,6 +182,10 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
 def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
     losses = np.empty(len(lrs))
     n_correct = 0
+    full = len(order) == len(data) and batch_size >= len(data)
+    if full and len(lrs) > 1 and data.dtype == np.uint8:
+        # full batch: scale the images once per call, as the notebook does, not once per step
+        data = as_float(data, params[0][0].dtype)  # (n, d_in) float, the same values
     for s in range(len(lrs)):
         rows = order[s * batch_size:(s + 1) * batch_size]
         if len(rows) == len(data) and np.array_equal(rows, np.arange(len(data))):
