@@ -208,7 +208,8 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches(capsys, tmp_path, fake_mnist
                                                     backend):
     monkeypatch.setattr(train, "CHUNK_STEPS", 2)  # 5 steps an epoch: stop mid-epoch
     full, ckpt = tmp_path / "full.npz", tmp_path / "ckpt.npz"
-    opts = (*SMALL, "--backend", backend)
+    # 600 rows in batches of 128 (given, not the recipe's): 5 steps an epoch
+    opts = (*SMALL, "--batch-size", "128", "--backend", backend)
     assert run_cli(capsys, "train", *opts, "--out", full)[0] == 0
 
     real_evaluate = _sigint_after_first_epoch(monkeypatch)
