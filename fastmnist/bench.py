@@ -17,10 +17,18 @@ from .model import init_params
 from .optim import Optimizer, init_state
 
 
-def interleaved(contenders, repeats=5, warmup=1):
+#: seconds to wait before each timed run: OpenBLAS's worker threads keep spinning for about
+#: 2^28 cycles (~0.1 s) after a call, and would otherwise take the cores from the next contender
+#: (measured: a Numba 784-10-10 epoch run right after a NumPy one took 2.1x as long)
+SETTLE = 0.25
+
+
+def interleaved(contenders, repeats=5, warmup=1, settle=SETTLE):
     """Time each callable `repeats` times, round-robin; returns name -> list of seconds.
 
-    Every contender runs `warmup` times first (compilation, caches), also round-robin.
+    Every contender runs `warmup` times first (compilation, caches), also round-robin. Each
+    timed run starts after `settle` seconds of idleness, so that it finds the cores free of
+    the previous contender's spinning threads, as it would when run on its own.
     """
     for _ in range(warmup):
         for fn in contenders.values():
@@ -28,6 +36,8 @@ def interleaved(contenders, repeats=5, warmup=1):
     times = {name: [] for name in contenders}
     for _ in range(repeats):
         for name, fn in contenders.items():
+            if settle:
+                time.sleep(settle)
             t0 = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
