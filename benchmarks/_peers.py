@@ -17,6 +17,7 @@ from ._common import BATCH, Epoch
 def torch_data(X, y):
     """(Xt float32 (n, 784) in [0, 1], yt int64 (n,)) tensors, converted once."""
     import torch
+    torch.set_flush_denormal(True)  # before torch's first parallel work: see torch_epoch
     return torch.from_numpy(X).float().div_(255.0), torch.from_numpy(np.asarray(y, np.int64))
 
 
@@ -32,6 +33,12 @@ def torch_epoch(params, data, order, lr, optimizer="sgd", onecycle_steps=None,
     import torch
     if threads:
         torch.set_num_threads(threads)
+    # Adam's second moments of rarely lit pixels become subnormal and sqrt of a subnormal is
+    # slow on x86; a PyTorch user tuning CPU speed flushes them, as fastmnist does its own.
+    # Known caveat: with Numba's OpenMP pool started first in the same process (as under
+    # pytest), PyTorch's Adam sqrt ran at 1.2 ms a call and the fast98 epoch took 5.9 s
+    # instead of 1.0-1.6 s in a process of its own; see the README's benchmark notes.
+    torch.set_flush_denormal(True)
     Xt, yt = data
     layers = []
     for i, (W, b) in enumerate(params):
