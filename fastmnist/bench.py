@@ -16,7 +16,6 @@ from .backends import numba_cpu, numpy_ref
 from .model import init_params
 from .optim import Optimizer, init_state
 
-
 #: seconds to wait before each timed run: OpenBLAS's worker threads keep spinning for about
 #: 2^28 cycles (~0.1 s) after a call, and would otherwise take the cores from the next contender
 #: (measured: a Numba 784-10-10 epoch run right after a NumPy one took 2.1x as long)

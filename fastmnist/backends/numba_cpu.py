@@ -479,8 +479,30 @@ def _layout(params):
     return sizes, woff, off
 
 
+#: alignment in bytes of the parameter, state and gradient vectors: a cache line, so that the
+#: kernels' vector loads of a row of W (or G) do not straddle two lines (NumPy only promises
+#: 16 bytes). Measured on the fast98 epoch, one thread: 0.50 s aligned, 0.56 s not.
+ALIGN = 64
+
+
+def _aligned_zeros(shape, dtype):
+    """np.zeros(shape, dtype) whose data starts on an ALIGN-byte boundary."""
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape))
+    raw = np.zeros(n * dtype.itemsize + ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
+def _stride(P, dtype):
+    """P rounded up to a whole number of ALIGN-byte lines: the row length of G (T, stride)."""
+    per_line = ALIGN // np.dtype(dtype).itemsize
+    return -(-P // per_line) * per_line
+
+
 def _flatten(pairs, dtype, P):
-    flat = np.empty(P, dtype=dtype)
+    """The (W, b) pairs one after another in a cache-line-aligned (P,) vector."""
+    flat = _aligned_zeros(P, dtype)
     off = 0
     for W, b in pairs:
         flat[off:off + W.size] = W.reshape(-1)
@@ -519,8 +541,9 @@ def _buffers(sizes, T, dtype, d_in, values_dtype):
     """Per-thread activations/deltas A, D (T, sum widths), offsets aoff, pixel buffers."""
     aoff = np.zeros(len(sizes), dtype=np.int64)
     aoff[1:] = np.cumsum(sizes[1:])
-    A = np.zeros((T, aoff[-1]), dtype=dtype)
-    D = np.zeros((T, aoff[-1]), dtype=dtype)
+    width = _stride(aoff[-1], dtype)  # each thread's row on its own cache lines
+    A = _aligned_zeros((T, width), dtype)
+    D = _aligned_zeros((T, width), dtype)
     idx_dtype = np.uint16 if d_in < 65536 else np.int32
     CI = np.zeros((T, d_in), dtype=idx_dtype)
     CV = np.zeros((T, d_in), dtype=values_dtype)
@@ -624,7 +647,7 @@ def _grads(params, x, y):
         raise InputError("empty batch")
     T = max(1, min(n_threads(), len(data)))
     aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
-    G = np.zeros((T, P), dtype=dtype)
+    G = _aligned_zeros((T, _stride(P, dtype)), dtype)
     loss_t, corr_t = np.zeros(T), np.zeros(T, dtype=np.int64)
     rows = np.arange(len(data), dtype=np.int64)
     _batch_grads(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
@@ -694,7 +717,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
     s2 = _flatten(state[1], dtype, P) if len(state) > 1 else flat[:1]
     T = max(1, min(n_threads(), batch_size))
     aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
-    G = np.zeros((T, P), dtype=dtype)
+    G = _aligned_zeros((T, _stride(P, dtype)), dtype)
     steps = np.arange(n_steps)
     counts = np.minimum(batch_size, len(order) - steps * batch_size)
     inv_ns = (1.0 / counts).astype(dtype)
