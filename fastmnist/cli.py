@@ -47,6 +47,15 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"fastmnist {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`fastmnist data | head`): not an error worth a message.
+        # Point stdout at /dev/null so that Python's own flush at exit stays quiet too
+        import os
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout without a file descriptor (captured)
+            pass
+        return 141  # as if killed by SIGPIPE, like other command-line tools
     except FileNotFoundError as e:
         print(f"fastmnist {args.command}: error: {e.filename or e}: file not found",
               file=sys.stderr)

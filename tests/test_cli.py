@@ -309,3 +309,16 @@ def test_real_sigint_then_resume_is_bit_identical(tmp_path):
     assert weights(a) == weights(b)
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
         assert a.history[key] == b.history[key], key
+
+
+def test_broken_pipe_is_quiet(capsys, monkeypatch):
+    """`fastmnist data | head`: the reader leaving is no error; exit 141 as SIGPIPE would."""
+    import fastmnist.commands.data as data_command
+
+    def run(args):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(data_command, "run", run)
+    redirected = []
+    monkeypatch.setattr("os.dup2", lambda fd, fd2: redirected.append(fd2))
+    assert main(["data"]) == 141
+    assert capsys.readouterr().err == ""

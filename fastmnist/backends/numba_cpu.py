@@ -708,6 +708,8 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
     order = np.ascontiguousarray(order, dtype=np.int64)
     y = np.ascontiguousarray(y, dtype=np.int64)
     lrs = np.asarray(lrs, dtype=np.float64)
+    with np.errstate(over="ignore"):  # an absurd lr becomes inf: divergence, reported later
+        lrs_t = lrs.astype(dtype)
     n_steps = len(lrs)
     if n_steps != -(-len(order) // batch_size):
         raise InputError(f"{n_steps} learning rates for {len(order)} rows in batches of "
@@ -727,7 +729,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
     losses = np.empty(n_steps)
     done, n_correct = _run_steps(
         flat, s1, s2, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-        data.iota, _scale_for(data.values, dtype), y, order, batch_size, lrs.astype(dtype),
+        data.iota, _scale_for(data.values, dtype), y, order, batch_size, lrs_t,
         inv_ns, c1s, c2s, opt.code, _hyper(opt, dtype), dtype.type(opt.weight_decay), T, G, A,
         D, CI, CV, losses)
     _unflatten(flat, params)
