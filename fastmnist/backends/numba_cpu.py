@@ -91,13 +91,12 @@ def _softmax_par(z, out):
 # ---- one row through the network: forward and backward side by side -------------------------
 
 @jit
-def _input_forward(flat, wo, bo, d_in, h, x_idx, x_val, n_nz, scale, z):
-    """z (h,) = b + sum over nonzero pixels k of (x_k * scale) * W[k, :]; W at flat[wo:].
+def _input_forward(flat, wo, b, h, x_idx, x_val, n_nz, scale, z):
+    """z (h,) = b (h,) + sum over nonzero pixels k of (x_k * scale) * W[k, :]; W at flat[wo:].
 
     Four pixels per pass: one z update per four rows of W, so the loop is not bound by the
     latency of z's load-add-store chain (2-3x faster for narrow layers).
     """
-    b = flat[bo:bo + h]
     for j in range(h):
         z[j] = b[j]
     q = 0
@@ -189,7 +188,8 @@ def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff):
         bo = wo + d_in * d_out
         z = acts[aoff[l]:aoff[l + 1]]
         if l == 0:
-            _input_forward(flat, wo, bo, d_in, d_out, x_idx, x_val, n_nz, scale, z)
+            _input_forward(flat, wo, flat[bo:bo + d_out], d_out, x_idx, x_val, n_nz, scale,
+                           z)
         else:
             _dense_forward(flat, wo, bo, d_in, d_out, acts[aoff[l - 1]:aoff[l]], z)
         if l < L - 1:
@@ -594,21 +594,26 @@ def linear(x, W, b):
     x = np.asarray(x)
     if x.dtype != np.uint8:
         return np.asarray(x, dtype=W.dtype) @ W + b
-    params = [(np.ascontiguousarray(W), np.ascontiguousarray(b))]
-    sizes, woff, P = _layout(params)
-    flat = _flatten(params, W.dtype, P)
-    data = _input(x, W.dtype, W.shape[0])
-    T = max(1, min(n_threads(), len(data)))
-    aoff, A, _, CI, CV = _buffers(sizes, T, W.dtype, W.shape[0], data.values.dtype)
-    out = np.empty((len(data), W.shape[1]), dtype=W.dtype)
-    _linear_rows(flat, W.shape[1], data.values, _scale_for(data.values, W.dtype), W.shape[0],
-                 CI, CV, out, T)
+    W = np.ascontiguousarray(W)
+    b = np.ascontiguousarray(b, dtype=W.dtype)
+    d_in, d_out = W.shape
+    if x.ndim != 2 or x.shape[1] != d_in or b.shape != (d_out,):
+        raise InputError(f"linear: x {x.shape}, W {W.shape} and b {b.shape} do not fit")
+    x = np.ascontiguousarray(x)
+    T = max(1, min(n_threads(), len(x)))
+    idx_dtype = np.uint16 if d_in < 65536 else np.int32
+    CI = np.empty((T, d_in), dtype=idx_dtype)  # per-thread nonzero pixels of the current row
+    CV = np.empty((T, d_in), dtype=np.uint8)
+    out = np.empty((len(x), d_out), dtype=W.dtype)
+    # W used in place (no flattened copy): a kernel call costs what its rows cost
+    _linear_rows(W.reshape(-1), b, x.reshape(-1), _scale_for(x, W.dtype), d_in, CI, CV, out, T)
     return out
 
 
 @pjit
-def _linear_rows(flat, d_out, values, scale, d_in, CI, CV, out, T):
-    n = out.shape[0]
+def _linear_rows(w, b, values, scale, d_in, CI, CV, out, T):
+    """out (n, d_out) = b + (uint8 rows of values * scale) @ W, W as w (d_in * d_out,)."""
+    n, d_out = out.shape
     for t in prange(T):
         for r in range(t * n // T, (t + 1) * n // T):
             row = values[r * d_in:(r + 1) * d_in]
@@ -618,8 +623,7 @@ def _linear_rows(flat, d_out, values, scale, d_in, CI, CV, out, T):
                     CI[t, n_nz] = k
                     CV[t, n_nz] = row[k]
                     n_nz += 1
-            _input_forward(flat, 0, d_in * d_out, d_in, d_out, CI[t], CV[t], n_nz, scale,
-                           out[r])
+            _input_forward(w, 0, b, d_out, CI[t], CV[t], n_nz, scale, out[r])
 
 
 def forward(params, x):
