@@ -1,0 +1,96 @@
+"""The fast98 recipe in fastmnist against the same recipe in PyTorch, each in its own process.
+
+    python benchmarks/fast98_vs_torch.py [--rounds 3] [--seed 0]
+
+Same network (784-256-10, He-initialized by each library), Adam with a OneCycle schedule
+(PyTorch's OneCycleLR, ``cycle_momentum=False``), the recipe's peak lr, batch size and epochs,
+float32, 2 threads (or all cores). Processes alternate, fastmnist then PyTorch, `rounds` times,
+so that a noisy neighbour slows both; medians are reported. Timed: the training loop only (data
+loaded, fastmnist's kernels loaded from the cache by a warm-up fit on a slice first; PyTorch
+warmed up by its first steps being inside the timing, as a user would see). Separate processes
+because Numba's and PyTorch's OpenMP runtimes in one process slow PyTorch's Adam (see README).
+Needs torch; MNIST via $FASTMNIST_DATA or the cache.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+
+def _fastmnist(seed):
+    import fastmnist as fm
+    X, y, X_test, y_test = fm.load_mnist(download=False)
+    warm, kw = fm.recipes.get("fast98")
+    warm.fit(X[:640], y[:640], progress=False, **{**kw, "epochs": 1})
+    model, kw = fm.recipes.get("fast98", seed=seed)
+    t0 = time.perf_counter()
+    model.fit(X, y, progress=False, **kw)
+    return time.perf_counter() - t0, model.score(X_test, y_test)
+
+
+def _torch(seed):
+    import numpy as np
+    import torch
+
+    import fastmnist as fm
+    X, y, X_test, y_test = fm.load_mnist(download=False)
+    model, kw = fm.recipes.get("fast98", seed=seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # all cores, as fastmnist uses
+    Xt = torch.from_numpy(X).float().div_(255.0)
+    yt = torch.from_numpy(y.astype(np.int64))
+    sizes = model.sizes
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers += [torch.nn.Linear(a, b)] + ([torch.nn.ReLU()] if i < len(sizes) - 2 else [])
+    net = torch.nn.Sequential(*layers)
+    opt = torch.optim.Adam(net.parameters(), lr=kw["lr"])
+    steps = -(-len(X) // kw["batch_size"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=kw["lr"],
+                                                total_steps=kw["epochs"] * steps,
+                                                cycle_momentum=False)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    for _ in range(kw["epochs"]):
+        for rows in torch.randperm(len(X), generator=gen).split(kw["batch_size"]):
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(Xt[rows]), yt[rows]).backward()
+            opt.step()
+            sched.step()
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        pred = net(torch.from_numpy(X_test).float() / 255.0).argmax(1).numpy()
+    return seconds, float(np.mean(pred == y_test))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--worker", choices=["fastmnist", "torch"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        seconds, acc = (_fastmnist if args.worker == "fastmnist" else _torch)(args.seed)
+        print(json.dumps({"seconds": seconds, "accuracy": acc}))
+        return
+    results = {"fastmnist": [], "torch": []}
+    for r in range(args.rounds):
+        for who in results:
+            out = subprocess.run([sys.executable, __file__, "--worker", who, "--seed",
+                                  str(args.seed)], capture_output=True, text=True, check=True)
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            results[who].append(res)
+            print(f"round {r + 1}: {who:9s} {res['seconds']:6.2f} s  "
+                  f"test accuracy {res['accuracy']:.4f}", flush=True)
+    med = {who: statistics.median(x["seconds"] for x in runs) for who, runs in results.items()}
+    print(f"median training seconds: fastmnist {med['fastmnist']:.2f}, PyTorch "
+          f"{med['torch']:.2f}; PyTorch / fastmnist = {med['torch'] / med['fastmnist']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
