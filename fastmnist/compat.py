@@ -47,6 +47,8 @@ sums run in another order) while the weights are finite.
 import numba
 import numpy as np
 
+from .backends._jit import pjit, prange
+from .backends.numba_cpu import _input_backward, _input_forward
 from .errors import InputError
 
 __all__ = [
@@ -297,81 +299,80 @@ def _columns_to_csr(X):
     return indptr, indices, values
 
 
-@numba.njit(cache=True, parallel=True)
+@pjit
 def _gd_steps(W1T, b1, W2, b2, indptr, indices, values, onehot, alpha, inv_m, n_steps, preds,
               record, T):
-    """Run `n_steps` notebook iterations in place (float64, no fastmath: NaNs propagate).
+    """Run `n_steps` notebook iterations in place (float64; NaNs propagate).
 
     W1T is (d, h) = W1.T, b1 (h,), W2 (c, h), b2 (c,); the examples are the CSR arrays of
     :func:`_columns_to_csr`; onehot (m, c) = one_hot(Y).T. If `record`, preds (m,) gets the
     argmax of A2 from the first step's forward pass (what the notebook prints).
     The examples are cut into `T` contiguous slices (one per thread), each with its own
-    gradient buffers, reduced serially: results are deterministic for a fixed `T`.
+    gradient buffers, reduced serially: results are deterministic for a fixed `T`. Layer 1
+    goes through the Numba backend's kernels over the nonzero pixels (four pixels a pass).
     """
     d, h = W1T.shape
     c = W2.shape[0]
     m = indptr.shape[0] - 1
-    gW1 = np.empty((T, d, h))   # per-thread sum over examples of x dZ1^T
+    W1f = W1T.reshape(-1)       # (d * h,): row k is W1[:, k]
+    gW1 = np.empty((T, d * h + h))  # per-thread sum over examples of x dZ1^T, then of dZ1
     gW2 = np.empty((T, c, h))   # per-thread sum of dZ2 A1^T
     gb = np.empty((T, 2))       # per-thread sums of dZ1 and dZ2 (the scalar bias gradients)
     z1 = np.empty((T, h))
     a1 = np.empty((T, h))
     dz2 = np.empty((T, c))
+    one = W1f[0] * 0 + 1.0
     for step in range(n_steps):
-        for t in numba.prange(T):
-            gW1[t] = 0.0
-            gW2[t] = 0.0
+        for t in prange(T):
+            g1, g2, z, a, dz = gW1[t], gW2[t], z1[t], a1[t], dz2[t]
+            g1[:] = 0.0
+            g2[:] = 0.0
             gb[t] = 0.0
             for j in range(t * m // T, (t + 1) * m // T):
                 lo, hi = indptr[j], indptr[j + 1]
                 # Z1 = W1 X + b1, A1 = ReLU(Z1), over the nonzero pixels of example j
-                z1[t] = 0.0
-                for p in range(lo, hi):
-                    k, x = indices[p], values[p]
-                    for u in range(h):
-                        z1[t, u] += W1T[k, u] * x
+                _input_forward(W1f, 0, b1, h, indices[lo:hi], values[lo:hi], hi - lo, one, z)
                 for u in range(h):
-                    z1[t, u] += b1[u]
-                    a1[t, u] = np.maximum(z1[t, u], 0.0)
+                    a[u] = np.maximum(z[u], 0.0)
                 # Z2 = W2 A1 + b2, A2 = exp(Z2) / sum(exp(Z2)), unshifted like the notebook
                 s = 0.0
                 for v in range(c):
-                    z = 0.0
+                    w2 = W2[v]
+                    zz = 0.0
                     for u in range(h):
-                        z += W2[v, u] * a1[t, u]
-                    e = np.exp(z + b2[v])
-                    dz2[t, v] = e
+                        zz += w2[u] * a[u]
+                    e = np.exp(zz + b2[v])
+                    dz[v] = e
                     s += e
                 best = 0
                 for v in range(c):
-                    dz2[t, v] /= s
-                    if dz2[t, v] > dz2[t, best]:
+                    dz[v] /= s
+                    if dz[v] > dz[best]:
                         best = v
                 if record and step == 0:
                     preds[j] = best
                 # dZ2 = A2 - one_hot(Y); dW2 += dZ2 A1^T
                 for v in range(c):
-                    dz2[t, v] -= onehot[j, v]
-                    gb[t, 1] += dz2[t, v]
+                    dz[v] -= onehot[j, v]
+                    gb[t, 1] += dz[v]
+                    g2v = g2[v]
                     for u in range(h):
-                        gW2[t, v, u] += dz2[t, v] * a1[t, u]
-                # dZ1 = W2^T dZ2 * (Z1 > 0); dW1 += X dZ1^T; z1 is reused to hold dZ1
+                        g2v[u] += dz[v] * a[u]
+                # dZ1 = W2^T dZ2 * (Z1 > 0); dW1 += X dZ1^T; z is reused to hold dZ1
                 for u in range(h):
                     g = 0.0
                     for v in range(c):
-                        g += W2[v, u] * dz2[t, v]
-                    z1[t, u] = g * (1.0 if z1[t, u] > 0.0 else 0.0)
-                    gb[t, 0] += z1[t, u]
-                for p in range(lo, hi):
-                    k, x = indices[p], values[p]
-                    for u in range(h):
-                        gW1[t, k, u] += z1[t, u] * x
+                        g += W2[v, u] * dz[v]
+                    z[u] = g * (1.0 if z[u] > 0.0 else 0.0)
+                    gb[t, 0] += z[u]
+                _input_backward(g1, 0, d * h, h, indices[lo:hi], values[lo:hi], hi - lo, one,
+                                z)
         # W = W - alpha * (1/m * sum over threads); every bias moves by the same scalar
-        for k in numba.prange(d):
+        for k in prange(d):
             for u in range(h):
                 g = 0.0
                 for t in range(T):
-                    g += gW1[t, k, u]
+                    g += gW1[t, k * h + u]
                 W1T[k, u] -= alpha * (inv_m * g)
         for v in range(c):
             for u in range(h):
