@@ -318,16 +318,20 @@ def _gd_steps(W1T, b1, W2, b2, indptr, indices, values, onehot, alpha, inv_m, n_
     gW1 = np.empty((T, d * h + h))  # per-thread sum over examples of x dZ1^T, then of dZ1
     gW2 = np.empty((T, c, h))   # per-thread sum of dZ2 A1^T
     gb = np.empty((T, 2))       # per-thread sums of dZ1 and dZ2 (the scalar bias gradients)
-    z1 = np.empty((T, h))
-    a1 = np.empty((T, h))
-    dz2 = np.empty((T, c))
+    # per-thread rows padded past a cache line: threads writing neighbouring rows of one line
+    # (false sharing) made two threads slower than one
+    pad = 16
+    z1 = np.empty((T, h + pad))
+    a1 = np.empty((T, h + pad))
+    dz2 = np.empty((T, c + pad))
     one = W1f[0] * 0 + 1.0
     for step in range(n_steps):
         for t in prange(T):
-            g1, g2, z, a, dz = gW1[t], gW2[t], z1[t], a1[t], dz2[t]
+            g1, g2, z, a, dz = gW1[t], gW2[t], z1[t, :h], a1[t, :h], dz2[t, :c]
             g1[:] = 0.0
             g2[:] = 0.0
-            gb[t] = 0.0
+            db1_t = 0.0
+            db2_t = 0.0
             for j in range(t * m // T, (t + 1) * m // T):
                 lo, hi = indptr[j], indptr[j + 1]
                 # Z1 = W1 X + b1, A1 = ReLU(Z1), over the nonzero pixels of example j
@@ -354,7 +358,7 @@ def _gd_steps(W1T, b1, W2, b2, indptr, indices, values, onehot, alpha, inv_m, n_
                 # dZ2 = A2 - one_hot(Y); dW2 += dZ2 A1^T
                 for v in range(c):
                     dz[v] -= onehot[j, v]
-                    gb[t, 1] += dz[v]
+                    db2_t += dz[v]
                     g2v = g2[v]
                     for u in range(h):
                         g2v[u] += dz[v] * a[u]
@@ -364,9 +368,11 @@ def _gd_steps(W1T, b1, W2, b2, indptr, indices, values, onehot, alpha, inv_m, n_
                     for v in range(c):
                         g += W2[v, u] * dz[v]
                     z[u] = g * (1.0 if z[u] > 0.0 else 0.0)
-                    gb[t, 0] += z[u]
+                    db1_t += z[u]
                 _input_backward(g1, 0, d * h, h, indices[lo:hi], values[lo:hi], hi - lo, one,
                                 z)
+            gb[t, 0] = db1_t
+            gb[t, 1] = db2_t
         # W = W - alpha * (1/m * sum over threads); every bias moves by the same scalar
         for k in prange(d):
             for u in range(h):
