@@ -264,6 +264,11 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                         if since_best >= early_stopping:
                             model.params[:] = best[1]
                             break
+                if flag.hit:  # Ctrl-C during the evaluation: stop here, at the epoch's end
+                    model.checkpoint = dict(epoch=epoch + 1, step=0, t=t, state=state,
+                                            history=history, partial=[0.0, 0, 0, 0.0])
+                    model.history = history
+                    raise KeyboardInterrupt
     finally:
         if bar is not None:
             bar.close()

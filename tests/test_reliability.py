@@ -550,8 +550,22 @@ FIT = dict(epochs=3, batch_size=10, lr=0.02, optimizer="adam", schedule="onecycl
            progress=False)
 
 
+def _sigint_in_chunk(monkeypatch, backend, call_to_hit):
+    """Send a real SIGINT during the backend's `call_to_hit`-th train_epoch call (a chunk)."""
+    be = fm.backends.get(backend)
+    real, calls = be.train_epoch, []
+
+    def train_epoch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call_to_hit:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(be, "train_epoch", train_epoch)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("how", ["SIGINT", "KeyboardInterrupt in on_epoch"])
+@pytest.mark.parametrize("how", ["SIGINT mid-epoch", "SIGINT at the epoch's end",
+                                 "KeyboardInterrupt in on_epoch"])
 def test_interrupt_and_resume_is_bit_identical(backend, how, monkeypatch):
     monkeypatch.setattr(train, "CHUNK_STEPS", 3)  # 8 steps an epoch: stop mid-epoch
     X, y = toy(80)
@@ -560,7 +574,10 @@ def test_interrupt_and_resume_is_bit_identical(backend, how, monkeypatch):
     ref.fit(X, y, backend=backend, validation_data=val, threads=1, **FIT)
 
     model = fm.MLP(hidden=(12,), seed=4)
-    if how == "SIGINT":
+    on_epoch = None
+    if how == "SIGINT mid-epoch":  # chunks of 3, 3, 2 steps: call 5 is epoch 2's second
+        _sigint_in_chunk(monkeypatch, backend, 5)
+    elif how == "SIGINT at the epoch's end":
         on_epoch = _sigint_at(0)
     else:
         def on_epoch(epoch, history):
@@ -572,10 +589,12 @@ def test_interrupt_and_resume_is_bit_identical(backend, how, monkeypatch):
     ckpt = model.checkpoint
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     assert all(np.isfinite(W).all() for W, _ in model.params)
-    if how == "SIGINT":  # stopped at the end of the chunk after the signal: mid-epoch
-        assert (ckpt["epoch"], ckpt["step"], ckpt["t"]) == (1, 3, 11)
-    else:  # stopped at the end of the epoch
+    if how == "SIGINT mid-epoch":  # stopped at the end of the chunk it arrived in
+        assert (ckpt["epoch"], ckpt["step"], ckpt["t"]) == (1, 6, 14)
+    else:  # stopped at the end of the epoch, where the interrupt arrived
         assert (ckpt["epoch"], ckpt["step"], ckpt["t"]) == (1, 0, 8)
+    monkeypatch.undo()  # the resumed runs below are not interrupted ...
+    monkeypatch.setattr(train, "CHUNK_STEPS", 3)  # ... and run in the same chunks
     assert all(len(v) == 1 for v in model.history.values())
     assert model.history["loss"] == ref.history["loss"][:1]
 
@@ -614,13 +633,13 @@ def test_checkpoint_that_does_not_fit_is_refused():
         model.fit(X, y, backend="numpy", on_epoch=_sigint_at(0), **FIT)
     ckpt = model.checkpoint
     before = weights(model)
-    bad_runs = [dict(FIT, batch_size=16),  # other batches: the position is meaningless
-                dict(FIT, optimizer="momentum"),  # other optimizer state
-                dict(FIT, optimizer="sgd"),
-                dict(FIT, epochs=1)]  # already past the end
-    for kw in bad_runs:
+    bad_runs = [(dict(FIT, batch_size=16), ckpt),  # other batches: a meaningless position
+                (dict(FIT, optimizer="momentum"), ckpt),  # other optimizer state
+                (dict(FIT, optimizer="sgd"), ckpt),
+                (FIT, dict(ckpt, epoch=5))]  # past the end
+    for kw, c in bad_runs:
         with pytest.raises(InputError, match="cannot resume"):
-            model.fit(X, y, backend="numpy", checkpoint=ckpt, **kw)
+            model.fit(X, y, backend="numpy", checkpoint=c, **kw)
     with pytest.raises(InputError, match="history"):  # validation data now, none then
         model.fit(X, y, backend="numpy", checkpoint=ckpt, validation_data=(X, y), **FIT)
     with pytest.raises(InputError, match="checkpoint"):
