@@ -48,7 +48,7 @@ import numba
 import numpy as np
 
 from .backends._jit import pjit, prange
-from .backends.numba_cpu import _csr_count, _csr_fill, _input_backward, _input_forward
+from .backends.numba_cpu import _input_backward, _input_forward, prepare
 from .errors import InputError
 
 __all__ = [
@@ -259,7 +259,8 @@ def _gradient_descent_numba(X, Y, alpha, iterations, params, m, verbose):
     if X.flags.f_contiguous and not X.flags.c_contiguous:
         # X is the transpose of a C array (X_train.T / 255, as the notebook builds it): its
         # examples are contiguous rows of X.T, so build the sparse copy row by row, in parallel
-        indptr, indices, values = _rows_to_csr(X.T)
+        rows = prepare(X.T)  # the Numba backend's CSR of the rows
+        indptr, indices, values = rows.indptr, rows.indices, rows.values
     else:
         indptr, indices, values = _columns_to_csr(X)
     W1T = np.ascontiguousarray(W1.T)
@@ -274,20 +275,6 @@ def _gradient_descent_numba(X, Y, alpha, iterations, params, m, verbose):
             print("Iteration: ", i)
             print(get_accuracy(preds, Y))
     return np.ascontiguousarray(W1T.T), b1.reshape(-1, 1), W2, b2.reshape(-1, 1)
-
-
-def _rows_to_csr(XT):
-    """The rows of XT (m, d), C-contiguous, as sparse rows: what _columns_to_csr gives for
-    its transpose, built with the Numba backend's parallel CSR kernels."""
-    m = XT.shape[0]
-    counts = np.empty(m, dtype=np.int64)
-    _csr_count(XT, counts)
-    indptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(counts, out=indptr[1:])
-    indices = np.empty(indptr[-1], dtype=np.int32)
-    values = np.empty(indptr[-1], dtype=np.float64)
-    _csr_fill(XT, indptr, indices, values)
-    return indptr, indices, values
 
 
 @numba.njit(cache=True)

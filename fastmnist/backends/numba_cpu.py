@@ -417,6 +417,11 @@ def _csr_fill(X, indptr, indices, values):
 
 # ---- Python side: validation, flattening, buffers --------------------------------------------
 
+def _index_dtype(d_in):
+    """The dtype of pixel indices below d_in: 2 bytes when they fit."""
+    return np.uint16 if d_in < 65536 else np.int32
+
+
 class Prepared:
     """Layer-1 input of a dataset, ready for the kernels (:func:`prepare`).
 
@@ -427,7 +432,7 @@ class Prepared:
     def __init__(self, mode, n_rows, d_in, values, indptr=None, indices=None):
         self.mode, self.n_rows, self.d_in = mode, n_rows, d_in
         self.values = values
-        idx_dtype = np.uint16 if d_in < 65536 else np.int32
+        idx_dtype = _index_dtype(d_in)
         self.iota = np.arange(d_in, dtype=idx_dtype)
         self.indptr = np.zeros(1, np.int64) if indptr is None else indptr
         self.indices = self.iota[:0] if indices is None else indices
@@ -461,7 +466,7 @@ def prepare(x, mode=MODE_CSR):
     _csr_count(x, counts)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    idx_dtype = np.uint16 if d_in < 65536 else np.int32
+    idx_dtype = _index_dtype(d_in)
     indices = np.empty(indptr[-1], dtype=idx_dtype)
     values = np.empty(indptr[-1], dtype=x.dtype)
     _csr_fill(x, indptr, indices, values)
@@ -544,7 +549,7 @@ def _buffers(sizes, T, dtype, d_in, values_dtype):
     width = _stride(aoff[-1], dtype)  # each thread's row on its own cache lines
     A = _aligned_zeros((T, width), dtype)
     D = _aligned_zeros((T, width), dtype)
-    idx_dtype = np.uint16 if d_in < 65536 else np.int32
+    idx_dtype = _index_dtype(d_in)
     CI = np.zeros((T, d_in), dtype=idx_dtype)
     CV = np.zeros((T, d_in), dtype=values_dtype)
     return aoff, A, D, CI, CV
@@ -601,7 +606,7 @@ def linear(x, W, b):
         raise InputError(f"linear: x {x.shape}, W {W.shape} and b {b.shape} do not fit")
     x = np.ascontiguousarray(x)
     T = max(1, min(n_threads(), len(x)))
-    idx_dtype = np.uint16 if d_in < 65536 else np.int32
+    idx_dtype = _index_dtype(d_in)
     CI = np.empty((T, d_in), dtype=idx_dtype)  # per-thread nonzero pixels of the current row
     CV = np.empty((T, d_in), dtype=np.uint8)
     out = np.empty((len(x), d_out), dtype=W.dtype)
