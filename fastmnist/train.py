@@ -188,6 +188,13 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     flag = _SigintFlag()
     bar = _progress_bar(epochs, progress, start_epoch)
     thread_ctx = be.threads(threads) if hasattr(be, "threads") else contextlib.nullcontext()
+
+    def interrupted(epoch, step, partial=(0.0, 0, 0, 0.0)):
+        """Leave a consistent model and the checkpoint to resume at (epoch, step)."""
+        model.checkpoint = dict(epoch=epoch, step=step, t=t, state=state, history=history,
+                                partial=list(partial))
+        model.history = history
+
     try:
         with thread_ctx, flag.active():
             for epoch in range(start_epoch, epochs):
@@ -228,10 +235,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                     t += done
                     step = stop
                     if flag.hit:
-                        model.checkpoint = dict(epoch=epoch, step=step, t=t, state=state,
-                                                history=history,
-                                                partial=[loss_sum, n_correct, rows, seconds])
-                        model.history = history
+                        interrupted(epoch, step, (loss_sum, n_correct, rows, seconds))
                         raise KeyboardInterrupt
                 history["loss"].append(float(loss_sum / rows))
                 history["accuracy"].append(float(n_correct / rows))
@@ -250,9 +254,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                     try:
                         on_epoch(epoch, history)
                     except KeyboardInterrupt:  # the epoch is complete: resume at the next
-                        model.checkpoint = dict(epoch=epoch + 1, step=0, t=t, state=state,
-                                                history=history, partial=[0.0, 0, 0, 0.0])
-                        model.history = history
+                        interrupted(epoch + 1, 0)
                         raise
                 if early_stopping is not None:
                     if history["val_accuracy"][-1] > best[0]:
@@ -265,9 +267,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                             model.params[:] = best[1]
                             break
                 if flag.hit:  # Ctrl-C during the evaluation: stop here, at the epoch's end
-                    model.checkpoint = dict(epoch=epoch + 1, step=0, t=t, state=state,
-                                            history=history, partial=[0.0, 0, 0, 0.0])
-                    model.history = history
+                    interrupted(epoch + 1, 0)
                     raise KeyboardInterrupt
     finally:
         if bar is not None:
