@@ -341,7 +341,8 @@ def _gd_steps(W1T, b1, W2, b2, indptr, indices, values, onehot, alpha, inv_m, n_
             for j in range(t * m // T, (t + 1) * m // T):
                 lo, hi = indptr[j], indptr[j + 1]
                 # Z1 = W1 X + b1, A1 = ReLU(Z1), over the nonzero pixels of example j
-                _input_forward(W1f, 0, b1, h, indices[lo:hi], values[lo:hi], hi - lo, one, z)
+                _input_forward(W1f, 0, b1, h, indices[lo:hi], values[lo:hi], hi - lo, one, False,
+                               z)
                 for u in range(h):
                     a[u] = np.maximum(z[u], 0.0)
                 # Z2 = W2 A1 + b2, A2 = exp(Z2) / sum(exp(Z2)), unshifted like the notebook

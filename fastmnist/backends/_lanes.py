@@ -96,7 +96,8 @@ def _pixel_args(context, builder, sig, args):
 
     x_idx may be None (rows 0, 1, ... in order) and scale None (no scaling).
     """
-    aty, _, _, ity, vty, _, sty, oty = sig.args
+    aty, _, _, ity, vty, _, sty = sig.args[:7]
+    oty = sig.args[-1]
     arr = context.make_array(aty)(context, builder, args[0]).data
     wo = context.cast(builder, args[1], sig.args[1], types.int64)
     h = context.cast(builder, args[2], sig.args[2], types.int64)
@@ -105,7 +106,7 @@ def _pixel_args(context, builder, sig, args):
     val = context.make_array(vty)(context, builder, args[4]).data
     n = context.cast(builder, args[5], sig.args[5], types.int64)
     scale = None if sty == types.none else context.cast(builder, args[6], sty, aty.dtype)
-    other = context.make_array(oty)(context, builder, args[7]).data
+    other = context.make_array(oty)(context, builder, args[-1]).data
     base = builder.gep(arr, [wo])
 
     def pixel(q, width=h):
@@ -130,19 +131,27 @@ def _typed(w, wo, h, x_idx, x_val, n_nz, scale, other):
 
 
 @intrinsic
-def nz_dot(typingctx, w, wo, h, x_idx, x_val, n_nz, scale, z):
-    """z[:h] = sum over q < n_nz of (x_val[q] * scale) * w[wo + x_idx[q] * h:][:h]; h <= LANES.
+def nz_dot(typingctx, w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
+    """z[:h] = b[:h] + sum over q < n_nz of (x_val[q] * scale) * w[wo + x_idx[q] * h:][:h],
+    then ReLU (z * 0 where not z > 0, so NaN stays NaN) if relu; h <= LANES.
 
-    w (P,) float; x_idx (>= n_nz,) integer pixel indices; x_val (>= n_nz,) their values;
-    z (>= h,) of w's dtype. Lanes >= h of w's rows are masked off: never read.
+    w (P,) float; x_idx (>= n_nz,) integer pixel indices (None: 0, 1, ...); x_val (>= n_nz,)
+    their values; scale a float (None: 1); b, z (>= h,) of w's dtype. Lanes >= h of w's rows
+    are masked off: never read.
     """
     sig = _typed(w, wo, h, x_idx, x_val, n_nz, scale, z)
+    if sig is None or not (_contiguous(b) and b.dtype == w.dtype
+                           and isinstance(relu, types.Boolean)):
+        return None
+    sig = types.void(w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z)
 
     def codegen(context, builder, sig, args):
         ft, h, n, pixel, out = _pixel_args(context, builder, sig, args)
         vt = ir.VectorType(ft, LANES)
         mask = _lane_mask(builder, h)
+        bias = context.make_array(sig.args[7])(context, builder, args[7]).data
         accs = [cgutils.alloca_once_value(builder, ir.Constant(vt, None)) for _ in range(4)]
+        builder.store(_masked_load(builder, bias, mask, vt), accs[0])
 
         def add(q, acc):
             row, v = pixel(q)
@@ -159,14 +168,19 @@ def nz_dot(typingctx, w, wo, h, x_idx, x_val, n_nz, scale, z):
             add(loop.index, accs[0])
         a = [builder.load(acc) for acc in accs]
         total = builder.fadd(builder.fadd(a[0], a[1]), builder.fadd(a[2], a[3]))
+        zero = ir.Constant(vt, None)
+        rectified = builder.select(builder.fcmp_ordered(">", total, zero), total,
+                                   builder.fmul(total, zero))
+        total = builder.select(args[8], rectified, total)
         _masked_store(builder, total, out, mask)
         return context.get_dummy_value()
     return sig, codegen
 
 
 @intrinsic
-def nz_outer(typingctx, g, wo, h, x_idx, x_val, n_nz, scale, dz):
-    """g[wo + x_idx[q] * h:][:h] += (x_val[q] * scale) * dz[:h] for every q < n_nz; h <= LANES.
+def nz_outer(typingctx, g, wo, h, x_idx, x_val, n_nz, scale, bo, dz):
+    """g[wo + x_idx[q] * h:][:h] += (x_val[q] * scale) * dz[:h] for every q < n_nz, and the
+    bias gradient g[bo:bo + h] += dz[:h]; h <= LANES.
 
     The row is updated in exact pieces of 16, 8, 4, 2 and 1 lanes (the bits of h; one loop
     compiled per h, so the pieces cost no test per pixel) rather than one masked vector: a
@@ -175,9 +189,14 @@ def nz_outer(typingctx, g, wo, h, x_idx, x_val, n_nz, scale, dz):
     x_idx[:n_nz] must be distinct (a CSR row's are).
     """
     sig = _typed(g, wo, h, x_idx, x_val, n_nz, scale, dz)
+    if sig is None or not isinstance(bo, types.Integer):
+        return None
+    sig = types.void(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz)
 
     def codegen(context, builder, sig, args):
         ft, h, n, pixel, dz = _pixel_args(context, builder, sig, args)
+        gb = builder.gep(context.make_array(sig.args[0])(context, builder, args[0]).data,
+                         [context.cast(builder, args[7], sig.args[7], types.int64)])
         align = _align(ft).constant
         done = builder.append_basic_block("outer.done")
         switch = builder.switch(h, done)
@@ -198,6 +217,9 @@ def nz_outer(typingctx, g, wo, h, x_idx, x_val, n_nz, scale, dz):
                     gv = builder.load(vp, align=align)
                     builder.store(builder.fadd(gv, builder.fmul(_splat(builder, v, lanes), d)),
                                   vp, align=align)
+            for _, off, d in pieces:  # the bias row
+                vp = builder.bitcast(builder.gep(gb, [_I64(off)]), d.type.as_pointer())
+                builder.store(builder.fadd(builder.load(vp, align=align), d), vp, align=align)
             builder.branch(done)
         builder.position_at_end(done)
         return context.get_dummy_value()
@@ -205,29 +227,37 @@ def nz_outer(typingctx, g, wo, h, x_idx, x_val, n_nz, scale, dz):
 
 
 @intrinsic
-def rows_dot(typingctx, w, wo, h, n, dz, out):
-    """out[k] = w[wo + k * h:][:h] . dz[:h] for k < n; h <= LANES (W @ dz of a narrow layer)."""
+def rows_dot(typingctx, w, wo, h, n, dz, a, out):
+    """out[k] = w[wo + k * h:][:h] . dz[:h] for k < n (W @ dz of a narrow layer, h <= LANES),
+    times 0 where not a[k] > 0 (ReLU backward from the layer's output a; None: no ReLU)."""
     ok = (_contiguous(w, dz, out) and isinstance(w.dtype, types.Float)
           and dz.dtype == w.dtype == out.dtype
+          and (a == types.none or _contiguous(a) and a.dtype == w.dtype)
           and all(isinstance(t, types.Integer) for t in (wo, h, n)))
-    sig = types.void(w, wo, h, n, dz, out) if ok else None
+    sig = types.void(w, wo, h, n, dz, a, out) if ok else None
 
     def codegen(context, builder, sig, args):
         aty = sig.args[0]
         arr = context.make_array(aty)(context, builder, args[0]).data
-        wo, h, n = (context.cast(builder, a, t, types.int64)
-                    for a, t in zip(args[1:4], sig.args[1:4]))
+        wo, h, n = (context.cast(builder, v, t, types.int64)
+                    for v, t in zip(args[1:4], sig.args[1:4]))
         dz = context.make_array(sig.args[4])(context, builder, args[4]).data
-        out = context.make_array(sig.args[5])(context, builder, args[5]).data
-        vt = ir.VectorType(context.get_value_type(aty.dtype), LANES)
+        act = (None if sig.args[5] == types.none else
+               context.make_array(sig.args[5])(context, builder, args[5]).data)
+        out = context.make_array(sig.args[6])(context, builder, args[6]).data
+        ft = context.get_value_type(aty.dtype)
+        vt = ir.VectorType(ft, LANES)
         mask = _lane_mask(builder, h)
         d = _masked_load(builder, dz, mask, vt)
         base = builder.gep(arr, [wo])
         with cgutils.for_range(builder, n) as loop:
             row = builder.gep(base, [builder.mul(loop.index, h)])
-            builder.store(_hreduce(builder, builder.fmul(_masked_load(builder, row, mask, vt), d),
-                                   _fadd),
-                          builder.gep(out, [loop.index]))
+            s = _hreduce(builder, builder.fmul(_masked_load(builder, row, mask, vt), d), _fadd)
+            if act is not None:
+                on = builder.fcmp_ordered(">", builder.load(builder.gep(act, [loop.index])),
+                                          ft(0.0))
+                s = builder.select(on, s, builder.fmul(s, ft(0.0)))
+            builder.store(s, builder.gep(out, [loop.index]))
         return context.get_dummy_value()
     return sig, codegen
 

@@ -92,17 +92,23 @@ def _softmax_par(z, out):
 # ---- one row through the network: forward and backward side by side -------------------------
 
 @jit
-def _input_forward(flat, wo, b, h, x_idx, x_val, n_nz, scale, z):
-    """z (h,) = b (h,) + sum over nonzero pixels k of (x_k * scale) * W[k, :]; W at flat[wo:].
+def _relu_in_place(z):
+    for j in range(z.shape[0]):  # branch-free; NaN * 0 keeps NaN
+        v = z[j]
+        z[j] = v if v > 0 else v * 0
 
-    Four pixels per pass: one z update per four rows of W, so the loop is not bound by the
-    latency of z's load-add-store chain (2-3x faster for narrow layers). Layers at most
-    _lanes.LANES wide take one vector held in registers instead (3x faster again).
+
+@jit
+def _input_forward(flat, wo, b, h, x_idx, x_val, n_nz, scale, relu, z):
+    """z (h,) = b (h,) + sum over nonzero pixels k of (x_k * scale) * W[k, :]; W at flat[wo:];
+    then ReLU if relu.
+
+    Layers at most _lanes.LANES wide: one vector held in registers. Wider: four pixels per
+    pass, one z update per four rows of W, so the loop is not bound by the latency of z's
+    load-add-store chain (2-3x faster than one).
     """
     if h <= LANES:
-        nz_dot(flat, wo, h, x_idx, x_val, n_nz, scale, z)
-        for j in range(h):
-            z[j] += b[j]
+        nz_dot(flat, wo, h, x_idx, x_val, n_nz, scale, b, relu, z)
         return
     for j in range(h):
         z[j] = b[j]
@@ -124,33 +130,34 @@ def _input_forward(flat, wo, b, h, x_idx, x_val, n_nz, scale, z):
         for j in range(h):
             z[j] += v * w[j]
         q += 1
+    if relu:
+        _relu_in_place(z)
 
 
 @jit
 def _input_backward(g, wo, bo, h, x_idx, x_val, n_nz, scale, dz):
     """G[W] += x (outer) dz over nonzero pixels, G[b] += dz; dz (h,)."""
     if h <= LANES:
-        nz_outer(g, wo, h, x_idx, x_val, n_nz, scale, dz)
-    else:
-        for q in range(n_nz):
-            v = x_val[q] * scale
-            base = wo + x_idx[q] * h
-            gw = g[base:base + h]
-            for j in range(h):
-                gw[j] += v * dz[j]
+        nz_outer(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz)
+        return
+    for q in range(n_nz):
+        v = x_val[q] * scale
+        base = wo + x_idx[q] * h
+        gw = g[base:base + h]
+        for j in range(h):
+            gw[j] += v * dz[j]
     gb = g[bo:bo + h]
     for j in range(h):
         gb[j] += dz[j]
 
 
 @jit
-def _dense_forward(flat, wo, bo, d_in, d_out, a, z):
-    """z (d_out,) = b + a (d_in,) @ W (d_in, d_out), four rows of W per pass."""
+def _dense_forward(flat, wo, bo, d_in, d_out, a, relu, z):
+    """z (d_out,) = b + a (d_in,) @ W (d_in, d_out), four rows of W per pass; then ReLU if
+    relu."""
     b = flat[bo:bo + d_out]
     if d_out <= LANES:
-        nz_dot(flat, wo, d_out, None, a, d_in, None, z)
-        for j in range(d_out):
-            z[j] += b[j]
+        nz_dot(flat, wo, d_out, None, a, d_in, None, b, relu, z)
         return
     for j in range(d_out):
         z[j] = b[j]
@@ -171,18 +178,18 @@ def _dense_forward(flat, wo, bo, d_in, d_out, a, z):
         for j in range(d_out):
             z[j] += v * w[j]
         k += 1
+    if relu:
+        _relu_in_place(z)
 
 
 @jit
 def _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da):
-    """G[W] += a (outer) dz, G[b] += dz, and da (d_in,) = W @ dz (unless da is empty)."""
+    """G[W] += a (outer) dz, G[b] += dz, and da (d_in,) = (W @ dz) * (a > 0), the ReLU
+    backward from the layer's input a (unless da is empty)."""
     if d_out <= LANES:
-        nz_outer(g, wo, d_out, None, a, d_in, None, dz)
-        gb = g[bo:bo + d_out]
-        for j in range(d_out):
-            gb[j] += dz[j]
+        nz_outer(g, wo, d_out, None, a, d_in, None, bo, dz)
         if da.shape[0]:
-            rows_dot(flat, wo, d_out, d_in, dz, da)
+            rows_dot(flat, wo, d_out, d_in, dz, a, da)
         return
     for k in range(d_in):
         v = a[k]
@@ -198,7 +205,7 @@ def _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da):
             s = dz[0] * 0
             for j in range(d_out):
                 s += w[j] * dz[j]
-            da[k] = s
+            da[k] = s if a[k] > 0 else s * 0
 
 
 @jit
@@ -210,15 +217,12 @@ def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff):
         wo = woff[l]
         bo = wo + d_in * d_out
         z = acts[aoff[l]:aoff[l + 1]]
+        relu = l < L - 1  # fused ReLU on every hidden layer
         if l == 0:
             _input_forward(flat, wo, flat[bo:bo + d_out], d_out, x_idx, x_val, n_nz, scale,
-                           z)
+                           relu, z)
         else:
-            _dense_forward(flat, wo, bo, d_in, d_out, acts[aoff[l - 1]:aoff[l]], z)
-        if l < L - 1:
-            for j in range(d_out):  # fused ReLU, branch-free; NaN * 0 keeps NaN
-                v = z[j]
-                z[j] = v if v > 0 else v * 0
+            _dense_forward(flat, wo, bo, d_in, d_out, acts[aoff[l - 1]:aoff[l]], relu, z)
 
 
 @jit
@@ -264,8 +268,6 @@ def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, i
             a = acts[aoff[l - 1]:aoff[l]]
             da = deltas[aoff[l - 1]:aoff[l]]
             _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da)
-            for k in range(d_in):  # ReLU backward from the stored output, branch-free
-                da[k] = da[k] if a[k] > 0 else da[k] * 0
     return loss, correct
 
 
@@ -655,7 +657,7 @@ def _linear_rows(w, b, values, scale, d_in, CI, CV, out, T):
                     CI[t, n_nz] = k
                     CV[t, n_nz] = row[k]
                     n_nz += 1
-            _input_forward(w, 0, b, d_out, CI[t], CV[t], n_nz, scale, out[r])
+            _input_forward(w, 0, b, d_out, CI[t], CV[t], n_nz, scale, False, out[r])
 
 
 def forward(params, x):
