@@ -12,9 +12,10 @@ from fastmnist.backends import numpy_ref as ref
 from fastmnist.optim import Optimizer, init_state
 
 DTYPES = [np.float64, np.float32]
-# (rows, layer widths): batch 1, odd sizes, several depths
+# (rows, layer widths): batch 1, odd sizes, several depths; layer 1 at most LANES wide (one
+# vector) and wider (rows in blocks of BLOCK; 300 rows make several blocks per thread)
 SHAPES = [(1, [784, 10, 10]), (7, [13, 5, 3]), (33, [29, 17, 11, 4]), (128, [784, 128, 10]),
-          (5, [9, 2])]
+          (5, [9, 2]), (300, [40, 24, 6]), (20, [30, 16, 16])]
 
 
 def close(a, b, dtype):
@@ -113,9 +114,10 @@ def test_twenty_train_steps_float64():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("mode", [fast.MODE_CSR, fast.MODE_DENSE, fast.MODE_DENSE_SKIP])
-def test_epoch_kernel_matches_reference_loop(dtype, optimizer, mode):
+@pytest.mark.parametrize("sizes", [[50, 16, 8, 5], [50, 24, 8, 5]], ids=["narrow", "wide"])
+def test_epoch_kernel_matches_reference_loop(dtype, optimizer, mode, sizes):
     """Same batch order, a short last batch, weight decay: the same weights after it."""
-    sizes, n, batch = [50, 16, 8, 5], 103, 10
+    n, batch = 103, 10
     params_f = random_net(sizes, dtype, scale=0.3)
     params_r = [(W.copy(), b.copy()) for W, b in params_f]
     opt = Optimizer(optimizer, weight_decay=1e-3)

@@ -236,8 +236,9 @@ def _argmax(v):
 
 @jit
 def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, inv_n,
-                          g, acts, deltas, aoff):
-    """Forward and backward one row, adding its gradient (scaled by inv_n) into g (P,).
+                          g, acts, deltas, aoff, lowest):
+    """Forward and backward one row, adding its gradient (scaled by inv_n) into g (P,) for
+    layers `lowest` and up (layer 0's delta is left in deltas[:sizes[1]] either way).
 
     Returns (cross-entropy, 1 if the prediction is right else 0).
     """
@@ -257,7 +258,7 @@ def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, i
         for j in range(p.shape[0]):
             dz[j] = p[j] * inv_n
         dz[label] = (p[label] - 1) * inv_n
-    for l in range(L - 1, -1, -1):
+    for l in range(L - 1, lowest - 1, -1):
         d_in, d_out = sizes[l], sizes[l + 1]
         wo = woff[l]
         bo = wo + d_in * d_out
@@ -295,27 +296,97 @@ def _row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval):
     return cidx, cval, n_nz
 
 
+@jit
+def _copy(src, dst, at, n):
+    """dst[at:at + n] = src[:n], one vectorized loop (slice assignment copies elementwise)."""
+    d = dst[at:at + n]
+    for j in range(n):
+        d[j] = src[j]
+
+
+#: rows per block of the pixel-major layer-1 backward (``_block_input_backward``)
+BLOCK = 64
+
+
+@jit
+def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iota, scale,
+                          d_in, cidx, cval, counts, e_row, e_val, dz):
+    """G[W1] += X_blk^T dZ_blk and G[b1] += dZ_blk.sum(0) for a block of rows, pixel by pixel.
+
+    rows (m <= BLOCK,): the block's rows; dz (m * h,): their layer-1 deltas. The block's
+    nonzeros are bucketed by pixel (counts (d_in + 1,), e_row, e_val (BLOCK * d_in,)), and
+    each touched row of G[W1] is updated once per block, four deltas per pass, instead of
+    once per nonzero: for wide layers G[W1] lives in L2 and that read-modify-write traffic
+    was the epoch's largest cost.
+    """
+    m = rows.shape[0]
+    counts[:] = 0
+    for i in range(m):
+        x_idx, x_val, n_nz = _row_input(rows[i], mode, indptr, indices, values, iota, d_in,
+                                        cidx, cval)
+        for q in range(n_nz):
+            counts[x_idx[q] + 1] += 1
+    for k in range(d_in):
+        counts[k + 1] += counts[k]
+    for i in range(m):  # fill, counts[k] moving from bucket k's start to its end
+        x_idx, x_val, n_nz = _row_input(rows[i], mode, indptr, indices, values, iota, d_in,
+                                        cidx, cval)
+        for q in range(n_nz):
+            k = x_idx[q]
+            e = counts[k]
+            e_row[e] = i
+            e_val[e] = x_val[q]
+            counts[k] = e + 1
+    start = 0
+    for k in range(d_in):  # bucket k is e_row[start:counts[k]] now
+        stop = counts[k]
+        if stop > start:
+            gw = g[wo + k * h:wo + (k + 1) * h]
+            _input_forward(dz, 0, gw, h, e_row[start:stop], e_val[start:stop], stop - start,
+                           scale, False, gw)
+        start = stop
+    gb = g[bo:bo + h]
+    for i in range(m):
+        d = dz[i * h:(i + 1) * h]
+        for j in range(h):
+            gb[j] += d[j]
+
+
 @pjit
 def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y, rows,
-                 inv_n, G, A, D, CI, CV, loss_t, corr_t, T):
+                 inv_n, G, A, D, CI, CV, wide, loss_t, corr_t, T):
     """Forward + backward the batch `rows`, thread t's rows (a fixed chunk) into G[t] (P,).
 
     A, D (T, sum of widths): per-thread activations and deltas; CI, CV (T, d_in): per-thread
     pixel buffers for mode 2; loss_t, corr_t (T,): per-thread loss sums and right answers.
+    wide: per-thread buffers of ``_block_input_backward`` (counts, e_row, e_val, dz), used
+    when layer 1 is wider than LANES; the rows then go in blocks of BLOCK.
     """
     nb = rows.shape[0]
-    d_in = sizes[0]
+    d_in, h = sizes[0], sizes[1]
+    counts, e_row, e_val, dzs = wide
+    by_block = h > LANES
     for t in prange(T):
         lt = 0.0
         ct = 0
-        for i in range(t * nb // T, (t + 1) * nb // T):
-            r = rows[i]
-            x_idx, x_val, n_nz = _row_input(r, mode, indptr, indices, values, iota, d_in,
-                                            CI[t], CV[t])
-            loss, ok = _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale,
-                                             y[r], inv_n, G[t], A[t], D[t], aoff)
-            lt += loss
-            ct += ok
+        lo, hi = t * nb // T, (t + 1) * nb // T
+        for b0 in range(lo, hi, BLOCK if by_block else max(1, hi - lo)):
+            b1 = min(hi, b0 + BLOCK) if by_block else hi
+            for i in range(b0, b1):
+                r = rows[i]
+                x_idx, x_val, n_nz = _row_input(r, mode, indptr, indices, values, iota, d_in,
+                                                CI[t], CV[t])
+                loss, ok = _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz,
+                                                 scale, y[r], inv_n, G[t], A[t], D[t], aoff,
+                                                 1 if by_block else 0)
+                if by_block:  # keep layer 1's delta for the block's backward
+                    _copy(D[t], dzs[t], (i - b0) * h, h)
+                lt += loss
+                ct += ok
+            if by_block:
+                _block_input_backward(G[t], woff[0], woff[0] + d_in * h, h, rows[b0:b1], mode,
+                                      indptr, indices, values, iota, scale, d_in, CI[t], CV[t],
+                                      counts[t], e_row[t], e_val[t], dzs[t])
         loss_t[t] = lt
         corr_t[t] = ct
 
@@ -380,7 +451,7 @@ def _reduce_update(flat, s1, s2, G, T, sizes, woff, opt, lr, hp, wd, c1, c2, n_p
 @jit
 def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, iota, scale,
                y, order, batch_size, lrs, inv_ns, c1s, c2s, opt, hp, wd, T, G, A, D, CI, CV,
-               losses):
+               wide, losses):
     """len(lrs) optimizer steps over `order` in batches, all in one compiled call.
 
     Returns (steps run, right answers); stops before updating at a non-finite loss.
@@ -394,7 +465,7 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
         hi = min(lo + batch_size, m)
         Ts = min(T, hi - lo)
         _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y,
-                     order[lo:hi], inv_ns[s], G, A, D, CI, CV, loss_t, corr_t, Ts)
+                     order[lo:hi], inv_ns[s], G, A, D, CI, CV, wide, loss_t, corr_t, Ts)
         loss = loss_t[:Ts].sum() / (hi - lo)
         losses[s] = loss
         if not np.isfinite(loss):
@@ -571,6 +642,17 @@ def _check_params(params):
     return dtype
 
 
+def _wide_buffers(sizes, T, dtype, values_dtype):
+    """Per-thread buffers of the blocked layer-1 backward (``_block_input_backward``):
+    counts (T, d_in + 1), e_row (T, BLOCK * d_in), e_val, dz (T, BLOCK * h); empty (one
+    element per thread) when layer 1 is narrow enough to go row by row."""
+    d_in, h = int(sizes[0]), int(sizes[1])
+    n = BLOCK * d_in if h > LANES else 1
+    return (np.zeros((T, d_in + 1 if h > LANES else 1), dtype=np.int64),
+            np.zeros((T, n), dtype=np.uint8), np.zeros((T, n), dtype=values_dtype),
+            _aligned_zeros((T, _stride(BLOCK * h if h > LANES else 1, dtype)), dtype))
+
+
 def _buffers(sizes, T, dtype, d_in, values_dtype):
     """Per-thread activations/deltas A, D (T, sum widths), offsets aoff, pixel buffers."""
     aoff = np.zeros(len(sizes), dtype=np.int64)
@@ -690,7 +772,8 @@ def _grads(params, x, y):
     rows = np.arange(len(data), dtype=np.int64)
     _batch_grads(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
                  data.iota, _scale_for(data.values, dtype), y, rows,
-                 dtype.type(1.0 / len(data)), G, A, D, CI, CV, loss_t, corr_t, T)
+                 dtype.type(1.0 / len(data)), G, A, D, CI, CV,
+                 _wide_buffers(sizes, T, dtype, data.values.dtype), loss_t, corr_t, T)
     return loss_t.sum() / len(data), G, sizes, woff, flat, T
 
 
@@ -769,7 +852,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
         flat, s1, s2, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
         data.iota, _scale_for(data.values, dtype), y, order, batch_size, lrs_t,
         inv_ns, c1s, c2s, opt.code, _hyper(opt, dtype), dtype.type(opt.weight_decay), T, G, A,
-        D, CI, CV, losses)
+        D, CI, CV, _wide_buffers(sizes, T, dtype, data.values.dtype), losses)
     _unflatten(flat, params)
     if len(state) > 0:
         _unflatten(s1, state[0])
