@@ -39,6 +39,12 @@ def _lane_mask(builder, h):
     return builder.icmp_unsigned("<", lanes, _splat(builder, h))
 
 
+def _lane_mask_signed(builder, limit):
+    """<LANES x i1>: lane j < limit, for any (possibly negative) limit."""
+    lanes = ir.Constant(ir.VectorType(_I64, LANES), list(range(LANES)))
+    return builder.icmp_signed("<", lanes, _splat(builder, limit))
+
+
 def _suffix(t):
     return "f32" if isinstance(t, ir.FloatType) else "f64"
 
@@ -130,6 +136,13 @@ def _typed(w, wo, h, x_idx, x_val, n_nz, scale, other):
     return types.void(w, wo, h, x_idx, x_val, n_nz, scale, other) if ok else None
 
 
+def _dot_sig(w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
+    if _typed(w, wo, h, x_idx, x_val, n_nz, scale, z) is None or not (
+            _contiguous(b) and b.dtype == w.dtype and isinstance(relu, types.Boolean)):
+        return None
+    return types.void(w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z)
+
+
 @intrinsic
 def nz_dot(typingctx, w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
     """z[:h] = b[:h] + sum over q < n_nz of (x_val[q] * scale) * w[wo + x_idx[q] * h:][:h],
@@ -139,11 +152,7 @@ def nz_dot(typingctx, w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
     their values; scale a float (None: 1); b, z (>= h,) of w's dtype. Lanes >= h of w's rows
     are masked off: never read.
     """
-    sig = _typed(w, wo, h, x_idx, x_val, n_nz, scale, z)
-    if sig is None or not (_contiguous(b) and b.dtype == w.dtype
-                           and isinstance(relu, types.Boolean)):
-        return None
-    sig = types.void(w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z)
+    sig = _dot_sig(w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z)
 
     def codegen(context, builder, sig, args):
         ft, h, n, pixel, out = _pixel_args(context, builder, sig, args)
@@ -173,6 +182,49 @@ def nz_dot(typingctx, w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
                                    builder.fmul(total, zero))
         total = builder.select(args[8], rectified, total)
         _masked_store(builder, total, out, mask)
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+#: lanes of a wide layer held in registers at once: 4 vectors
+CHUNK = 4 * LANES
+
+
+@intrinsic
+def nz_dot_wide(typingctx, w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
+    """``nz_dot`` for any width h: CHUNK outputs at a time held in four vectors across the
+    row's pixels (their four chains in flight), one pass over the pixels per CHUNK.
+
+    The running sums stay in registers: a loop over outputs in Numba keeps them in z and
+    loads and stores them for every few pixels.
+    """
+    sig = _dot_sig(w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z)
+
+    def codegen(context, builder, sig, args):
+        ft, h, n, pixel, out = _pixel_args(context, builder, sig, args)
+        vt = ir.VectorType(ft, LANES)
+        bias = context.make_array(sig.args[7])(context, builder, args[7]).data
+        accs = [cgutils.alloca_once_value(builder, ir.Constant(vt, None)) for _ in range(4)]
+        zero = ir.Constant(vt, None)
+        chunks = builder.udiv(builder.add(h, _I64(CHUNK - 1)), _I64(CHUNK))
+        with cgutils.for_range(builder, chunks) as chunk:
+            c0 = builder.mul(chunk.index, _I64(CHUNK))
+            offs = [builder.add(c0, _I64(LANES * v)) for v in range(4)]
+            masks = [_lane_mask_signed(builder, builder.sub(h, off)) for off in offs]
+            for acc, off, mask in zip(accs, offs, masks):
+                builder.store(_masked_load(builder, builder.gep(bias, [off]), mask, vt), acc)
+            with cgutils.for_range(builder, n) as loop:
+                row, v = pixel(loop.index)
+                vv = _splat(builder, v)
+                for acc, off, mask in zip(accs, offs, masks):
+                    wv = _masked_load(builder, builder.gep(row, [off]), mask, vt)
+                    builder.store(builder.fadd(builder.load(acc), builder.fmul(vv, wv)), acc)
+            for acc, off, mask in zip(accs, offs, masks):
+                total = builder.load(acc)
+                rectified = builder.select(builder.fcmp_ordered(">", total, zero), total,
+                                           builder.fmul(total, zero))
+                total = builder.select(args[8], rectified, total)
+                _masked_store(builder, total, builder.gep(out, [off]), mask)
         return context.get_dummy_value()
     return sig, codegen
 
