@@ -1,16 +1,24 @@
-"""Explicit 16-lane vector loops for layers at most 16 wide (LLVM IR through Numba intrinsics).
+"""Explicit vector loops over a layer's outputs (LLVM IR through Numba intrinsics).
 
-A layer-1 row of a narrow network (784-10-10: 10 outputs) is a sum over the row's nonzero
-pixels of ``x_k * W[k, :10]``. Written as a Numba loop over the 10 outputs, LLVM vectorizes it
-in blocks of 32 lanes and runs 10 outputs as scalar remainder code, with the running sum
-loaded and stored for every pixel: about 7 cycles per nonzero pixel. Written with 16 scalar
-locals, its loop vectorizer turns the pixel loop into gathers (3x slower). The two
-intrinsics here say what is meant instead: one vector of LANES outputs, loaded with a lane
-mask (lanes >= h are neither read nor written), held in registers across the pixels, four
-pixels in flight. The same numbers, 3-4x faster (see the README's measured table).
+A layer-1 row is a sum over the row's nonzero pixels of ``x_k * W[k, :h]``. Written as a Numba
+loop over the h outputs, the running sums live in memory, loaded and stored every few pixels,
+and for 784-10-10 (h = 10) LLVM vectorizes the loop in blocks of 32 lanes and runs the 10
+outputs as scalar remainder code: about 7 cycles per nonzero pixel. Written with 16 scalar
+locals, LLVM's loop vectorizer turns the pixel loop into gathers instead (3x slower). The
+intrinsics here say what is meant:
 
-They are compiled into the kernels that call them (``_input_forward``, ``_input_backward``
-in numba_cpu), so they take part in Numba's fastmath flags and on-disk cache.
+* ``nz_dot``: h <= LANES outputs in one vector held in registers across the pixels, lanes
+  >= h masked off (never read or written), four pixels in flight (2.2 cycles per pixel).
+* ``nz_dot_wide``: any h, CHUNK outputs in four vectors per pass over the pixels.
+* ``nz_outer``: a dW row update in exact pieces of 16, 8, 4, 2, 1 lanes, one loop per width.
+* ``rows_dot``: W @ dz for a narrow W, with the ReLU backward.
+* ``softmax_grad``: softmax cross-entropy and its gradient for at most LANES classes.
+
+The pixel rows may be given by index (a CSR row) or be all rows in order (x_idx None: a
+dense layer). They are compiled into the Numba kernels that call them (numba_cpu), so they
+take part in Numba's fastmath flags and on-disk cache; note that Numba's cache does not notice
+a change to this file alone (clear ``__pycache__`` when editing it). The masked loads and
+stores use LLVM's opaque-pointer intrinsic names: Numba >= 0.68 (llvmlite 0.50).
 """
 
 from llvmlite import ir
@@ -18,7 +26,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-#: outputs held in one vector; layers wider than this take the plain loops
+#: outputs held in one vector (16 float32 = one AVX-512 register, two AVX2 ones)
 LANES = 16
 
 _I32 = ir.IntType(32)

@@ -17,6 +17,13 @@ Where the speed comes from (see DESIGN.md, "Where the speed comes from"):
   + cross-entropy backward into one ``(p - onehot) / n``.
 * Threads split a batch's rows in ``T`` fixed chunks, each into its own gradient buffer
   ``G[t]``, summed in a fixed order: no races, and bit-identical results for a fixed ``T``.
+* A row's running sums stay in vector registers (the intrinsics of ``_lanes``): one 16-lane
+  vector for layers at most LANES wide, 64 lanes per pass for wider ones; narrow ``dW`` rows
+  are updated in exact pieces; softmax + its gradient is one vector for at most 16 classes.
+  One hidden layer at most LANES wide (784-10-10) takes the written-out ``_row_narrow2``.
+* A layer 1 wider than LANES goes in blocks of BLOCK rows per thread, its ``dW`` accumulated
+  pixel by pixel (``_block_input_backward``): one update of each touched row of ``G[W1]``
+  per block instead of one per nonzero pixel.
 """
 
 import numpy as np
