@@ -422,3 +422,21 @@ def softmax_grad(typingctx, z, c, label, inv_n, flush, dz):
         best = builder.zext(builder.call(cttz, [bits, ir.IntType(1)(0)]), _I64)
         return context.make_tuple(builder, sig.return_type, [s, mx, best])
     return sig, codegen
+
+
+@intrinsic
+def prefetch(typingctx, a, i):
+    """Ask for the cache line holding a[i] (1-D C array) ahead of its use; no effect on
+    results. The epoch's rows come in shuffled order, so each row's CSR slice and its indptr
+    entry are cache misses that a prefetch one or two rows ahead can hide."""
+    sig = types.void(a, i) if _contiguous(a) and isinstance(i, types.Integer) else None
+
+    def codegen(context, builder, sig, args):
+        ptr = context.make_array(sig.args[0])(context, builder, args[0]).data
+        at = builder.gep(ptr, [context.cast(builder, args[1], sig.args[1], types.int64)])
+        i8p = ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, _I32, _I32, _I32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(at, i8p), _I32(0), _I32(3), _I32(1)])
+        return context.get_dummy_value()
+    return sig, codegen

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._jit import jit, n_threads, pjit, prange, threads  # noqa: F401  (threads: the protocol)
-from ._lanes import LANES, nz_dot, nz_dot_wide, nz_outer, rows_dot, softmax_grad
+from ._lanes import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype), as in the reference
 SCALE = 1.0 / 255.0
@@ -248,6 +248,18 @@ def _row_narrow2(flat, d_in, h, c, x_idx, x_val, n_nz, scale, label, inv_n, g, a
 # ---- a batch, a step, a run of steps ------------------------------------------------------
 
 @jit
+def _prefetch_row(indptr, indices, values, r_next, r_after):
+    """Prefetch row r_next's CSR slice (whose indptr entry came one row earlier) and the
+    indptr entry of r_after."""
+    a, b = indptr[r_next], indptr[r_next + 1]
+    for q in range(a, b, 32):  # 64-byte lines of uint16 indices
+        prefetch(indices, q)
+    for q in range(a, b, 64):
+        prefetch(values, q)
+    prefetch(indptr, r_after)
+
+
+@jit
 def _row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval):
     """(pixel indices, pixel values, count) of row r's layer-1 input.
 
@@ -348,6 +360,8 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
             b1 = min(hi, b0 + BLOCK) if by_block else hi
             for i in range(b0, b1):
                 r = rows[i]
+                if mode == MODE_CSR and i + 2 < b1:  # shuffled rows: fetch ahead
+                    _prefetch_row(indptr, indices, values, rows[i + 1], rows[i + 2])
                 x_idx, x_val, n_nz = _row_input(r, mode, indptr, indices, values, iota, d_in,
                                                 CI[t], CV[t])
                 if narrow2:
