@@ -95,7 +95,7 @@ def _section_batch(study):
                 hi, lo = max(ratios), min(ratios)
                 words.append(f"numba vs {other}: from {fmt_x(lo[0])} (batch {lo[1]}) to "
                              f"{fmt_x(hi[0])} (batch {hi[1]}) "
-                             + ("faster" if lo[0] >= 1 else "the speed of") + f" {other}"
+                             + ("faster than" if lo[0] >= 1 else "the speed of") + f" {other}"
                              + ("" if lo[0] >= 1 else
                                 " (below 1x numba is the slower one)") + ".")
     words.append("What batch size buys: fewer, larger steps amortize per-step costs (calls, "
