@@ -356,6 +356,7 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
         lt = 0.0
         ct = 0
         lo, hi = t * nb // T, (t + 1) * nb // T
+        g, acts, deltas, cidx, cval = G[t], A[t], D[t], CI[t], CV[t]  # views made once
         for b0 in range(lo, hi, BLOCK if by_block else max(1, hi - lo)):
             b1 = min(hi, b0 + BLOCK) if by_block else hi
             for i in range(b0, b1):
@@ -363,21 +364,21 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
                 if mode == MODE_CSR and i + 2 < b1:  # shuffled rows: fetch ahead
                     _prefetch_row(indptr, indices, values, rows[i + 1], rows[i + 2])
                 x_idx, x_val, n_nz = _row_input(r, mode, indptr, indices, values, iota, d_in,
-                                                CI[t], CV[t])
+                                                cidx, cval)
                 if narrow2:
                     loss, ok = _row_narrow2(flat, d_in, h, c, x_idx, x_val, n_nz, scale, y[r],
-                                            inv_n, G[t], A[t], D[t])
+                                            inv_n, g, acts, deltas)
                 else:
                     loss, ok = _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz,
-                                                     scale, y[r], inv_n, G[t], A[t], D[t],
+                                                     scale, y[r], inv_n, g, acts, deltas,
                                                      aoff, 1 if by_block else 0)
                 if by_block:  # keep layer 1's delta for the block's backward
-                    _copy(D[t], dzs[t], (i - b0) * h, h)
+                    _copy(deltas, dzs[t], (i - b0) * h, h)
                 lt += loss
                 ct += ok
             if by_block:
-                _block_input_backward(G[t], woff[0], woff[0] + d_in * h, h, rows[b0:b1], mode,
-                                      indptr, indices, values, iota, scale, d_in, CI[t], CV[t],
+                _block_input_backward(g, woff[0], woff[0] + d_in * h, h, rows[b0:b1], mode,
+                                      indptr, indices, values, iota, scale, d_in, cidx, cval,
                                       counts[t], e_row[t], e_val[t], dzs[t])
         loss_t[t] = lt
         corr_t[t] = ct
