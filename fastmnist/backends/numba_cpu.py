@@ -325,7 +325,7 @@ def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iot
     start = 0
     for k in range(d_in):  # bucket k is e_row[start:counts[k]] now
         stop = counts[k]
-        if stop > start:
+        if stop > start:  # gw = gw + sum over the bucket of x * dz[row]: bias and output gw
             gw = g[wo + k * h:wo + (k + 1) * h]
             _input_forward(dz, 0, gw, h, e_row[start:stop], e_val[start:stop], stop - start,
                            scale, False, gw)
