@@ -25,8 +25,9 @@ def default(seed=0):
     """What ``fastmnist train`` runs with no arguments: 784-128-10, float32, He init, Adam
     with a OneCycle schedule peaking at lr 0.004, batches of 64, 5 epochs.
 
-    Measured on the 2-core development machine (Numba backend, 2 threads): 98.04-98.12% test
-    accuracy over seeds 0-4, about 1.2 s of training. It is the smaller network (102k
+    Measured on the 2-core development machine (Numba backend, 2 threads): 98.01-98.17% test
+    accuracy over seeds 0-4, about 0.75 s of training on a quiet machine (1.2 s before the
+    vector kernels of ``backends._lanes``). It is the smaller network (102k
     weights) with a wide margin over 97%; the previous default (SGD with momentum 0.9 and
     cosine decay, batch 128) gave 97.2-97.4%, too close to the bar.
     """
@@ -41,7 +42,9 @@ def fast98(seed=0):
 
     Chosen by measurement on the 2-core development machine (Numba backend, 2 threads; test
     accuracy over seeds 0-5, training seconds of one fit on a quiet machine; a busy neighbour
-    on this shared machine can double them):
+    on this shared machine can double them). The table was measured before the vector
+    kernels of ``backends._lanes``; with them this recipe trains in 0.70-0.75 s (98.12-98.33%
+    over seeds 0-5; the float rounding moved with the summation order):
 
     ==========================  =======  ==============  =====
     network, batch, epochs      peak lr  test accuracy   fit s
