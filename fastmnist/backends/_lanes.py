@@ -365,8 +365,8 @@ def _hsum4(builder, v):
     return u
 
 
-def _exp(builder, x, floor):
-    """e^x lane by lane for x >= floor >= -64 (the caller clamps): Cody-Waite reduction
+def _exp(builder, x):
+    """e^x lane by lane for -64 <= x <= 0 (the caller clamps): Cody-Waite reduction
     x = n ln2 + r, |r| <= ln2 / 2, a Taylor polynomial for e^r (degree 7 in float32, 13 in
     float64: truncation below half an ulp), times 2^n built in the exponent bits."""
     vt = x.type
@@ -398,6 +398,10 @@ def _exp(builder, x, floor):
     return builder.fmul(p, builder.bitcast(two_n, vt))
 
 
+#: the lowest argument of _exp (and so the lowest flush of softmax_grad): e^-64 ~ 1.6e-28
+_EXP_FLOOR = -64.0
+
+
 def _hreduce(builder, v, op):
     """Reduce a vector's lanes with op(builder, a, b) by halving; the first lane's result."""
     n = v.type.count
@@ -423,8 +427,9 @@ def softmax_grad(typingctx, z, c, label, inv_n, flush, dz):
     """Softmax cross-entropy of logits z[:c] (c <= LANES) against `label`, and its gradient.
 
     dz[:c] = (softmax(z) - onehot(label)) * inv_n, where exp(z - max) below e^flush counts as
-    0 (no denormals downstream). Returns (sum of exp(z - max), max, argmax), the argmax the
-    first index of the largest logit, as ``_argmax``; the loss is log(sum) + max - z[label].
+    0 (no denormals downstream; flush is raised to -64 if lower). Returns (sum of
+    exp(z - max), max, argmax), the argmax the first index of the largest logit, as
+    ``_argmax``; the loss is log(sum) + max - z[label].
     """
     ok = (_contiguous(z, dz) and isinstance(z.dtype, types.Float) and dz.dtype == z.dtype
           and all(isinstance(t, types.Integer) for t in (c, label))
@@ -448,9 +453,11 @@ def softmax_grad(typingctx, z, c, label, inv_n, flush, dz):
         zv_max = builder.select(mask, zv, neg_inf)
         mx = _hreduce(builder, zv_max, _fmax)
         d = builder.fsub(zv, _splat(builder, mx))
+        floor = ft(_EXP_FLOOR)  # 2^n of _exp stays a normal float above it
+        flush = builder.select(builder.fcmp_ordered(">", flush, floor), flush, floor)
         fl = _splat(builder, flush)
         keep = builder.fcmp_ordered(">", d, fl)
-        e = _exp(builder, builder.select(keep, d, fl), flush)
+        e = _exp(builder, builder.select(keep, d, fl))
         e = builder.select(keep, e, builder.fmul(d, ir.Constant(vt, None)))  # NaN stays NaN
         e = builder.select(mask, e, ir.Constant(vt, None))
         s = _hreduce(builder, e, _fadd)
