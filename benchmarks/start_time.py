@@ -1,0 +1,65 @@
+"""Cold and warm start of the Numba backend, each in a fresh process.
+
+    python benchmarks/start_time.py [--rounds 3]
+
+Timed in the child process: ``import fastmnist`` plus the first training step of a
+784-128-10 float32 network (Adam, one batch of 128 random uint8 images), which compiles the
+kernels or loads them from Numba's cache. Cold: an empty cache folder (``NUMBA_CACHE_DIR`` set
+to a new temporary folder), as on a machine's first run; warm: the same folder again, filled by
+the cold run. Process start-up and Python's own import time come on top (about 0.1 s here).
+"""
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+_CHILD = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+import fastmnist
+from fastmnist.backends import numba_cpu
+from fastmnist.model import init_params
+from fastmnist.optim import Optimizer, init_state
+t1 = time.perf_counter()
+rng = np.random.default_rng(0)
+x = rng.integers(0, 256, (128, 784)).astype(np.uint8)
+y = rng.integers(0, 10, 128)
+params = init_params([784, 128, 10], np.dtype("float32"), "he", rng)
+opt = Optimizer("adam")
+losses, _ = numba_cpu.train_epoch(params, init_state(params, opt), opt, numba_cpu.prepare(x), y,
+                                  np.arange(128), 128, np.array([0.01]), 0)
+assert np.isfinite(losses).all()
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1)
+"""
+
+
+def _run(cache):
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+                         text=True, check=True)
+    imp, step = (float(v) for v in out.stdout.split())
+    return imp, step
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3, help="cold/warm pairs (default 3)")
+    args = ap.parse_args(argv)
+    cold, warm = [], []
+    for r in range(args.rounds):
+        with tempfile.TemporaryDirectory(prefix="fastmnist-start-") as cache:
+            for kind, times in (("cold", cold), ("warm", warm)):
+                imp, step = _run(cache)
+                times.append(imp + step)
+                print(f"round {r + 1}: {kind}  import {imp:.2f} s + first step {step:.2f} s "
+                      f"= {imp + step:.2f} s", flush=True)
+    print(f"median: cold {statistics.median(cold):.2f} s, warm {statistics.median(warm):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
