@@ -38,8 +38,10 @@ print(t1 - t0, t2 - t1)
 """
 
 
-def _run(cache):
-    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+def _run(cache=None):
+    """(import seconds, first-step seconds) of one child process; cache: the Numba cache
+    folder (None: the environment's)."""
+    env = dict(os.environ) if cache is None else dict(os.environ, NUMBA_CACHE_DIR=cache)
     out = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
                          text=True, check=True)
     imp, step = (float(v) for v in out.stdout.split())
