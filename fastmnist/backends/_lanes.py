@@ -41,16 +41,17 @@ def _splat(builder, value, n=LANES):
                                   ir.Constant(ir.VectorType(_I32, n), [0] * n))
 
 
-def _lane_mask(builder, h):
-    """<LANES x i1>: lane j < h."""
-    lanes = ir.Constant(ir.VectorType(_I64, LANES), list(range(LANES)))
-    return builder.icmp_unsigned("<", lanes, _splat(builder, h))
-
-
-def _lane_mask_signed(builder, limit):
-    """<LANES x i1>: lane j < limit, for any (possibly negative) limit."""
+def _lane_mask(builder, limit):
+    """<LANES x i1>: lane j < limit, for any (possibly negative) i64 limit."""
     lanes = ir.Constant(ir.VectorType(_I64, LANES), list(range(LANES)))
     return builder.icmp_signed("<", lanes, _splat(builder, limit))
+
+
+def _relu_if(builder, on, v):
+    """v, rectified where the i1 `on` holds: v * 0 where not v > 0 (NaN stays NaN)."""
+    zero = ir.Constant(v.type, None)
+    rectified = builder.select(builder.fcmp_ordered(">", v, zero), v, builder.fmul(v, zero))
+    return builder.select(on, rectified, v)
 
 
 def _suffix(t):
@@ -186,11 +187,7 @@ def nz_dot(typingctx, w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
             add(loop.index, accs[0])
         a = [builder.load(acc) for acc in accs]
         total = builder.fadd(builder.fadd(a[0], a[1]), builder.fadd(a[2], a[3]))
-        zero = ir.Constant(vt, None)
-        rectified = builder.select(builder.fcmp_ordered(">", total, zero), total,
-                                   builder.fmul(total, zero))
-        total = builder.select(args[8], rectified, total)
-        _masked_store(builder, total, out, mask)
+        _masked_store(builder, _relu_if(builder, args[8], total), out, mask)
         return context.get_dummy_value()
     return sig, codegen
 
@@ -214,12 +211,11 @@ def nz_dot_wide(typingctx, w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
         vt = ir.VectorType(ft, LANES)
         bias = context.make_array(sig.args[7])(context, builder, args[7]).data
         accs = [cgutils.alloca_once_value(builder, ir.Constant(vt, None)) for _ in range(4)]
-        zero = ir.Constant(vt, None)
         chunks = builder.udiv(builder.add(h, _I64(CHUNK - 1)), _I64(CHUNK))
         with cgutils.for_range(builder, chunks) as chunk:
             c0 = builder.mul(chunk.index, _I64(CHUNK))
             offs = [builder.add(c0, _I64(LANES * v)) for v in range(4)]
-            masks = [_lane_mask_signed(builder, builder.sub(h, off)) for off in offs]
+            masks = [_lane_mask(builder, builder.sub(h, off)) for off in offs]
             for acc, off, mask in zip(accs, offs, masks):
                 builder.store(_masked_load(builder, builder.gep(bias, [off]), mask, vt), acc)
             with cgutils.for_range(builder, n) as loop:
@@ -229,11 +225,8 @@ def nz_dot_wide(typingctx, w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
                     wv = _masked_load(builder, builder.gep(row, [off]), mask, vt)
                     builder.store(builder.fadd(builder.load(acc), builder.fmul(vv, wv)), acc)
             for acc, off, mask in zip(accs, offs, masks):
-                total = builder.load(acc)
-                rectified = builder.select(builder.fcmp_ordered(">", total, zero), total,
-                                           builder.fmul(total, zero))
-                total = builder.select(args[8], rectified, total)
-                _masked_store(builder, total, builder.gep(out, [off]), mask)
+                _masked_store(builder, _relu_if(builder, args[8], builder.load(acc)),
+                              builder.gep(out, [off]), mask)
         return context.get_dummy_value()
     return sig, codegen
 
