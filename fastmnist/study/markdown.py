@@ -13,6 +13,11 @@ from .words import SAME, TIMING_HEADER, compare, fmt_s, fmt_x, md_table, timing_
 _QUICK = "--quick (a reduced smoke-test sweep; numbers are indicative only)"
 
 
+def _with_bullets(lines, words):
+    """A section's lines, then one bullet per sentence of `words`, then a blank line."""
+    return lines + [f"- {w}" for w in words] + [""]
+
+
 def _section_machine(study):
     info, roofs, plan = study["info"], study["roofs"], study["plan"]
     load = study["load"]
@@ -103,7 +108,7 @@ def _section_batch(study):
                  "optimizer steps: an epoch at batch 128 takes "
                  f"{-(-study['n'] // 128)} updates, at batch {study['n']} one, so the "
                  "fastest epoch is rarely the fastest way to an accuracy (see section 7).")
-    return lines + [f"- {w}" for w in words] + [""]
+    return _with_bullets(lines, words)
 
 
 def _section_threads(study):
@@ -145,7 +150,7 @@ def _section_threads(study):
                  "synchronization and a gradient reduction per step, fixed whatever the batch "
                  "size, so small batches gain least. On a shared machine the second core may "
                  "be busy with someone else's work.")
-    return lines + [f"- {w}" for w in words] + [""]
+    return _with_bullets(lines, words)
 
 
 def _section_dtype(study):
@@ -172,7 +177,7 @@ def _section_dtype(study):
     words.append("What float32 buys: half the bytes per weight and activation, twice the "
                  "numbers per SIMD register; it pays where the arithmetic or the memory "
                  "traffic dominates and buys little where per-step overheads do.")
-    return lines + [f"- {w}" for w in words] + [""]
+    return _with_bullets(lines, words)
 
 
 def _section_overhead(study):
@@ -208,7 +213,7 @@ def _section_overhead(study):
                  "proportion to how little work a step does. Once a call runs many steps "
                  "(as `fit` does, a chunk of steps per call) the remaining overhead is "
                  "spread over the chunk; compare the one-call and chunked rows above.")
-    return lines + [f"- {w}" for w in words] + [""]
+    return _with_bullets(lines, words)
 
 
 def _section_sparsity(study):
@@ -245,7 +250,7 @@ def _section_sparsity(study):
                  "the hidden layer, the more of an epoch is layer 1 and the more it saves, "
                  "while indirect (gathered) loads cost more per multiply than a dense, "
                  "vectorized row, so on denser inputs the dense path wins.")
-    return lines + [f"- {w}" for w in words] + [""]
+    return _with_bullets(lines, words)
 
 
 def _section_gflops(study):
@@ -279,7 +284,7 @@ def _section_gflops(study):
     else:
         words.append("The best run comes within a factor of two of the roof: there the "
                      "arithmetic, not overheads, sets the pace.")
-    return lines + [f"- {w}" for w in words] + [""]
+    return _with_bullets(lines, words)
 
 
 def _section_recipes(study):
@@ -329,7 +334,7 @@ def _section_recipes(study):
                  "width, optimizer, schedule, batch size) as much as on the kernels; a fast "
                  "epoch of full-batch gradient descent does one update where batch 128 does "
                  "hundreds.")
-    return lines + [f"- {w}" for w in words] + [""]
+    return _with_bullets(lines, words)
 
 
 def write_markdown(study, out_dir):

@@ -38,6 +38,13 @@ def _figure(w, h):
     return figure(w, h)
 
 
+def _two_panels(title):
+    """A wide figure titled `title` with two side-by-side axes: (fig, left, right)."""
+    fig = _figure(11.0, 4.6)
+    fig.suptitle(title)
+    return fig, fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+
+
 def _save(fig, path):
     from ..plots import _save as save
     return save(fig, path)
@@ -51,9 +58,8 @@ def _empty(ax, text):
 def _plot_batch(study, path):
     ts = study["results"]["batch_size"]
     roof = study["roofs"]["float32"]
-    fig = _figure(11.0, 4.6)
-    fig.suptitle("Epoch time and throughput vs batch size (784-128-10, float32, SGD)")
-    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    fig, ax1, ax2 = _two_panels(
+        "Epoch time and throughput vs batch size (784-128-10, float32, SGD)")
     for b in ("numpy", "numba", "torch"):
         mine = sorted(select(ts, backend=b), key=lambda t: t.batch_size)
         if not mine:
@@ -82,9 +88,7 @@ def _plot_batch(study, path):
 
 def _plot_threads(study, path):
     ts = study["results"]["threads"]
-    fig = _figure(11.0, 4.6)
-    fig.suptitle("Threads: epoch time and speedup (784-128-10, float32, SGD)")
-    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    fig, ax1, ax2 = _two_panels("Threads: epoch time and speedup (784-128-10, float32, SGD)")
     if not ts:
         _empty(ax1, "one usable core: not measured")
         _empty(ax2, "")
@@ -221,9 +225,7 @@ def _plot_gflops(study, path):
 
 def _plot_recipes(study, path):
     rec = study["results"]["recipes"]
-    fig = _figure(11.0, 4.6)
-    fig.suptitle("Test accuracy vs training time of the recipes (numba backend)")
-    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    fig, ax1, ax2 = _two_panels("Test accuracy vs training time of the recipes (numba backend)")
     colors = {"seed": "tab:blue", "default": "tab:orange", "fast98": "tab:green"}
     hi = 0.0
     for name, r in rec.items():
