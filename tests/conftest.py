@@ -4,6 +4,19 @@ import os
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property tests are derandomized by default, so that CI and every developer run the same
+# examples and a failure reproduces; `pytest --hypothesis-profile=wide` searches afresh and
+# ten times as far (`examples` scales each test's count by the profile's max_examples / 100).
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("wide", max_examples=1000)
+settings.load_profile("ci")
+
+
+def examples(n):
+    """`n` property-test examples under the default profile, scaled by the profile in use."""
+    return max(1, n * settings.default.max_examples // 100)
 
 
 @pytest.fixture(scope="session")
