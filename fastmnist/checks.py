@@ -13,11 +13,19 @@ def _asarray(a, name):
         raise InputError(f"{name} cannot be read as an array ({e})") from None
 
 
-def check_X(X, n_features, dtype):
-    """X as a C-contiguous (n, n_features) array: uint8 kept, other reals cast to `dtype`.
+def check_X(X, n_features, dtype, pixels=True):
+    """X as a C-contiguous (n, n_features) array: uint8 kept, other reals validated.
 
-    Images (n, 28, 28) are flattened when ``n_features == 784``. Floats are taken as
-    already scaled to [0, 1]; integers other than uint8 are cast to float unscaled.
+    Images (n, 28, 28) are flattened when ``n_features == 784``.
+
+    With ``pixels=True`` (the MNIST-facing API) X holds pixel intensities: integers of any
+    dtype with values in 0..255 become uint8 (then handled exactly as uint8 images), and floats
+    must already be scaled to [0, 1]; anything else is an InputError that names the fix. With
+    ``pixels=False`` (general features, e.g. standardized) integers and floats are cast to
+    `dtype` unscaled and only NaN and infinity are refused.
+
+    The values are checked by one ``min`` and one ``max`` (NaN propagates through both), which
+    costs about as much as reading X once and allocates nothing.
     """
     X = _asarray(X, "X")
     if X.dtype == object or np.issubdtype(X.dtype, np.complexfloating) or X.dtype == bool:
@@ -34,12 +42,36 @@ def check_X(X, n_features, dtype):
         raise InputError(f"X has {X.shape[1]} features per sample; the model expects {n_features}")
     if X.shape[0] == 0:
         raise InputError("X is empty (0 samples)")
-    if X.dtype != np.uint8:
-        with np.errstate(over="ignore"):
-            X = np.asarray(X, dtype=dtype)
-        if not np.isfinite(X).all():
-            raise InputError(f"X contains NaN or infinity (as {np.dtype(dtype).name})")
+    if X.dtype == np.uint8:
+        return np.ascontiguousarray(X)
+    if np.issubdtype(X.dtype, np.integer):
+        return _integers(X, dtype, pixels)
+    with np.errstate(over="ignore"):
+        X = np.asarray(X, dtype=dtype)
+    lo, hi = X.min(), X.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise InputError(f"X contains NaN or infinity (as {np.dtype(dtype).name})")
+    if pixels and (lo < 0 or hi > 1):
+        hint = ("divide by 255 (X / 255.0), or pass the images as uint8" if lo >= 0 and hi <= 255
+                else "scale the pixels to [0, 1], or pass them as uint8 0..255; for features "
+                     "that are not pixels (e.g. standardized), use MLP(..., pixels=False) or "
+                     "fastmnist.sklearn.MLPClassifier")
+        raise InputError(f"X holds floats from {lo:g} to {hi:g}, but pixel intensities must be "
+                         f"floats in [0, 1]: {hint}")
     return np.ascontiguousarray(X)
+
+
+def _integers(X, dtype, pixels):
+    """Integer X: uint8 pixels when its values lie in 0..255 (else InputError), or `dtype`."""
+    if not pixels:
+        return np.ascontiguousarray(X, dtype=dtype)
+    lo, hi = int(X.min()), int(X.max())
+    if lo < 0 or hi > 255:
+        raise InputError(f"X holds integers from {lo} to {hi}, but pixel intensities are "
+                         "0..255: pass uint8 images, or floats scaled to [0, 1]; for features "
+                         "that are not pixels, use MLP(..., pixels=False) or "
+                         "fastmnist.sklearn.MLPClassifier")
+    return np.ascontiguousarray(X, dtype=np.uint8)
 
 
 def check_y(y, n_classes):
@@ -61,9 +93,9 @@ def check_y(y, n_classes):
     return np.ascontiguousarray(y, dtype=np.int64)
 
 
-def check_Xy(X, y, n_features, n_classes, dtype):
+def check_Xy(X, y, n_features, n_classes, dtype, pixels=True):
     """Validate X and y together (see :func:`check_X`, :func:`check_y`): same length."""
-    X = check_X(X, n_features, dtype)
+    X = check_X(X, n_features, dtype, pixels)
     y = check_y(y, n_classes)
     if len(X) != len(y):
         raise InputError(f"X has {len(X)} samples but y has {len(y)}")

@@ -53,6 +53,10 @@ class MLP:
         Seeds the initialization and, unless `fit` is given another, the shuffling.
     n_features, n_classes : int
         Input width (784 for MNIST) and number of classes (10).
+    pixels : bool
+        True (default): inputs are pixel intensities, uint8 or any integers in 0..255, or
+        floats scaled to [0, 1]; other values raise InputError (an unscaled float image trains
+        to garbage otherwise). False: any finite features (e.g. standardized), used as given.
 
     Attributes
     ----------
@@ -61,7 +65,7 @@ class MLP:
     """
 
     def __init__(self, hidden=(128,), dtype="float32", init="he", seed=0,
-                 n_features=784, n_classes=10):
+                 n_features=784, n_classes=10, pixels=True):
         hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
         if any(not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
             raise InputError(f"hidden sizes must be positive integers, got {hidden!r}")
@@ -77,6 +81,7 @@ class MLP:
         self.seed = seed
         self.n_features = int(n_features)
         self.n_classes = int(n_classes)
+        self.pixels = bool(pixels)
         self.params = init_params(self.sizes, self.dtype, init, np.random.default_rng(seed))
         self.history = {}
         self.config = {}
@@ -101,7 +106,7 @@ class MLP:
 
     def predict_proba(self, X, backend="numpy", batch_size=10000):
         """Class probabilities (n, n_classes) for X (n, n_features), uint8 or float in [0, 1]."""
-        X = check_X(X, self.n_features, self.dtype)
+        X = check_X(X, self.n_features, self.dtype, self.pixels)
         be = backends.get(backend)
         out = np.empty((len(X), self.n_classes), dtype=self.dtype)
         for i in range(0, len(X), batch_size):
@@ -114,7 +119,7 @@ class MLP:
 
     def score(self, X, y, backend="numpy"):
         """Accuracy (fraction in [0, 1]) on X (n, n_features), y (n,)."""
-        X, y = check_Xy(X, y, self.n_features, self.n_classes, self.dtype)
+        X, y = check_Xy(X, y, self.n_features, self.n_classes, self.dtype, self.pixels)
         return float(np.mean(self.predict(X, backend=backend) == y))
 
     # ---- persistence ---------------------------------------------------------------------
@@ -126,6 +131,7 @@ class MLP:
             "dtype": np.array(self.dtype.name),
             "init": np.array(self.init),
             "seed": np.array(-1 if self.seed is None else int(self.seed), dtype=np.int64),
+            "pixels": np.array(self.pixels),
             "config": np.array(json.dumps(self.config, default=str)),
         }
         for i, (W, b) in enumerate(self.params):
@@ -195,7 +201,8 @@ class MLP:
                     raise ModelFileError(f"{path}: layer {i} holds NaN or infinite weights")
                 params.append((np.ascontiguousarray(W), np.ascontiguousarray(b)))
             model = cls(hidden=sizes[1:-1], dtype=dtype, init=init if init in INITS else "he",
-                        seed=None if seed < 0 else seed, n_features=sizes[0], n_classes=sizes[-1])
+                        seed=None if seed < 0 else seed, n_features=sizes[0], n_classes=sizes[-1],
+                        pixels=bool(a["pixels"].item()) if "pixels" in a else True)
             model.params = params
             model.config = json.loads(str(a["config"])) if "config" in a else {}
             if not isinstance(model.config, dict):

@@ -226,7 +226,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self._seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         self.model_ = MLP(hidden=self.hidden_layer_sizes, dtype=self.dtype, init=self.init,
-                          seed=self._seed, n_features=n_features, n_classes=len(classes))
+                          seed=self._seed, n_features=n_features, n_classes=len(classes),
+                          pixels=False)
         self.n_iter_ = 0
         self.loss_curve_ = []
         self._opt_state, self._t = None, 0

@@ -142,12 +142,14 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         Re-raised after Ctrl-C, once the current chunk of steps has finished; the model and
         ``model.history`` are consistent, and ``model.checkpoint`` can resume the run.
     """
-    X, y = check_Xy(X, y, model.n_features, model.n_classes, model.dtype)
+    X, y = check_Xy(X, y, model.n_features, model.n_classes, model.dtype,
+                     model.pixels)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise InputError("validation_data must be a pair (X_val, y_val)")
         Xv, yv = validation_data
-        Xv, yv = check_Xy(Xv, yv, model.n_features, model.n_classes, model.dtype)
+        Xv, yv = check_Xy(Xv, yv, model.n_features, model.n_classes, model.dtype,
+                           model.pixels)
     if (not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool)
             or epochs < 1):
         raise InputError(f"epochs must be a positive integer, got {epochs!r}")

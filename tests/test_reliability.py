@@ -66,6 +66,11 @@ BAD_X = {
     "float64 overflowing float32": (np.where(X0 > 250, 1e300, X0 / 255.0), "NaN or infinity"),
     "empty": (X0[:0], "empty"),
     "empty, no features": (np.zeros((0, 0)), "0 features"),
+    "float32 pixels not divided by 255": (X0.astype(np.float32), "divide by 255"),
+    "float64 pixels not divided by 255": (X0.astype(np.float64), "divide by 255"),
+    "standardized floats": ((X0 - X0.mean()) / X0.std(), "pixels=False"),
+    "int64 beyond 255": (X0.astype(np.int64) * 2, "0..255"),
+    "negative int16": (X0.astype(np.int16) - 1, "0..255"),
 }
 
 BAD_Y = {
@@ -124,6 +129,32 @@ def test_bad_y_is_input_error(case, backend):
 def test_bad_fit_arguments(bad):
     with pytest.raises(InputError):
         fm.MLP(hidden=(4,)).fit(X0, Y0, progress=False, **({"backend": "numpy"} | bad))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint16, np.int8, np.uint64])
+def test_integer_pixels_are_uint8_pixels(dtype, backend):
+    """Pixels in 0..255 of any integer dtype (pandas gives int64) train and predict exactly as
+    the same uint8 images; before, they were cast to float unscaled and trained to garbage."""
+    X = X0 if dtype != np.int8 else X0 // 2  # int8 holds 0..127
+    a, b = trained(X, Y0, backend), trained(X.astype(dtype), Y0, backend)
+    assert weights(a) == weights(b)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X.astype(dtype)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_features_that_are_not_pixels(backend, tmp_path):
+    """pixels=False takes any finite features, and the flag survives save/load."""
+    Xs = (X0 - X0.mean(0)) / (X0.std(0) + 1)
+    model = fm.MLP(hidden=(8,), seed=0, pixels=False)
+    model.fit(Xs, Y0, epochs=2, batch_size=8, lr=0.05, backend=backend, progress=False)
+    assert model.score(Xs, Y0) > 0.5
+    model.save(tmp_path / "m.npz")
+    loaded = fm.MLP.load(tmp_path / "m.npz")
+    assert loaded.pixels is False
+    np.testing.assert_array_equal(loaded.predict_proba(Xs), model.predict_proba(Xs))
+    with pytest.raises(InputError, match="NaN"):
+        model.predict(np.where(Xs > 1, np.nan, Xs))
 
 
 def test_numpy_scalars_are_fine_as_arguments():
