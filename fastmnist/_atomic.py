@@ -7,6 +7,7 @@ partial one, and two processes writing the same path at once both succeed (the l
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -44,7 +45,8 @@ def atomic_write(
     Parameters
     ----------
     path : str or os.PathLike
-        Final location of the file. Its folder must exist.
+        Final location of the file. Its folder must exist (else ``FileNotFoundError`` naming
+        `path` and its folder).
     binary : bool, default True
         Open the temporary file in binary (``"wb"``) or text (``"w"``) mode.
     encoding : str, default "utf-8"
@@ -70,6 +72,9 @@ def atomic_write(
     """
     target = os.path.abspath(os.fspath(path))
     folder, name = os.path.split(target)
+    if not os.path.isdir(folder):  # else mkstemp names its own temporary file in the error
+        raise FileNotFoundError(errno.ENOENT, f"cannot write it: the folder {folder} does not "
+                                "exist", os.fspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
         if binary:

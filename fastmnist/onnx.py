@@ -16,6 +16,7 @@ model's weights are rounded to float32, which moves its probabilities by about 1
 import numpy as np
 
 from ._atomic import atomic_write
+from ._extras import missing
 from .errors import InputError
 
 #: ONNX operator set and IR version written by default: opset 17 / IR 8 (ONNX 1.12) are read by
@@ -31,8 +32,7 @@ def _import_onnx():
     try:
         import onnx
     except ImportError:
-        raise ImportError("ONNX export needs the onnx package: pip install 'fastmnist[onnx]'") \
-            from None
+        raise missing("ONNX export", "the onnx package", "onnx") from None
     return onnx
 
 

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from ._atomic import atomic_write
+from ._extras import missing
 from .errors import InputError
 
 DPI = 120
@@ -20,7 +21,7 @@ def _figure(width, height):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ImportError("plots need matplotlib: pip install 'fastmnist[plot]'") from None
+        raise missing("plots", "matplotlib", "plot") from None
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig

@@ -20,9 +20,8 @@ try:
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, validate_data
 except ImportError as e:  # sklearn missing, or older than 1.6 (no validate_data)
-    raise ImportError(
-        "fastmnist.sklearn needs scikit-learn >= 1.6: pip install 'fastmnist[sklearn]'"
-    ) from e
+    from ._extras import missing
+    raise missing("fastmnist.sklearn", "scikit-learn >= 1.6", "sklearn") from e
 
 from .model import MLP
 from .optim import Optimizer, init_state

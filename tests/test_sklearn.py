@@ -178,7 +178,7 @@ def test_missing_sklearn_gives_install_hint():
             "except ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
-    assert "pip install 'fastmnist[sklearn]'" in out
+    assert "pip install -e '.[sklearn]'" in out
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -180,14 +180,14 @@ def test_without_matplotlib_fails_before_measuring(tmp_path, capsys, monkeypatch
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     out = tmp_path / "out"
     assert main(["study", "--quick", "--out", str(out)]) == 2
-    assert "pip install 'fastmnist[plot]'" in _one_line_error(capsys)
+    assert "pip install -e '.[plot]'" in _one_line_error(capsys)
     assert not out.exists()
 
 
 def test_run_study_without_matplotlib_raises_import_error(tmp_path, monkeypatch, no_measuring):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     from fastmnist.study import run_study
-    with pytest.raises(ImportError, match=r"pip install 'fastmnist\[plot\]'"):
+    with pytest.raises(ImportError, match=r"pip install -e '\.\[plot\]'"):
         run_study(tmp_path / "out", quick=True)
     assert not (tmp_path / "out").exists()
 

@@ -23,10 +23,10 @@ def run(args):
         raise InputError(f"unknown case(s) {unknown}; choose from {', '.join(bench.CASES)}")
     if args.repeats < 1:
         raise InputError("--repeats must be >= 1")
-    X, y, _, _ = load_mnist(args.data_dir)
+    X, y, _, _ = load_mnist(args.data_dir, verbose=True)
     print(bench.machine())
     peers = bench.available_peers()
-    print("peers: " + (", ".join(peers) if peers else "none installed (pip install torch)"))
+    print("peers: " + (", ".join(peers) if peers else "none installed (the `peers` extra: pip install -e '.[peers]')"))
     roof = bench.gemm_roof()
     print(f"GEMM roof (NumPy float32 1024^3 matmul, best of 7): {roof:.1f} GFLOP/s")
     results = {}

@@ -17,16 +17,19 @@ def run(args):
     import numpy as np
 
     from .. import backends
+    from .._extras import require
     from ..data import load_mnist
     from ..errors import InputError
     from ..model import MLP
     from ..train import _evaluate
 
+    if args.plots:  # before the evaluation, not after it
+        require("matplotlib", "--plots", "matplotlib", "plot")
     model = MLP.load(args.model)
     if model.n_features != 28 * 28 or model.n_classes < 10:
         raise InputError(f"{args.model}: {model!r} does not take MNIST (784 pixels in, "
                          "10 classes out)")
-    _, _, X_test, y_test = load_mnist(args.data_dir)
+    _, _, X_test, y_test = load_mnist(args.data_dir, verbose=True)
     loss, acc = _evaluate(backends.get(args.backend), model.params,
                           X_test, y_test.astype(np.int64))
     print(f"{args.model}: {model!r}")

@@ -154,7 +154,7 @@ def run(args):
     if args.out:
         _check_writable(args.out)
     t0 = time.perf_counter()
-    X_train, y_train, X_test, y_test = load_mnist(args.data_dir)
+    X_train, y_train, X_test, y_test = load_mnist(args.data_dir, verbose=True)
     t_data = time.perf_counter() - t0
     epochs = kw["epochs"]
     every = max(1, epochs // 20)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import bench
 from .._atomic import atomic_write
+from .._extras import require
 from ..backends import numba_cpu
 from ..errors import InputError
 from .contenders import blas_controller
@@ -29,11 +30,7 @@ from .timing import FULL, QUICK, Plan, Timing
 
 def require_matplotlib():
     """Raise a clear ImportError when matplotlib (the ``plot`` extra) is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise ImportError("fastmnist study draws its plots with matplotlib: "
-                          "pip install 'fastmnist[plot]'") from None
+    require("matplotlib", "fastmnist study (its plots)", "matplotlib", "plot")
 
 
 def check_out_dir(out_dir):
@@ -60,7 +57,7 @@ def run_study(out_dir, quick=False, data_dir=None, log=print):
     check_out_dir(out_dir)
     started = time.perf_counter()
     load_before = load_average()
-    X_all, y_all, X_test, y_test = load_mnist(data_dir)
+    X_all, y_all, X_test, y_test = load_mnist(data_dir, verbose=True)
     y_all = np.ascontiguousarray(y_all, dtype=np.int64)
     X, y = X_all, y_all
     n = len(X)
