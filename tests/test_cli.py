@@ -148,6 +148,22 @@ def test_evaluate_plots_without_matplotlib_fails_first(capsys, tmp_path, fake_mn
     assert_one_line_error(err, "evaluate", "--plots needs matplotlib", "pip install -e '.[plot]'")
 
 
+def test_train_says_it_is_compiling_while_it_compiles(monkeypatch, capsys, fake_mnist):
+    """A warm-up that outlasts a cache load is announced on stderr while it runs."""
+    from fastmnist.commands import train as train_cmd
+
+    seen = []
+
+    def slow_warm_up(*args):
+        time.sleep(1.8)
+        seen.append(capsys.readouterr().err)
+
+    monkeypatch.setattr(train_cmd, "_warm_up", slow_warm_up)
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--no-progress"]) == 0
+    assert seen[0].endswith(train_cmd.COMPILING + "\n")
+    assert "kernels: compiled in" in capsys.readouterr().out
+
+
 def test_missing_data_folder(capsys, tmp_path):
     rc, _, err = run_cli(capsys, "train", "--data-dir", tmp_path / "nowhere", *SMALL)
     assert rc == 2

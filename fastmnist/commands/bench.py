@@ -26,7 +26,8 @@ def run(args):
     X, y, _, _ = load_mnist(args.data_dir, verbose=True)
     print(bench.machine())
     peers = bench.available_peers()
-    print("peers: " + (", ".join(peers) if peers else "none installed (the `peers` extra: pip install -e '.[peers]')"))
+    print("peers: " + (", ".join(peers) if peers
+                       else "none installed (the `peers` extra: pip install -e '.[peers]')"))
     roof = bench.gemm_roof()
     print(f"GEMM roof (NumPy float32 1024^3 matmul, best of 7): {roof:.1f} GFLOP/s")
     results = {}

@@ -3,6 +3,8 @@
 import argparse
 import time
 
+from .._notice import slow_notice
+
 
 def _hidden(text):
     try:
@@ -125,6 +127,11 @@ def _check_writable(path):
                          f"({e.strerror or e})") from None
 
 
+#: said on stderr when the warm-up outlasts a cache load (1.5 s): the kernels are compiling
+COMPILING = ("kernels: compiling for this CPU, once (about 20 s on 2 cores; later runs load "
+             "them from Numba's cache in about 0.5 s)")
+
+
 def _warm_up(model, kw, X, y):
     """Compile the Numba kernels this run uses (or load them from Numba's cache) by one
     epoch of a copy of the model on a few rows, so that the epoch times and the training time
@@ -174,8 +181,10 @@ def run(args):
 
     if kw.get("backend", "numba") == "numba":
         t0 = time.perf_counter()
-        _warm_up(model, kw, X_train, y_train)
-        print(f"kernels: compiled or loaded from the cache in {time.perf_counter() - t0:.2f} s")
+        with slow_notice(COMPILING, after=1.5) as notice:
+            _warm_up(model, kw, X_train, y_train)
+        how = "compiled" if notice["said"] else "loaded from the cache"
+        print(f"kernels: {how} in {time.perf_counter() - t0:.2f} s")
 
     t0 = time.perf_counter()
     try:
