@@ -119,13 +119,25 @@ def train_step(params, x, y, lr):
     for (W, b), (dW, db) in zip(params, grads):
         W -= W.dtype.type(lr) * dW
         b -= b.dtype.type(lr) * db
+        flush_subnormals(W)
+        flush_subnormals(b)
     return loss
 
 
 # ---- optimizers and the epoch loop ----------------------------------------------------------
 
+def flush_subnormals(a):
+    """Set the entries of `a` below its dtype's smallest normal number in magnitude to 0, in
+    place: stored state never holds a subnormal (Intel cores take ~100 cycles on each)."""
+    np.putmask(a, np.abs(a) < np.finfo(a.dtype).tiny, 0)
+
+
 def apply_update(params, grads, state, opt, lr, t):
-    """Apply one step of optimizer `opt` in place; `t` is the 1-based step number (Adam)."""
+    """Apply one step of optimizer `opt` in place; `t` is the 1-based step number (Adam).
+
+    Weights and optimizer state that fall below the dtype's smallest normal number are stored
+    as 0 (:func:`flush_subnormals`), as the Numba backend's update sweep does.
+    """
     for i, ((W, b), (dW, db)) in enumerate(zip(params, grads)):
         for j, (p, g) in enumerate(((W, dW), (b, db))):
             dt = p.dtype.type
@@ -147,6 +159,8 @@ def apply_update(params, grads, state, opt, lr, t):
                 c1 = dt(1 - opt.beta1 ** t)
                 c2 = dt(1 - opt.beta2 ** t)
                 p -= dt(lr) * (m / c1) / (np.sqrt(v / c2) + dt(opt.eps))
+            for a in (p, *(slot[i][j] for slot in state)):
+                flush_subnormals(a)
 
 
 def prepare(x):
