@@ -1,11 +1,19 @@
-"""Numba settings in one place: njit flags, the cache folder, the thread count.
+"""Numba settings in one place: njit flags, the cache folder and its keys, the thread count.
 
 Imported before anything compiles: if neither the package folder nor the user cache can
 be written, Numba is pointed at a temporary folder, so caching degrades instead of failing.
+
+The kernels of this package are cached under a key that covers more than Numba's own (the
+source file of the function): the sources of the modules compiled into them (``_lanes``,
+``_plain``, this one) and the kernel path in use (``lanes`` or ``plain``, see
+:data:`PATH`), each path in a folder of its own. An edit to ``_lanes.py`` alone therefore
+recompiles the kernels that inline it, and switching paths never loads the other's code.
 """
 
 import contextlib
+import hashlib
 import os
+import platform
 import tempfile
 
 
@@ -50,6 +58,70 @@ def _choose_cache_dir():
 CACHE = _choose_cache_dir()
 
 import numba  # noqa: E402  (after the cache folder is settled)
+from numba.core import caching  # noqa: E402
+
+#: where the kernels come from: "lanes" (the LLVM vector intrinsics of ``_lanes``) or "plain"
+#: (plain Numba loops, ``_plain``): plain when FASTMNIST_INTRINSICS=0 or the CPU is not
+#: x86-64; ``numba_cpu`` also falls back to plain when the intrinsics fail to compile.
+PATH = ("lanes" if os.environ.get("FASTMNIST_INTRINSICS", "1").strip() != "0"
+        and platform.machine().lower() in ("x86_64", "amd64") else "plain")
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_INLINED = ("_lanes.py", "_plain.py", "_jit.py")  # compiled into the kernels that call them
+
+
+def _sources_hash():
+    h = hashlib.sha256()
+    for name in _INLINED:
+        with open(os.path.join(_HERE, name), "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+_SOURCES = _sources_hash()
+
+
+class _KernelLocator(caching._CacheLocator):
+    """Numba's own locator for a file of this folder, with the path in use as a subfolder and
+    the inlined modules' sources in the stamp (see the module docstring)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def ensure_cache_path(self):
+        path = self.get_cache_path()
+        os.makedirs(path, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+
+    def get_cache_path(self):
+        return os.path.join(self._inner.get_cache_path(), PATH)
+
+    def get_source_stamp(self):
+        return (self._inner.get_source_stamp(), _SOURCES, PATH)
+
+    def get_disambiguator(self):
+        return self._inner.get_disambiguator()
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.dirname(os.path.abspath(py_file)) != _HERE:
+            return None
+        for other in caching.CacheImpl._locator_classes:
+            if other is cls:
+                continue
+            inner = other.from_function(py_func, py_file)
+            if inner is not None:
+                self = cls(inner)
+                try:
+                    self.ensure_cache_path()
+                except OSError:
+                    return None
+                return self
+        return None
+
+
+if _KernelLocator not in caching.CacheImpl._locator_classes:
+    caching.CacheImpl._locator_classes.insert(0, _KernelLocator)
 
 if not CACHE:
     import warnings

@@ -451,7 +451,8 @@ def softmax_grad(typingctx, z, c, label, inv_n, flush, dz):
         fl = _splat(builder, flush)
         keep = builder.fcmp_ordered(">", d, fl)
         e = _exp(builder, builder.select(keep, d, fl))
-        e = builder.select(keep, e, builder.fmul(d, ir.Constant(vt, None)))  # NaN stays NaN
+        is_nan = builder.fcmp_unordered("uno", d, d)  # NaN stays NaN; -inf and the rest: 0
+        e = builder.select(keep, e, builder.select(is_nan, d, ir.Constant(vt, None)))
         e = builder.select(mask, e, ir.Constant(vt, None))
         s = _hreduce(builder, e, _fadd)
         p = builder.fmul(e, _splat(builder, builder.fdiv(ft(1.0), s)))
@@ -483,3 +484,29 @@ def prefetch(typingctx, a, i):
         builder.call(fn, [builder.bitcast(at, i8p), _I32(0), _I32(3), _I32(1)])
         return context.get_dummy_value()
     return sig, codegen
+
+
+def self_test():
+    """Compile and run a small kernel on the intrinsics (cached like the rest) and check it
+    against NumPy; raises if LLVM or Numba cannot lower them here. ``numba_cpu`` calls it once
+    at import and falls back to the plain loops of ``_plain`` on any exception."""
+    import numpy as np
+
+    from ._jit import jit
+
+    @jit
+    def probe(w, idx, val, b, z, dz):
+        prefetch(val, 0)
+        nz_dot(w, 0, 10, idx, val, 3, np.float32(1 / 255), b, True, z)
+        return softmax_grad(z, 10, 3, np.float32(0.5), -64.0, dz)
+
+    w = np.linspace(-1, 1, 784 * 10, dtype=np.float32)
+    idx = np.array([5, 70, 400], dtype=np.uint16)
+    val = np.array([255, 128, 1], dtype=np.uint8)
+    b = np.linspace(-0.1, 0.1, 10, dtype=np.float32)
+    z, dz = np.empty(10, np.float32), np.empty(10, np.float32)
+    probe(w, idx, val, b, z, dz)
+    W = w.reshape(784, 10)
+    want = np.maximum(b + (val / np.float32(255)) @ W[idx], 0)
+    if not np.allclose(z, want, rtol=1e-5, atol=1e-6):
+        raise RuntimeError("the vector intrinsics gave wrong results on this CPU")

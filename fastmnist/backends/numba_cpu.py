@@ -30,8 +30,28 @@ import numpy as np
 
 from ..errors import InputError
 from ..optim import Optimizer
+from . import _jit
 from ._jit import jit, n_threads, pjit, prange, threads  # noqa: F401  (threads: the protocol)
-from ._lanes import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
+
+if _jit.PATH == "lanes":
+    try:
+        from . import _lanes
+        _lanes.self_test()
+    except Exception as e:  # noqa: BLE001 - any failure to lower them: the plain loops
+        import warnings
+        warnings.warn(f"fastmnist: the vector intrinsics do not compile here ({e}); using "
+                      "the plain Numba loops (FASTMNIST_INTRINSICS=0 chooses them)",
+                      RuntimeWarning, stacklevel=2)
+        _jit.PATH = "plain"
+if _jit.PATH == "lanes":
+    from ._lanes import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
+else:
+    from ._plain import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
+
+#: whether the kernels run on the LLVM vector intrinsics of ``_lanes`` (True) or on the plain
+#: Numba loops of ``_plain`` (False: FASTMNIST_INTRINSICS=0, a CPU other than x86-64, or
+#: intrinsics that failed to compile here)
+INTRINSICS = _jit.PATH == "lanes"
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype), as in the reference
 SCALE = 1.0 / 255.0
@@ -72,11 +92,11 @@ def _softmax_row(z, out):
     mx = z[0]
     for j in range(1, z.shape[0]):
         mx = max(mx, z[j])
-    s = z[0] * 0
+    s = mx * 0  # z[0] may be -inf
     for j in range(z.shape[0]):
         d = z[j] - mx
         # e^-64 ~ 1.6e-28: anything smaller only feeds denormals (100x slower) downstream
-        e = np.exp(d) if d > _FLUSH_LOGIT else d * 0
+        e = np.exp(d) if d > _FLUSH_LOGIT else np.exp(d) * 0  # NaN stays NaN, -inf gives 0
         out[j] = e
         s += e
     inv = 1 / s

@@ -1,0 +1,130 @@
+"""The vector intrinsics of ``_lanes``, written as plain Numba loops: the fallback path.
+
+Each function here has the name, arguments and results of its twin in ``_lanes`` (read that
+module's docstrings for the contracts); the Numba backend imports one set or the other
+(``numba_cpu.INTRINSICS``). These loops leave vectorization to LLVM, so they compile for any
+CPU that Numba supports (aarch64 included) and depend on no LLVM intrinsic names. They are
+slower than the intrinsics on x86-64 (the running sums of a row live in memory), but still
+fused, sparse and compiled.
+
+The pixel rows come by index (x_idx, a CSR row) or, with x_idx None, as rows 0, 1, ... in
+order (a dense layer); scale None means no scaling. Numba prunes the ``is None`` branches at
+compile time, so each call site compiles one loop.
+"""
+
+import numpy as np
+
+from ._jit import jit
+
+#: outputs held in one vector by ``_lanes`` (here: the widths the callers treat as narrow)
+LANES = 16
+
+#: the lowest argument of softmax_grad's exp (as ``_lanes._EXP_FLOOR``)
+_EXP_FLOOR = -64.0
+
+
+@jit
+def _axpy_rows(w, wo, h, x_idx, x_val, n_nz, scale, z):
+    """z[:h] += sum over q < n_nz of (x_val[q] * scale) * w[wo + x_idx[q] * h:][:h]."""
+    for q in range(n_nz):
+        if x_idx is None:
+            k = q
+        else:
+            k = x_idx[q]
+        if scale is None:
+            v = x_val[q]
+        else:
+            v = x_val[q] * scale
+        base = wo + k * h
+        for j in range(h):
+            z[j] += v * w[base + j]
+
+
+@jit
+def nz_dot(w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
+    """z[:h] = b[:h] + sum over q < n_nz of (x_val[q] * scale) * w[wo + x_idx[q] * h:][:h],
+    then ReLU (z * 0 where not z > 0, so NaN stays NaN) if relu. b may be z itself."""
+    for j in range(h):
+        z[j] = b[j]
+    _axpy_rows(w, wo, h, x_idx, x_val, n_nz, scale, z)
+    if relu:
+        for j in range(h):
+            v = z[j]
+            z[j] = v if v > 0 else v * 0
+
+
+@jit
+def nz_dot_wide(w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
+    """``nz_dot`` for any width h (the plain loop has no width limit)."""
+    nz_dot(w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z)
+
+
+@jit
+def nz_outer(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz):
+    """g[wo + x_idx[q] * h:][:h] += (x_val[q] * scale) * dz[:h] for every q < n_nz, and the
+    bias gradient g[bo:bo + h] += dz[:h]; h outside 1..LANES updates nothing (as ``_lanes``)."""
+    if h < 1 or h > LANES:
+        return
+    for q in range(n_nz):
+        if x_idx is None:
+            k = q
+        else:
+            k = x_idx[q]
+        if scale is None:
+            v = x_val[q]
+        else:
+            v = x_val[q] * scale
+        base = wo + k * h
+        for j in range(h):
+            g[base + j] += v * dz[j]
+    for j in range(h):
+        g[bo + j] += dz[j]
+
+
+@jit
+def rows_dot(w, wo, h, n, dz, a, out):
+    """out[k] = w[wo + k * h:][:h] . dz[:h] for k < n, times 0 where not a[k] > 0 (ReLU
+    backward from the layer's output a; None: no ReLU)."""
+    for k in range(n):
+        base = wo + k * h
+        s = dz[0] * 0
+        for j in range(h):
+            s += w[base + j] * dz[j]
+        if a is None:
+            out[k] = s
+        else:
+            out[k] = s if a[k] > 0 else s * 0
+
+
+@jit
+def softmax_grad(z, c, label, inv_n, flush, dz):
+    """Softmax cross-entropy of logits z[:c] against `label`, and its gradient.
+
+    dz[:c] = (softmax(z) - onehot(label)) * inv_n, where exp(z - max) below e^flush counts as
+    0 (flush raised to -64 if lower). Returns (sum of exp(z - max), max, argmax), the argmax
+    the first index of the largest logit.
+    """
+    mx = z[0]
+    best = 0
+    for j in range(1, c):
+        if z[j] > mx:
+            mx = z[j]
+            best = j
+    fl = flush if flush > _EXP_FLOOR else _EXP_FLOOR
+    s = mx * 0  # z[0] may be -inf
+    for j in range(c):
+        d = z[j] - mx
+        e = np.exp(d) if d > fl else np.exp(d) * 0  # NaN stays NaN, -inf gives 0
+        dz[j] = e
+        s += e
+    inv = 1 / s
+    for j in range(c):
+        p = dz[j] * inv
+        dz[j] = (p - 1 if j == label else p) * inv_n
+    return s, mx, best
+
+
+@jit
+def prefetch(a, i):
+    """No-op: the plain path leaves prefetching to the CPU."""
+    return
