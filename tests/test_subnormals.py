@@ -79,7 +79,12 @@ def test_long_adam_run_leaves_no_subnormals(record_state, backend, dtype, steps)
 
 
 def test_flush_keeps_nan_and_normals():
-    a = np.array([np.nan, np.inf, -1e-40, 1e-38, -2e-38, 0.0, 3.0], dtype=np.float32)
-    numpy_ref.flush_subnormals(a)
-    np.testing.assert_array_equal(a, np.array([np.nan, np.inf, 0, 0, -2e-38, 0, 3.0],
+    opt = fm.optim.Optimizer("adam")
+    thr = fm.optim.flush_threshold(opt, np.float32)
+    assert np.finfo(np.float32).tiny < thr < 1e-30
+    W = np.array([np.nan, np.inf, -1e-40, thr / 2, -thr * 2, 0.0, 3.0], dtype=np.float32)
+    state = [[(np.array([1e-39, 1.0], np.float32), W[:0].copy())]]
+    numpy_ref.flush_small([(W, W[:0].copy())], [state[0]], opt)
+    np.testing.assert_array_equal(W, np.array([np.nan, np.inf, 0, 0, -thr * 2, 0, 3.0],
                                               dtype=np.float32))
+    np.testing.assert_array_equal(state[0][0][0], [0, 1])

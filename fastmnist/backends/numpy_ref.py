@@ -7,6 +7,8 @@ hidden layers are ReLU, the last layer is softmax. The loss is the mean cross-en
 
 import numpy as np
 
+from ..optim import FLUSH_EVERY, Optimizer, flush_threshold
+
 #: uint8 pixels are multiplied by this (in the parameters' dtype) on the way in
 SCALE = 1.0 / 255.0
 
@@ -119,24 +121,28 @@ def train_step(params, x, y, lr):
     for (W, b), (dW, db) in zip(params, grads):
         W -= W.dtype.type(lr) * dW
         b -= b.dtype.type(lr) * db
-        flush_subnormals(W)
-        flush_subnormals(b)
+    flush_small(params, [], Optimizer("sgd"))
     return loss
 
 
 # ---- optimizers and the epoch loop ----------------------------------------------------------
 
-def flush_subnormals(a):
-    """Set the entries of `a` below its dtype's smallest normal number in magnitude to 0, in
-    place: stored state never holds a subnormal (Intel cores take ~100 cycles on each)."""
-    np.putmask(a, np.abs(a) < np.finfo(a.dtype).tiny, 0)
+def flush_small(params, state, opt):
+    """Set every entry of the weights and optimizer state below
+    :func:`fastmnist.optim.flush_threshold` in magnitude to 0, in place (NaN kept)."""
+    for i, pair in enumerate(params):
+        for j, p in enumerate(pair):
+            thr = flush_threshold(opt, p.dtype)
+            for a in (p, *(slot[i][j] for slot in state)):
+                np.putmask(a, np.abs(a) < thr, 0)
 
 
 def apply_update(params, grads, state, opt, lr, t):
     """Apply one step of optimizer `opt` in place; `t` is the 1-based step number (Adam).
 
-    Weights and optimizer state that fall below the dtype's smallest normal number are stored
-    as 0 (:func:`flush_subnormals`), as the Numba backend's update sweep does.
+    Every FLUSH_EVERY-th step, weights and state below the flush threshold are set to 0
+    (:func:`flush_small`; the Numba backend does the same in its update sweep), so that they
+    never hold a subnormal float.
     """
     for i, ((W, b), (dW, db)) in enumerate(zip(params, grads)):
         for j, (p, g) in enumerate(((W, dW), (b, db))):
@@ -159,8 +165,8 @@ def apply_update(params, grads, state, opt, lr, t):
                 c1 = dt(1 - opt.beta1 ** t)
                 c2 = dt(1 - opt.beta2 ** t)
                 p -= dt(lr) * (m / c1) / (np.sqrt(v / c2) + dt(opt.eps))
-            for a in (p, *(slot[i][j] for slot in state)):
-                flush_subnormals(a)
+    if t % FLUSH_EVERY == 0:
+        flush_small(params, state, opt)
 
 
 def prepare(x):
@@ -212,4 +218,5 @@ def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
             return losses[:s + 1], n_correct
         n_correct += correct
         apply_update(params, grads, state, opt, lrs[s], t0 + s + 1)
+    flush_small(params, state, opt)  # the state handed back holds no subnormal either
     return losses, n_correct
