@@ -18,6 +18,7 @@ import numpy as np
 from . import backends
 from .checks import check_Xy
 from .errors import DivergedError, InputError
+from .governor import Governor
 from .optim import Optimizer, init_state, lr_schedule
 
 #: optimizer steps per compiled call; small enough that Ctrl-C answers quickly
@@ -190,6 +191,10 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     flag = _SigintFlag()
     bar = _progress_bar(epochs, progress, start_epoch)
     thread_ctx = be.threads(threads) if hasattr(be, "threads") else contextlib.nullcontext()
+    # threads=None: each chunk runs on 1 thread or all, whichever is faster now (a busy
+    # neighbour makes the threads' barriers stall); the results are the same either way
+    governor = (Governor(be.n_threads(), CHUNK_STEPS)
+                if threads is None and hasattr(be, "threads") and be.n_threads() > 1 else None)
 
     def interrupted(epoch, step, partial=(0.0, 0, 0, 0.0)):
         """Leave a consistent model and the checkpoint to resume at (epoch, step)."""
@@ -205,14 +210,19 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                 loss_sum, n_correct, rows, seconds = partial
                 partial = np.zeros(4)
                 while step < steps_per_epoch:
-                    stop = min(step + CHUNK_STEPS, steps_per_epoch)
+                    n_threads, chunk = governor.plan() if governor else (None, CHUNK_STEPS)
+                    stop = min(step + chunk, steps_per_epoch)
                     rows_chunk = order[step * batch_size:stop * batch_size]
                     lrs_chunk = lrs[t:t + stop - step]
                     previous, snapshot = snapshot, [(W.copy(), b.copy()) for W, b in model.params]
                     t_start = time.perf_counter()
-                    losses, correct = be.train_epoch(model.params, state, opt, data, y,
-                                                     rows_chunk, batch_size, lrs_chunk, t)
-                    seconds += time.perf_counter() - t_start
+                    with be.threads(n_threads) if governor else contextlib.nullcontext():
+                        losses, correct = be.train_epoch(model.params, state, opt, data, y,
+                                                         rows_chunk, batch_size, lrs_chunk, t)
+                    took = time.perf_counter() - t_start
+                    seconds += took
+                    if governor:
+                        governor.record(n_threads, took, len(losses))
                     done = len(losses)
                     bad_loss = done and not np.isfinite(losses[-1])
                     if bad_loss or not _all_finite(model.params):

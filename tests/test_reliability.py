@@ -712,10 +712,12 @@ def test_same_seed_same_bits(backend, dtype, threads):
     assert weights(_run(backend, dtype, threads, seed=4)) != weights(a)
 
 
-@pytest.mark.parametrize("dtype,rtol", [("float32", 1e-3), ("float64", 1e-10)])
-def test_thread_count_changes_only_rounding(dtype, rtol):
-    """T threads sum T per-thread gradient buffers: another T is another summation order."""
-    one, two = _run("numba", dtype, 1), _run("numba", dtype, 2)
-    for (W1, b1), (W2, b2) in zip(one.params, two.params):
-        np.testing.assert_allclose(W1, W2, rtol=rtol, atol=rtol * np.abs(W1).max())
-        np.testing.assert_allclose(b1, b2, rtol=rtol, atol=rtol * np.abs(W1).max())
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_thread_count_changes_nothing(dtype):
+    """A batch is summed in one part per thread the machine has, whatever the threads running
+    them: threads=1, threads=2 and the governor's choice (threads=None) give the same bits."""
+    one = _run("numba", dtype, 1)
+    for threads in (2, None):
+        other = _run("numba", dtype, threads)
+        assert weights(other) == weights(one)
+        assert other.history["loss"] == one.history["loss"]

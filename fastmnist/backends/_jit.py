@@ -147,6 +147,16 @@ def n_threads():
     return numba.get_num_threads()
 
 
+def n_parts(rows):
+    """Parts a batch of `rows` is split into, each summed into its own gradient buffer.
+
+    One per thread the machine gives Numba (NUMBA_NUM_THREADS), not per thread running:
+    fewer threads run several parts each, so the summation order, and with it every bit of
+    the result, does not depend on ``threads=`` or on the governor's choice.
+    """
+    return max(1, min(numba.config.NUMBA_NUM_THREADS, rows))
+
+
 @contextlib.contextmanager
 def threads(n=None):
     """Run the block with `n` Numba threads (None: leave as is), restoring the count after."""

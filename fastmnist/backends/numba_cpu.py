@@ -15,8 +15,9 @@ Where the speed comes from (see DESIGN.md, "Where the speed comes from"):
 * Each row goes forward and backward in one pass while its pixels are in cache
   (``_row_forward_backward``); bias + ReLU are fused into the matmul's output loop, softmax
   + cross-entropy backward into one ``(p - onehot) / n``.
-* Threads split a batch's rows in ``T`` fixed chunks, each into its own gradient buffer
-  ``G[t]``, summed in a fixed order: no races, and bit-identical results for a fixed ``T``.
+* A batch's rows are split in ``T`` fixed parts, one per thread the machine has
+  (``_jit.n_parts``), each into its own gradient buffer ``G[t]``, summed in a fixed order: no
+  races, and bit-identical results whatever the number of threads running the parts.
 * A row's running sums stay in vector registers (the intrinsics of ``_lanes``): one 16-lane
   vector for layers at most LANES wide, 64 lanes per pass for wider ones; narrow ``dW`` rows
   are updated in exact pieces; softmax + its gradient is one vector for at most 16 classes.
@@ -31,7 +32,14 @@ import numpy as np
 from ..errors import InputError
 from ..optim import FLUSH_EVERY, Optimizer, flush_threshold
 from . import _jit
-from ._jit import jit, n_threads, pjit, prange, threads  # noqa: F401  (threads: the protocol)
+from ._jit import (  # noqa: F401  (threads, n_threads: the protocol)
+    jit,
+    n_parts,
+    n_threads,
+    pjit,
+    prange,
+    threads,
+)
 
 if _jit.PATH == "lanes":
     try:
@@ -787,7 +795,7 @@ def forward(params, x):
     sizes, woff, P = _layout(params)
     flat = _flatten(params, dtype, P)
     data = _input(x, dtype, sizes[0])
-    T = max(1, min(n_threads(), len(data)))
+    T = n_parts(len(data))
     aoff, A, _, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
     out = np.empty((len(data), sizes[-1]), dtype=dtype)
     _forward_rows(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
@@ -804,7 +812,7 @@ def _grads(params, x, y):
     y = _labels(y, len(data))
     if len(data) == 0:
         raise InputError("empty batch")
-    T = max(1, min(n_threads(), len(data)))
+    T = n_parts(len(data))
     aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
     G = _aligned_zeros((T, _stride(P, dtype)), dtype)
     loss_t, corr_t = np.zeros(T), np.zeros(T, dtype=np.int64)
@@ -879,7 +887,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
     flat = _flatten(params, dtype, P)
     s1 = _flatten(state[0], dtype, P) if len(state) > 0 else flat[:1]
     s2 = _flatten(state[1], dtype, P) if len(state) > 1 else flat[:1]
-    T = max(1, min(n_threads(), batch_size))
+    T = n_parts(batch_size)
     aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
     G = _aligned_zeros((T, _stride(P, dtype)), dtype)
     steps = np.arange(n_steps)

@@ -1,0 +1,141 @@
+"""How many threads the next chunk of training steps gets, chosen from measured step times.
+
+Two threads meet at two barriers per optimizer step. When another process keeps a core busy,
+the operating system deschedules one of them and the other spins at the barrier for a time
+slice: on a 2-core machine with one busy-looping neighbour the default recipe took 4.1 s on
+two threads against 1.0 s on one (0.77 s quiet on two). No setting fixes that for every
+machine, so :class:`Governor` measures: it times each chunk of steps (``train.CHUNK_STEPS``),
+tries one thread early and again from time to time, and runs each chunk on whichever count
+has been faster lately.
+
+Results do not depend on the choice: the Numba backend sums a batch's gradient in a fixed
+number of parts (one per thread the machine has), whatever the number of threads running them.
+"""
+
+import math
+import os
+import time
+
+#: steps of a chunk that measures a thread count (chunks that do not run CHUNK_STEPS)
+PROBE_STEPS = 32
+
+#: chunks on the faster count before the other is measured again (doubling when confirmed,
+#: up to RETRY_MOST: a neighbour that leaves while one thread runs, which no step time shows,
+#: is noticed within RETRY_MOST chunks; each probe of a busy core costs PROBE_STEPS slow steps)
+RETRY_START = 8
+RETRY_MOST = 16
+
+#: a count whose last chunk took this much longer (or shorter) than its estimate is re-checked
+JUMP = 1.3
+
+
+def _cpu_sample():
+    """(wall seconds, CPU seconds all processes used, CPU seconds this process used), or None
+    where the system's counters cannot be read (``/proc/stat`` is Linux's)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 8 or fields[0] != b"cpu":
+        return None
+    # user nice system idle iowait irq softirq steal: all but idle and iowait are taken
+    # (steal: a hypervisor gave the core to another machine)
+    ticks = [int(v) for v in fields[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    own = os.times()
+    return time.perf_counter(), busy / _TICKS, own.user + own.system
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class Governor:
+    """Choose 1 or `most` threads, and the steps, of each chunk from measured step times.
+
+    Parameters
+    ----------
+    most : int
+        The largest thread count to use (the backend's current count).
+    chunk : int
+        Steps of an ordinary chunk.
+
+    Notes
+    -----
+    The first chunk (PROBE_STEPS // 2 steps on one thread, cheap whether a core is busy or
+    not) is not measured: it may compile the kernels. Then PROBE_STEPS steps run on `most`
+    threads and as many on one. From then on the faster count runs whole chunks, and the
+    other is measured again (PROBE_STEPS steps) after RETRY_START chunks; the wait doubles up
+    to RETRY_MOST each time the choice is confirmed, and starts over when the running count's
+    step time jumps by JUMP (a neighbour process started or stopped). Where the system's CPU
+    counters can be read (Linux), a due probe is skipped while they say the choice still
+    holds: other processes leave a core per thread free and all threads run, or they take one
+    and a single thread runs. A probe on a busy machine costs PROBE_STEPS slow steps, not a
+    whole slow chunk.
+    """
+
+    def __init__(self, most, chunk, sample=_cpu_sample):
+        self.most = max(1, int(most))
+        self.chunk = int(chunk)
+        self.sample = sample
+        self.since_sample = sample()  # the window over which other processes' load is seen
+        self.time = {}          # count -> estimate of seconds per step
+        self.warm = False
+        self.current = self.most
+        self.wait = RETRY_START
+        self.since = 0          # chunks on the current count since the other was measured
+
+    def plan(self):
+        """(threads, most steps) for the next chunk."""
+        if self.most == 1:
+            return 1, self.chunk
+        if not self.warm:
+            return 1, PROBE_STEPS // 2
+        for count in (self.most, 1):
+            if count not in self.time:
+                return count, PROBE_STEPS
+        if self.since >= self.wait:
+            if self._load_unchanged():
+                self.since = 0
+                return self.current, self.chunk
+            return (1 if self.current == self.most else self.most), PROBE_STEPS
+        return self.current, self.chunk
+
+    def _load_unchanged(self):
+        """Whether the other processes' CPU use since the last probe says the current choice
+        still holds: all threads with the cores free, one thread with a core taken. Unknown
+        (no counters, a window under 0.2 s): False, so that the probe runs."""
+        now, before = self.sample(), self.since_sample
+        if now is None or before is None or now[0] - before[0] < 0.2:
+            return False
+        self.since_sample = now
+        wall = now[0] - before[0]
+        others = ((now[1] - before[1]) - (now[2] - before[2])) / wall  # cores others used
+        free = (os.cpu_count() or self.most) - others
+        return (free >= self.most - 0.5) == (self.current == self.most)
+
+    def record(self, threads, seconds, steps):
+        """Feed back that `steps` steps on `threads` threads took `seconds`."""
+        if self.most == 1 or steps <= 0:
+            return
+        if not self.warm:  # compilation, thread start-up
+            self.warm = True
+            return
+        per_step = seconds / steps
+        before = self.time.get(threads)
+        jumped = before is not None and not before / JUMP <= per_step <= before * JUMP
+        self.time[threads] = per_step if before is None or jumped else 0.5 * (before + per_step)
+        if len(self.time) < 2:
+            return
+        best = min(self.time, key=self.time.get)
+        if threads != self.current:  # the other count was measured
+            self.since = 0
+            self.since_sample = self.sample()
+            if best == self.current:
+                self.wait = min(self.wait * 2, RETRY_MOST)
+            else:
+                self.current, self.wait = best, RETRY_START
+        elif jumped:
+            self.since = math.inf  # conditions changed: measure the other count next
+        else:
+            self.since += 1

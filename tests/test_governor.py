@@ -1,0 +1,86 @@
+"""The thread governor: which count runs each chunk, from (simulated) step times."""
+
+import pytest
+
+from fastmnist.governor import PROBE_STEPS, Governor
+
+CHUNK = 128
+
+
+def simulate(per_step, chunks_of_steps=4000, most=2, sample=lambda: None):
+    """Run a governor over `chunks_of_steps` steps where per_step(threads, step) is the time of
+    a step; returns (each step's time, steps run on each count, the governor)."""
+    gov = Governor(most, CHUNK, sample)
+    step, times, steps_on = 0, [], {1: 0, most: 0}
+    while step < chunks_of_steps:
+        threads, n = gov.plan()
+        n = min(n, chunks_of_steps - step)
+        times += [per_step(threads, step + i) for i in range(n)]
+        gov.record(threads, sum(times[-n:]), n)
+        steps_on[threads] += n
+        step += n
+    return times, steps_on, gov
+
+
+def quiet(threads, step):
+    return 1.0 if threads == 2 else 1.4
+
+
+def busy(threads, step):
+    return 4.0 if threads == 2 else 1.4
+
+
+def test_quiet_machine_runs_on_all_threads():
+    times, steps_on, gov = simulate(quiet)
+    assert gov.current == 2
+    assert steps_on[1] <= 5 * PROBE_STEPS  # warm-up, the first probe and a few later ones
+    assert sum(times) <= 1.02 * 4000 * 1.0
+
+
+def test_busy_core_runs_on_one_thread():
+    times, steps_on, gov = simulate(busy)
+    assert gov.current == 1
+    assert steps_on[2] <= 5 * PROBE_STEPS
+    assert sum(times) <= 1.1 * 4000 * 1.4  # within 10% of knowing it from the start
+
+
+@pytest.mark.parametrize("start,then", [(quiet, busy), (busy, quiet)])
+def test_a_neighbour_that_comes_or_goes_is_noticed(start, then):
+    def per_step(threads, step):
+        return (start if step < 4000 else then)(threads, step)
+
+    times, _, gov = simulate(per_step, 20000)
+    assert gov.current == (1 if then is busy else 2)
+    best_after = 16000 * min(then(1, 0), then(2, 0))
+    assert sum(times[4000:]) <= 1.15 * best_after
+
+
+def test_one_thread_machine_never_probes():
+    gov = Governor(1, CHUNK)
+    assert gov.plan() == (1, CHUNK)
+
+
+def test_cpu_counters_spare_the_probes(monkeypatch):
+    """With the system's CPU counters saying nothing changed, no probe runs after the first
+    measurements; when they show a neighbour taking a core, the probe runs and the governor
+    moves to one thread."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    clock = {"wall": 0.0, "all": 0.0, "own": 0.0, "others": 0.0}
+
+    def sample():
+        return clock["wall"], clock["all"], clock["own"]
+
+    def per_step(threads, step):
+        busy = step >= 3000
+        t = (4.0 if threads == 2 else 1.4) if busy else (1.0 if threads == 2 else 1.4)
+        clock["others"] = 1.0 if busy else 0.0
+        clock["wall"] += t / 1000
+        clock["own"] += t / 1000 * threads
+        clock["all"] += t / 1000 * (threads + clock["others"])
+        return t
+
+    times, steps_on, gov = simulate(per_step, 6000, sample=sample)
+    assert gov.current == 1
+    assert steps_on[1] - 3000 < 3000  # it left 2 threads after the neighbour came
+    quiet_probes = [t for t in times[80:3000] if t == 1.4]  # after warm-up and first pair
+    assert quiet_probes == []  # no 1-thread probe while the counters showed free cores
