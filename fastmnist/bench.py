@@ -213,4 +213,6 @@ def machine():
     import numba
     return (f"{platform.processor() or platform.machine()}, {numba_cpu.n_threads()} threads, "
             f"Python {platform.python_version()}, NumPy {np.__version__}, "
-            f"Numba {numba.__version__}")
+            f"Numba {numba.__version__}, kernels: "
+            f"{'vector intrinsics' if numba_cpu.INTRINSICS else 'plain loops'} "
+            f"(INTRINSICS={numba_cpu.INTRINSICS})")

@@ -239,3 +239,8 @@ def test_cache_key_covers_the_inlined_modules(monkeypatch):
     # files outside the package keep Numba's own locators
     assert _jit._KernelLocator.from_function(test_cache_key_covers_the_inlined_modules,
                                              __file__) is None
+
+
+def test_bench_header_names_the_path():
+    from fastmnist import bench
+    assert f"INTRINSICS={numba_cpu.INTRINSICS}" in bench.machine()
