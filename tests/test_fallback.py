@@ -3,6 +3,7 @@ x86-64, or when the intrinsics fail to compile; the parity suite passes on it, a
 agree with the intrinsics of ``_lanes`` call by call."""
 
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,8 @@ def test_parity_suite_on_the_plain_loops(tmp_path):
     assert " passed" in out.stdout and "failed" not in out.stdout
 
 
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the intrinsics are only tried on x86-64")
 def test_failing_intrinsics_fall_back(tmp_path):
     """A self-test that raises (as an LLVM without these intrinsics would) selects the plain
     loops, with a warning, and training still works."""
@@ -56,7 +59,7 @@ y = np.arange(64) % 10
 fm.MLP(hidden=(8,)).fit(X, y, epochs=1, batch_size=16, backend="numba", progress=False)
 print("ok")
 """
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), FASTMNIST_INTRINSICS="1")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -35,9 +35,9 @@ def _axpy_rows(w, wo, h, x_idx, x_val, n_nz, scale, z):
             v = x_val[q]
         else:
             v = x_val[q] * scale
-        base = wo + k * h
+        row = w[wo + k * h:wo + (k + 1) * h]  # a slice: index j >= 0 lets LLVM vectorize
         for j in range(h):
-            z[j] += v * w[base + j]
+            z[j] += v * row[j]
 
 
 @jit
@@ -45,7 +45,7 @@ def nz_dot(w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
     """z[:h] = b[:h] + sum over q < n_nz of (x_val[q] * scale) * w[wo + x_idx[q] * h:][:h],
     then ReLU (z * 0 where not z > 0, so NaN stays NaN) if relu. b may be z itself."""
     for j in range(h):
-        z[j] = b[j]
+        z[j] = b[j]  # b may be z itself
     _axpy_rows(w, wo, h, x_idx, x_val, n_nz, scale, z)
     if relu:
         for j in range(h):
@@ -74,11 +74,12 @@ def nz_outer(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz):
             v = x_val[q]
         else:
             v = x_val[q] * scale
-        base = wo + k * h
+        row = g[wo + k * h:wo + (k + 1) * h]
         for j in range(h):
-            g[base + j] += v * dz[j]
+            row[j] += v * dz[j]
+    gb = g[bo:bo + h]
     for j in range(h):
-        g[bo + j] += dz[j]
+        gb[j] += dz[j]
 
 
 @jit
@@ -86,10 +87,10 @@ def rows_dot(w, wo, h, n, dz, a, out):
     """out[k] = w[wo + k * h:][:h] . dz[:h] for k < n, times 0 where not a[k] > 0 (ReLU
     backward from the layer's output a; None: no ReLU)."""
     for k in range(n):
-        base = wo + k * h
+        row = w[wo + k * h:wo + (k + 1) * h]
         s = dz[0] * 0
         for j in range(h):
-            s += w[base + j] * dz[j]
+            s += row[j] * dz[j]
         if a is None:
             out[k] = s
         else:
