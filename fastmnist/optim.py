@@ -53,7 +53,7 @@ class Optimizer:
         return OPTIMIZERS[self.name]
 
 
-#: steps between two flushes of the weights and optimizer state (and after a run's last step)
+#: optimizer steps between two flushes of the weights and optimizer state
 FLUSH_EVERY = 8
 
 
@@ -67,12 +67,31 @@ def flush_threshold(opt, dtype):
     step costs a third of the update sweep; one every FLUSH_EVERY steps, at the dtype's
     smallest normal number divided by the largest shrink FLUSH_EVERY steps of decay can make
     (rate ** FLUSH_EVERY, rate the smallest nonzero of beta1, beta2 or momentum, at least
-    1/2), catches every value before it decays into the subnormal range. The threshold is
-    about 1e-36 in float32 and 1e-306 in float64: no trained value is that small.
+    1/2), catches every value before it decays into the subnormal range: a value kept at a
+    flush is at least the threshold, and FLUSH_EVERY - 1 steps of decay leave it above the
+    smallest normal, so no step, and no end of a run, finds a subnormal made by decay. The
+    threshold is about 1e-36 in float32 and 1e-306 in float64: no trained value is that small.
     """
     rates = {"sgd": (), "momentum": (opt.momentum,), "adam": (opt.beta1, opt.beta2)}[opt.name]
     rate = max(min([r for r in rates if r > 0], default=1.0), 0.5)
     return float(np.finfo(dtype).tiny) / rate ** FLUSH_EVERY
+
+
+def flush_small(params, state, opt):
+    """Set every entry of the weights and optimizer state below :func:`flush_threshold` in
+    magnitude to 0, in place (NaN kept). ``state`` as from :func:`init_state`."""
+    for i, pair in enumerate(params):
+        for j, p in enumerate(pair):
+            thr = flush_threshold(opt, p.dtype)
+            for a in (p, *(slot[i][j] for slot in state)):
+                np.putmask(a, np.abs(a) < thr, 0)
+
+
+def flush_steps(t0, n_steps):
+    """Which of the steps t0 + 1 .. t0 + n_steps end with a flush (bool (n_steps,)): every
+    FLUSH_EVERY-th of the run, counted from its start, so that the schedule, and with it every
+    bit of the result, does not depend on how the run is cut into calls."""
+    return (t0 + 1 + np.arange(n_steps)) % FLUSH_EVERY == 0
 
 
 def init_state(params, opt):

@@ -66,7 +66,7 @@ def _rarely_lit(n):
 
 
 @pytest.mark.parametrize("backend", ["numba", "numpy"])
-@pytest.mark.parametrize("dtype,steps", [("float32", 1000), ("float64", 6800)])
+@pytest.mark.parametrize("dtype,steps", [("float32", 1003), ("float64", 6805)])  # not multiples of 8
 def test_long_adam_run_leaves_no_subnormals(record_state, backend, dtype, steps):
     """0.9^t takes a moment of 1e-3 below float32's smallest normal after ~800 steps and below
     float64's after ~6700: stopping inside that window catches any that were stored."""
@@ -84,7 +84,7 @@ def test_flush_keeps_nan_and_normals():
     assert np.finfo(np.float32).tiny < thr < 1e-30
     W = np.array([np.nan, np.inf, -1e-40, thr / 2, -thr * 2, 0.0, 3.0], dtype=np.float32)
     state = [[(np.array([1e-39, 1.0], np.float32), W[:0].copy())]]
-    numpy_ref.flush_small([(W, W[:0].copy())], [state[0]], opt)
+    fm.optim.flush_small([(W, W[:0].copy())], [state[0]], opt)
     np.testing.assert_array_equal(W, np.array([np.nan, np.inf, 0, 0, -thr * 2, 0, 3.0],
                                               dtype=np.float32))
     np.testing.assert_array_equal(state[0][0][0], [0, 1])

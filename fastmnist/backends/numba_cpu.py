@@ -30,7 +30,7 @@ Where the speed comes from (see DESIGN.md, "Where the speed comes from"):
 import numpy as np
 
 from ..errors import InputError
-from ..optim import FLUSH_EVERY, Optimizer, flush_threshold
+from ..optim import Optimizer, flush_steps, flush_threshold
 from . import _jit
 from ._jit import (  # noqa: F401  (threads, n_threads: the protocol)
     jit,
@@ -494,12 +494,12 @@ def _reduce_update(flat, s1, s2, G, T, sizes, woff, opt, lr, hp, wd, c1, c2, thr
 @jit
 def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, iota, scale,
                y, order, batch_size, lrs, inv_ns, c1s, c2s, opt, hp, wd, T, G, A, D, CI, CV,
-               wide, losses, thr):
+               wide, losses, thrs):
     """len(lrs) optimizer steps over `order` in batches, all in one compiled call.
 
-    Every FLUSH_EVERY-th step and the last, the weights and optimizer state are flushed below
-    thr (no subnormals, see ``optim.flush_threshold``). Returns (steps run, right answers);
-    stops before updating at a non-finite loss.
+    After step s, the weights and optimizer state are flushed below thrs[s] when it is > 0
+    (no subnormals: ``optim.flush_threshold``, ``optim.flush_steps``). Returns (steps run,
+    right answers); stops before updating at a non-finite loss.
     """
     m = order.shape[0]
     loss_t = np.zeros(T)
@@ -516,9 +516,8 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
         if not np.isfinite(loss):
             return s + 1, n_correct
         n_correct += corr_t[:Ts].sum()
-        flush = (s + 1) % FLUSH_EVERY == 0 or s + 1 == lrs.shape[0]
         _reduce_update(flat, s1, s2, G, Ts, sizes, woff, opt, lrs[s], hp, wd, c1s[s], c2s[s],
-                       thr if flush else thr * 0, T)
+                       thrs[s], T)
     return lrs.shape[0], n_correct
 
 
@@ -902,7 +901,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
         data.iota, _scale_for(data.values, dtype), y, order, batch_size, lrs_t,
         inv_ns, c1s, c2s, opt.code, _hyper(opt, dtype), dtype.type(opt.weight_decay), T, G, A,
         D, CI, CV, _wide_buffers(sizes, T, dtype, data.values.dtype), losses,
-        dtype.type(flush_threshold(opt, dtype)))
+        np.where(flush_steps(t0, n_steps), flush_threshold(opt, dtype), 0).astype(dtype))
     _unflatten(flat, params)
     if len(state) > 0:
         _unflatten(s1, state[0])

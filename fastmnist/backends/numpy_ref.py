@@ -7,7 +7,7 @@ hidden layers are ReLU, the last layer is softmax. The loss is the mean cross-en
 
 import numpy as np
 
-from ..optim import FLUSH_EVERY, Optimizer, flush_threshold
+from ..optim import Optimizer, flush_small, flush_steps
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype) on the way in
 SCALE = 1.0 / 255.0
@@ -127,22 +127,12 @@ def train_step(params, x, y, lr):
 
 # ---- optimizers and the epoch loop ----------------------------------------------------------
 
-def flush_small(params, state, opt):
-    """Set every entry of the weights and optimizer state below
-    :func:`fastmnist.optim.flush_threshold` in magnitude to 0, in place (NaN kept)."""
-    for i, pair in enumerate(params):
-        for j, p in enumerate(pair):
-            thr = flush_threshold(opt, p.dtype)
-            for a in (p, *(slot[i][j] for slot in state)):
-                np.putmask(a, np.abs(a) < thr, 0)
-
-
 def apply_update(params, grads, state, opt, lr, t):
     """Apply one step of optimizer `opt` in place; `t` is the 1-based step number (Adam).
 
-    Every FLUSH_EVERY-th step, weights and state below the flush threshold are set to 0
-    (:func:`flush_small`; the Numba backend does the same in its update sweep), so that they
-    never hold a subnormal float.
+    After every FLUSH_EVERY-th step of the run, weights and state below the flush threshold
+    are set to 0 (:func:`fastmnist.optim.flush_small`; the Numba backend does the same in its
+    update sweep), so that they never hold a subnormal float.
     """
     for i, ((W, b), (dW, db)) in enumerate(zip(params, grads)):
         for j, (p, g) in enumerate(((W, dW), (b, db))):
@@ -165,7 +155,7 @@ def apply_update(params, grads, state, opt, lr, t):
                 c1 = dt(1 - opt.beta1 ** t)
                 c2 = dt(1 - opt.beta2 ** t)
                 p -= dt(lr) * (m / c1) / (np.sqrt(v / c2) + dt(opt.eps))
-    if t % FLUSH_EVERY == 0:
+    if flush_steps(t - 1, 1)[0]:
         flush_small(params, state, opt)
 
 
@@ -218,5 +208,4 @@ def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
             return losses[:s + 1], n_correct
         n_correct += correct
         apply_update(params, grads, state, opt, lrs[s], t0 + s + 1)
-    flush_small(params, state, opt)  # the state handed back holds no subnormal either
     return losses, n_correct
