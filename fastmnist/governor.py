@@ -80,6 +80,7 @@ class Governor:
         self.sample = sample
         self.since_sample = sample()  # the window over which other processes' load is seen
         self.time = {}          # count -> estimate of seconds per step
+        self.full = {}          # count -> the same, from whole chunks only
         self.warm = False
         self.current = self.most
         self.wait = RETRY_START
@@ -121,10 +122,19 @@ class Governor:
         if not self.warm:  # compilation, thread start-up
             self.warm = True
             return
+        if steps < PROBE_STEPS:  # an epoch's short tail: the call's own cost dominates
+            return
         per_step = seconds / steps
         before = self.time.get(threads)
-        jumped = before is not None and not before / JUMP <= per_step <= before * JUMP
-        self.time[threads] = per_step if before is None or jumped else 0.5 * (before + per_step)
+        self.time[threads] = per_step if before is None else 0.5 * (before + per_step)
+        # a jump is judged between whole chunks only (a probe's call cost weighs more per step)
+        full = steps >= self.chunk
+        was = self.full.get(threads) if full else None
+        jumped = was is not None and not was / JUMP <= per_step <= was * JUMP
+        if full:
+            self.full[threads] = per_step if was is None or jumped else 0.5 * (was + per_step)
+        if jumped:
+            self.time[threads] = per_step
         if len(self.time) < 2:
             return
         best = min(self.time, key=self.time.get)
