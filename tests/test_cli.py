@@ -164,6 +164,13 @@ def test_train_says_it_is_compiling_while_it_compiles(monkeypatch, capsys, fake_
     assert "kernels: compiled in" in capsys.readouterr().out
 
 
+def test_bench_busy(capsys, fake_mnist):
+    rc, out, _ = run_cli(capsys, "bench", "--busy", "--rounds", "1")
+    assert rc == 0
+    assert "INTRINSICS=" in out and "busy/quiet" in out
+    assert sum(line.startswith(("default ", "fast98 ")) for line in out.splitlines()) == 4
+
+
 def test_missing_data_folder(capsys, tmp_path):
     rc, _, err = run_cli(capsys, "train", "--data-dir", tmp_path / "nowhere", *SMALL)
     assert rc == 2

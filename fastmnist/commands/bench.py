@@ -8,6 +8,10 @@ def add_parser(sub):
     p.add_argument("--repeats", type=int, default=5, help="timed runs per contender")
     p.add_argument("--threads", type=int, help="threads for numba and torch (default: all)")
     p.add_argument("--data-dir", help="folder with the IDX files or mnist.npz")
+    p.add_argument("--busy", action="store_true",
+                   help="instead: fit the default and fast98 recipes quiet and with a "
+                        "busy-looping neighbour process (started here), default threads and 1")
+    p.add_argument("--rounds", type=int, default=3, help="quiet/busy rounds with --busy")
     p.set_defaults(run=run)
     return p
 
@@ -25,6 +29,13 @@ def run(args):
         raise InputError("--repeats must be >= 1")
     X, y, _, _ = load_mnist(args.data_dir, verbose=True)
     print(bench.machine())
+    if args.busy:
+        from ..busy import busy_report
+        if args.rounds < 1:
+            raise InputError("--rounds must be >= 1")
+        _, lines = busy_report(X, y, rounds=args.rounds)
+        print("\n".join(lines))
+        return 0
     peers = bench.available_peers()
     print("peers: " + (", ".join(peers) if peers
                        else "none installed (the `peers` extra: pip install -e '.[peers]')"))
