@@ -247,3 +247,19 @@ def test_cache_key_covers_the_inlined_modules(monkeypatch):
 def test_bench_header_names_the_path():
     from fastmnist import bench
     assert f"INTRINSICS={numba_cpu.INTRINSICS}" in bench.machine()
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                    reason="the intrinsics are only tried on x86-64")
+def test_self_test_runs_once_per_cache(tmp_path):
+    """A passed self-test leaves a marker in the cache folder; a warm start skips the test (a
+    broken one would otherwise switch to the plain loops)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), FASTMNIST_INTRINSICS="1")
+    first = "from fastmnist.backends import numba_cpu; print(numba_cpu.INTRINSICS)"
+    second = ("from fastmnist.backends import _lanes\n"
+              "def broken():\n    raise RuntimeError('must not run')\n"
+              "_lanes.self_test = broken\n" + first)
+    outs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                           text=True, timeout=600) for code in (first, second)]
+    assert [o.stdout.strip() for o in outs] == ["True", "True"], [o.stderr[-500:] for o in outs]
+    assert list(tmp_path.glob("fastmnist-lanes-ok-*"))

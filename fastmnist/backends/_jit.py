@@ -120,6 +120,37 @@ class _KernelLocator(caching._CacheLocator):
         return None
 
 
+def _self_test_marker():
+    """Path of the file that says the intrinsics passed their self-test for these sources,
+    this Numba and this CPU target (None when no cache folder is writable)."""
+    if not CACHE:
+        return None
+    from llvmlite import binding
+    key = hashlib.sha256("|".join([
+        _SOURCES, numba.__version__, os.environ.get("NUMBA_CPU_NAME", ""),
+        os.environ.get("NUMBA_CPU_FEATURES", ""), binding.get_host_cpu_name(),
+        binding.get_host_cpu_features().flatten()]).encode()).hexdigest()[:16]
+    folder = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(_HERE, "__pycache__")
+    return os.path.join(folder, f"fastmnist-lanes-ok-{key}")
+
+
+def self_test_passed():
+    """Whether the intrinsics' self-test passed before here (a marker in the cache folder),
+    so that a warm start skips it (loading its kernel costs about 0.2 s)."""
+    marker = _self_test_marker()
+    return marker is not None and os.path.exists(marker)
+
+
+def mark_self_test_passed():
+    """Leave the marker :func:`self_test_passed` looks for; never fails."""
+    marker = _self_test_marker()
+    if marker is not None:
+        with contextlib.suppress(OSError):
+            os.makedirs(os.path.dirname(marker), exist_ok=True)
+            with open(marker, "w") as f:
+                f.write("the vector intrinsics passed _lanes.self_test here\n")
+
+
 if _KernelLocator not in caching.CacheImpl._locator_classes:
     caching.CacheImpl._locator_classes.insert(0, _KernelLocator)
 

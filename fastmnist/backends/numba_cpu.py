@@ -41,10 +41,11 @@ from ._jit import (  # noqa: F401  (threads, n_threads: the protocol)
     threads,
 )
 
-if _jit.PATH == "lanes":
+if _jit.PATH == "lanes" and not _jit.self_test_passed():
     try:
         from . import _lanes
         _lanes.self_test()
+        _jit.mark_self_test_passed()
     except Exception as e:  # noqa: BLE001 - any failure to lower them: the plain loops
         import warnings
         warnings.warn(f"fastmnist: the vector intrinsics do not compile here ({e}); using "
