@@ -24,17 +24,25 @@ _EXP_FLOOR = -64.0
 
 
 @jit
+def _pixel(q, x_idx, x_val, scale):
+    """(row index, scaled value) of the q-th nonzero pixel: x_idx[q] (or q when x_idx is
+    None) and x_val[q] * scale (x_val[q] when scale is None)."""
+    if x_idx is None:
+        k = q
+    else:
+        k = x_idx[q]
+    if scale is None:
+        v = x_val[q]
+    else:
+        v = x_val[q] * scale
+    return k, v
+
+
+@jit
 def _axpy_rows(w, wo, h, x_idx, x_val, n_nz, scale, z):
     """z[:h] += sum over q < n_nz of (x_val[q] * scale) * w[wo + x_idx[q] * h:][:h]."""
     for q in range(n_nz):
-        if x_idx is None:
-            k = q
-        else:
-            k = x_idx[q]
-        if scale is None:
-            v = x_val[q]
-        else:
-            v = x_val[q] * scale
+        k, v = _pixel(q, x_idx, x_val, scale)
         row = w[wo + k * h:wo + (k + 1) * h]  # a slice: index j >= 0 lets LLVM vectorize
         for j in range(h):
             z[j] += v * row[j]
@@ -66,14 +74,7 @@ def nz_outer(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz):
     if h < 1 or h > LANES:
         return
     for q in range(n_nz):
-        if x_idx is None:
-            k = q
-        else:
-            k = x_idx[q]
-        if scale is None:
-            v = x_val[q]
-        else:
-            v = x_val[q] * scale
+        k, v = _pixel(q, x_idx, x_val, scale)
         row = g[wo + k * h:wo + (k + 1) * h]
         for j in range(h):
             row[j] += v * dz[j]
