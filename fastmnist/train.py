@@ -93,7 +93,8 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     Parameters
     ----------
     model : fastmnist.MLP
-    X : ndarray (n, n_features), uint8 (scaled by 1/255 inside the kernels) or float in [0, 1]
+    X : ndarray (n, n_features), uint8 (scaled by 1/255 inside the kernels), integers in
+        0..255, or float in [0, 1] (any finite values with ``MLP(pixels=False)``)
     y : ndarray (n,) of integer labels
     epochs : int
         Passes over the data. With full-batch training an epoch is one gradient step.
@@ -110,8 +111,10 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     progress : bool or None
         A tqdm bar over epochs; None shows it only when stderr is a terminal.
     threads : int or None
-        Threads for the Numba backend (None: all cores). Results are bit-identical for a
-        fixed seed and thread count.
+        Threads for the Numba backend. None: each chunk of steps runs on one thread or on
+        all, whichever :class:`fastmnist.governor.Governor` measured faster lately (a busy
+        neighbour process makes the threads' barriers stall). Results are bit-identical for a
+        fixed seed whatever the thread count.
     shuffle : bool
         Shuffle rows every epoch (a permutation seeded by ``(seed, epoch)``).
     seed : int or None
