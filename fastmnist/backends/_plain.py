@@ -71,8 +71,14 @@ def nz_dot_wide(w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
 def nz_outer(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz):
     """g[wo + x_idx[q] * h:][:h] += (x_val[q] * scale) * dz[:h] for every q < n_nz, and the
     bias gradient g[bo:bo + h] += dz[:h]; h outside 1..LANES updates nothing (as ``_lanes``)."""
-    if h < 1 or h > LANES:
-        return
+    if 1 <= h <= LANES:
+        outer_rows(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz)
+
+
+@jit
+def outer_rows(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz):
+    """``nz_outer`` for any width h: the loop ``numba_cpu`` also runs for layers wider than
+    LANES, on either path."""
     for q in range(n_nz):
         k, v = _pixel(q, x_idx, x_val, scale)
         row = g[wo + k * h:wo + (k + 1) * h]
@@ -86,7 +92,8 @@ def nz_outer(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz):
 @jit
 def rows_dot(w, wo, h, n, dz, a, out):
     """out[k] = w[wo + k * h:][:h] . dz[:h] for k < n, times 0 where not a[k] > 0 (ReLU
-    backward from the layer's output a; None: no ReLU)."""
+    backward from the layer's output a; None: no ReLU). Any width h: ``numba_cpu`` runs it
+    for layers wider than LANES on either path."""
     for k in range(n):
         row = w[wo + k * h:wo + (k + 1) * h]
         s = dz[0] * 0

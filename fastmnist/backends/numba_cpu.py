@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..optim import Optimizer, flush_steps, flush_threshold
-from . import _jit
+from . import _jit, _plain
 from ._jit import (  # noqa: F401  (threads, n_threads: the protocol)
     jit,
     n_parts,
@@ -147,16 +147,8 @@ def _input_backward(g, wo, bo, h, x_idx, x_val, n_nz, scale, dz):
     """G[W] += x (outer) dz over nonzero pixels, G[b] += dz; dz (h,)."""
     if h <= LANES:
         nz_outer(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz)
-        return
-    for q in range(n_nz):
-        v = x_val[q] * scale
-        base = wo + x_idx[q] * h
-        gw = g[base:base + h]
-        for j in range(h):
-            gw[j] += v * dz[j]
-    gb = g[bo:bo + h]
-    for j in range(h):
-        gb[j] += dz[j]
+    else:
+        _plain.outer_rows(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz)
 
 
 @jit
@@ -173,22 +165,10 @@ def _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da):
         nz_outer(g, wo, d_out, None, a, d_in, None, bo, dz)
         if da.shape[0]:
             rows_dot(flat, wo, d_out, d_in, dz, a, da)
-        return
-    for k in range(d_in):
-        v = a[k]
-        gw = g[wo + k * d_out:wo + (k + 1) * d_out]
-        for j in range(d_out):
-            gw[j] += v * dz[j]
-    gb = g[bo:bo + d_out]
-    for j in range(d_out):
-        gb[j] += dz[j]
-    if da.shape[0]:
-        for k in range(d_in):
-            w = flat[wo + k * d_out:wo + (k + 1) * d_out]
-            s = dz[0] * 0
-            for j in range(d_out):
-                s += w[j] * dz[j]
-            da[k] = s if a[k] > 0 else s * 0
+    else:  # wider than the intrinsics: the plain loops, on either path
+        _plain.outer_rows(g, wo, d_out, None, a, d_in, None, bo, dz)
+        if da.shape[0]:
+            _plain.rows_dot(flat, wo, d_out, d_in, dz, a, da)
 
 
 @jit
