@@ -1,4 +1,4 @@
-"""Command line: ``fastmnist train | evaluate | predict | data | bench | study | export``.
+"""Command line: ``fastmnist train | evaluate | predict | data | bench | study | export | compile``.
 
 Each command lives in ``fastmnist/commands/<name>.py`` with ``add_parser(subparsers)`` and
 ``run(args) -> exit code``; this module only dispatches and turns fastmnist's errors into a
@@ -9,7 +9,7 @@ import argparse
 import sys
 from importlib import import_module
 
-COMMANDS = ("train", "evaluate", "predict", "data", "bench", "study", "export")
+COMMANDS = ("train", "evaluate", "predict", "data", "bench", "study", "export", "compile")
 
 
 def _available_commands():

@@ -85,6 +85,8 @@ class MLP:
         self.params = init_params(self.sizes, self.dtype, init, np.random.default_rng(seed))
         self.history = {}
         self.config = {}
+        self.checkpoint = None
+        self.steps_on_numpy = 0  # of the last fit, while its kernels compiled elsewhere
 
     @property
     def sizes(self):

@@ -8,6 +8,7 @@ consistent weights, and checks every chunk for divergence.
 
 import contextlib
 import math
+import os
 import signal
 import sys
 import threading
@@ -15,7 +16,8 @@ import time
 
 import numpy as np
 
-from . import backends
+from . import backends, warmup
+from ._blas import blas_threads
 from .checks import check_Xy
 from .errors import DivergedError, InputError
 from .governor import Governor
@@ -23,6 +25,9 @@ from .optim import Optimizer, init_state, lr_schedule
 
 #: optimizer steps per compiled call; small enough that Ctrl-C answers quickly
 CHUNK_STEPS = 128
+
+#: the choices of fit's `compile`
+COMPILE_MODES = ("wait", "background")
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_seconds", "lr")
 
@@ -80,6 +85,14 @@ def _evaluate(be, params, X, y, batch=10000):
     return loss / len(X), correct / len(X)
 
 
+def _governor(be, threads):
+    """threads=None: each chunk runs on 1 thread or all, whichever is faster now (a busy
+    neighbour makes the threads' barriers stall); the results are the same either way."""
+    if threads is None and hasattr(be, "threads") and be.n_threads() > 1:
+        return Governor(be.n_threads(), CHUNK_STEPS)
+    return None
+
+
 def _all_finite(params):
     return all(np.isfinite(W).all() and np.isfinite(b).all() for W, b in params)
 
@@ -87,7 +100,7 @@ def _all_finite(params):
 def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", schedule=None,
         backend="numba", validation_data=None, progress=None, threads=None, shuffle=True,
         seed=None, early_stopping=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
-        weight_decay=0.0, checkpoint=None, on_epoch=None):
+        weight_decay=0.0, checkpoint=None, on_epoch=None, compile="wait"):
     """Train `model` in place on X, y.
 
     Parameters
@@ -129,6 +142,14 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         from; the result equals the uninterrupted run's.
     on_epoch : callable or None
         Called as ``on_epoch(epoch_index, history)`` after every epoch.
+    compile : {"wait", "background"}
+        With the Numba backend, when its kernels are not in Numba's cache yet (a first run:
+        about 20 s of compiling). "wait" compiles them before the first step. "background"
+        compiles them in a subprocess (:mod:`fastmnist.warmup`) and trains with the NumPy
+        backend meanwhile, switching to Numba at the first chunk of steps after they are
+        ready; the run's results then equal a waiting run's within the backends' parity
+        tolerance instead of bit for bit. ``model.steps_on_numpy`` counts the steps that
+        ran on NumPy. With cached kernels both do the same.
 
     Returns
     -------
@@ -166,9 +187,16 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         raise InputError(f"batch_size must be a positive integer or None, got {batch_size!r}")
     if early_stopping is not None and validation_data is None:
         raise InputError("early_stopping needs validation_data")
+    if compile not in COMPILE_MODES:
+        raise InputError(f"compile must be one of {COMPILE_MODES}, got {compile!r}")
     opt = Optimizer(optimizer, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
                     weight_decay=weight_decay)
     be = backends.get(backend)
+    # a first run: NumPy trains while a subprocess compiles the Numba kernels
+    compiler = (warmup.start_background(warmup.spec(model.dtype, X.dtype, model.n_features))
+                if backend == "numba" and compile == "background" else None)
+    if compiler is not None:
+        be = backends.get("numpy")
     seed = model.seed if seed is None else seed
     steps_per_epoch = math.ceil(n / batch_size)
     lrs = lr_schedule(schedule, lr, epochs * steps_per_epoch)
@@ -185,6 +213,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         start_epoch, start_step, t, state, history, partial = _check_checkpoint(
             checkpoint, state, history, epochs, steps_per_epoch)
     model.checkpoint = None
+    model.steps_on_numpy = 0
 
     data = be.prepare(X)
     model.config = config
@@ -193,11 +222,9 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     since_best = 0
     flag = _SigintFlag()
     bar = _progress_bar(epochs, progress, start_epoch)
-    thread_ctx = be.threads(threads) if hasattr(be, "threads") else contextlib.nullcontext()
-    # threads=None: each chunk runs on 1 thread or all, whichever is faster now (a busy
-    # neighbour makes the threads' barriers stall); the results are the same either way
-    governor = (Governor(be.n_threads(), CHUNK_STEPS)
-                if threads is None and hasattr(be, "threads") and be.n_threads() > 1 else None)
+    thread_ctx = (backends.get(backend).threads(threads) if backend == "numba"
+                  else contextlib.nullcontext())
+    governor = _governor(be, threads)
 
     def interrupted(epoch, step, partial=(0.0, 0, 0, 0.0)):
         """Leave a consistent model and the checkpoint to resume at (epoch, step)."""
@@ -205,14 +232,25 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                                 partial=list(partial))
         model.history = history
 
+    # while a compiler runs on a core, NumPy's BLAS keeps off it (_blas)
+    numpy_phase = contextlib.ExitStack()
+    if compiler is not None:
+        numpy_phase.enter_context(blas_threads(max(1, (os.cpu_count() or 2) - 1)))
     try:
-        with thread_ctx, flag.active():
+        with thread_ctx, flag.active(), numpy_phase:
             for epoch in range(start_epoch, epochs):
                 order = epoch_order(seed, epoch, n, shuffle)
                 step = start_step if epoch == start_epoch else 0
                 loss_sum, n_correct, rows, seconds = partial
                 partial = np.zeros(4)
                 while step < steps_per_epoch:
+                    if compiler is not None and (compiler.ready() or compiler.failed()):
+                        # compiled (or the compiler failed: then this process compiles)
+                        compiler = None
+                        numpy_phase.close()
+                        be = backends.get(backend)
+                        data = be.prepare(X)
+                        governor = _governor(be, threads)
                     n_threads, chunk = governor.plan() if governor else (None, CHUNK_STEPS)
                     stop = min(step + chunk, steps_per_epoch)
                     rows_chunk = order[step * batch_size:stop * batch_size]
@@ -224,6 +262,8 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                                                          rows_chunk, batch_size, lrs_chunk, t)
                     took = time.perf_counter() - t_start
                     seconds += took
+                    if compiler is not None:
+                        model.steps_on_numpy += len(losses)
                     if governor:
                         governor.record(n_threads, took, len(losses))
                     done = len(losses)

@@ -13,6 +13,11 @@ settings.register_profile("ci", derandomize=True, database=None)
 settings.register_profile("wide", max_examples=1000)
 settings.load_profile("ci")
 
+# `fastmnist train` compiles before training, whatever the state of the cache: its outputs and
+# its evaluations are then the same on a first run as on later ones (test_warmup tests the
+# first run's background compilation on its own)
+os.environ["FASTMNIST_COMPILE"] = "wait"
+
 
 def examples(n):
     """`n` property-test examples under the default profile, scaled by the profile in use."""

@@ -120,18 +120,37 @@ class _KernelLocator(caching._CacheLocator):
         return None
 
 
+def cache_folder():
+    """The folder of Numba's cache for this package's kernels (None when none is writable)."""
+    if not CACHE:
+        return None
+    return os.environ.get("NUMBA_CACHE_DIR") or os.path.join(_HERE, "__pycache__")
+
+
+def cache_key(*extra):
+    """A short key for what the cached kernels depend on besides their types: the inlined
+    sources, Numba, the CPU target and the kernel path, plus `extra` strings and the sources
+    of the named files of this folder."""
+    from llvmlite import binding
+    h = hashlib.sha256("|".join([
+        _SOURCES, numba.__version__, os.environ.get("NUMBA_CPU_NAME", ""),
+        os.environ.get("NUMBA_CPU_FEATURES", ""), binding.get_host_cpu_name(),
+        binding.get_host_cpu_features().flatten(), PATH]).encode())
+    for item in extra:
+        path = os.path.join(_HERE, item)
+        if item.endswith(".py") and os.path.exists(path):
+            with open(path, "rb") as f:
+                h.update(f.read())
+        else:
+            h.update(item.encode())
+    return h.hexdigest()[:16]
+
+
 def _self_test_marker():
     """Path of the file that says the intrinsics passed their self-test for these sources,
     this Numba and this CPU target (None when no cache folder is writable)."""
-    if not CACHE:
-        return None
-    from llvmlite import binding
-    key = hashlib.sha256("|".join([
-        _SOURCES, numba.__version__, os.environ.get("NUMBA_CPU_NAME", ""),
-        os.environ.get("NUMBA_CPU_FEATURES", ""), binding.get_host_cpu_name(),
-        binding.get_host_cpu_features().flatten()]).encode()).hexdigest()[:16]
-    folder = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(_HERE, "__pycache__")
-    return os.path.join(folder, f"fastmnist-lanes-ok-{key}")
+    folder = cache_folder()
+    return None if folder is None else os.path.join(folder, f"fastmnist-lanes-ok-{cache_key()}")
 
 
 def self_test_passed():

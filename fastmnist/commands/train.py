@@ -1,6 +1,7 @@
 """fastmnist train: train on MNIST with a recipe, overridable option by option."""
 
 import argparse
+import os
 import time
 
 from .._notice import slow_notice
@@ -40,6 +41,10 @@ def _positive(kind):
     return parse
 
 
+#: --compile's choices; $FASTMNIST_COMPILE sets the default
+COMPILE_CHOICES = ("auto", "wait", "background")
+
+
 def add_parser(sub):
     from ..optim import OPTIMIZERS, SCHEDULES
     from ..recipes import RECIPES
@@ -64,6 +69,13 @@ def add_parser(sub):
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue an interrupted run from its checkpoint file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--compile", choices=COMPILE_CHOICES,
+                   default=os.environ.get("FASTMNIST_COMPILE", "auto"),
+                   help="when the Numba kernels are not cached yet (a first run): 'wait' "
+                        "compiles them first (about 20 s); 'background' trains with NumPy "
+                        "while a subprocess compiles them, then switches; 'auto' is "
+                        "'background' unless they are cached (default: $FASTMNIST_COMPILE, "
+                        "else auto)")
     p.set_defaults(run=run)
     return p
 
@@ -148,6 +160,37 @@ def _warm_up(model, kw, X, y):
                  **fit_kw)
     except DivergedError:  # compiled all the same
         pass
+    from .. import warmup
+    warmup.mark_cached(_spec(model, X))
+
+
+#: said when a first run trains with NumPy while the kernels compile (fit's compile="background")
+BACKGROUND = ("kernels: not in Numba's cache yet; compiling them in the background, once "
+              "(about 20 s), and training with NumPy until they are ready")
+
+
+def _spec(model, X):
+    from .. import warmup
+    return warmup.spec(model.dtype, X.dtype, model.n_features)
+
+
+def _compile_mode(args, model, kw, X):
+    """fit's `compile` for this run: --compile, with 'auto' resolved by the cache's state."""
+    from .. import warmup
+    if kw.get("backend", "numba") != "numba" or args.compile == "wait":
+        return "wait"
+    if args.compile == "auto" and warmup.is_cached(_spec(model, X)):
+        return "wait"
+    return "background"
+
+
+def _say_background(model, kw, X):
+    from .. import warmup
+    if model.steps_on_numpy:
+        print(f"kernels: {model.steps_on_numpy} steps ran on NumPy while they compiled")
+    if not warmup.is_cached(_spec(model, X)):
+        print("kernels: still compiling in the background; later runs will use them "
+              "(`fastmnist compile` waits for them)")
 
 
 def run(args):
@@ -157,6 +200,10 @@ def run(args):
     from ..train import checkpoint_to_arrays
 
     # everything that can fail fast does, before the data is loaded and the training runs
+    if args.compile not in COMPILE_CHOICES:  # a bad $FASTMNIST_COMPILE
+        from ..errors import InputError
+        raise InputError(f"FASTMNIST_COMPILE must be one of {', '.join(COMPILE_CHOICES)}, "
+                         f"got {args.compile!r}")
     model, kw = _resume(args) if args.resume else _build(args)
     if args.out:
         _check_writable(args.out)
@@ -179,7 +226,10 @@ def run(args):
         line += f"  {h['epoch_seconds'][-1]:.3f} s"
         tqdm.write(line)
 
-    if kw.get("backend", "numba") == "numba":
+    compile_mode = _compile_mode(args, model, kw, X_train)
+    if compile_mode == "background":
+        print(BACKGROUND)
+    elif kw.get("backend", "numba") == "numba":
         t0 = time.perf_counter()
         with slow_notice(COMPILING, after=1.5) as notice:
             _warm_up(model, kw, X_train, y_train)
@@ -189,7 +239,8 @@ def run(args):
     t0 = time.perf_counter()
     try:
         model.fit(X_train, y_train, validation_data=(X_test, y_test),
-                  progress=False if args.no_progress else None, on_epoch=on_epoch, **kw)
+                  progress=False if args.no_progress else None, on_epoch=on_epoch,
+                  compile=compile_mode, **kw)
     except KeyboardInterrupt:
         if args.out and getattr(model, "checkpoint", None) is not None:
             model.save(args.out, extra=checkpoint_to_arrays(model.checkpoint))
@@ -199,7 +250,13 @@ def run(args):
     wall = time.perf_counter() - t0
     h = model.history
     train_s = sum(h["epoch_seconds"])
-    acc = model.score(X_test, y_test, backend=kw.get("backend", "numba"))
+    backend = kw.get("backend", "numba")
+    if compile_mode == "background":
+        from .. import warmup
+        _say_background(model, kw, X_train)
+        if not warmup.is_cached(_spec(model, X_train)):
+            backend = "numpy"  # not ready: scoring would compile here
+    acc = model.score(X_test, y_test, backend=backend)
     print(f"test accuracy {acc:.4f}  training {train_s:.2f} s  (wall {wall:.2f} s with "
           f"evaluation)")
     if args.out:

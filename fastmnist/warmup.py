@@ -1,0 +1,225 @@
+"""The Numba kernels compiled ahead of a run, or beside it, so that a first run does not wait.
+
+Numba compiles a kernel once per combination of argument types, about 20 s for the training
+kernels on 2 cores, and caches the machine code on disk. Which combination a run needs is
+fixed by three things, its :func:`spec`: the parameters' dtype, the input's dtype, and whether
+pixel indices fit in 2 bytes. Widths, depth, optimizer, batch size and schedule are values the
+kernels read at run time, so one compilation serves them all.
+
+After a spec has been compiled into the cache, a marker file says so (:func:`is_cached`),
+keyed like the cache itself (the kernels' sources, Numba, the CPU target, the kernel path).
+:func:`compile_spec` compiles a spec here and now (``fastmnist compile``);
+:func:`start_background` compiles it in a subprocess while the caller trains with the NumPy
+backend (``fit(compile="background")``, the default of a first ``fastmnist train``), and
+:class:`Background` tells the training loop when the kernels are ready to be switched to.
+The subprocess outlives its parent, so an interrupted or short first run still leaves the
+cache filled for the next one.
+
+``python -m fastmnist.warmup DTYPE X_DTYPE N_FEATURES`` is that subprocess.
+"""
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+#: rows of the synthetic data the warm-up trains on: enough for two steps and a validation
+WARM_ROWS = 128
+
+#: niceness of the background compiler: the training it runs beside comes first
+NICE = 10
+
+#: a lock older than this is a compiler that died without cleaning up
+STALE_LOCK_S = 600
+
+
+def spec(dtype, x_dtype, n_features):
+    """What decides the kernels' compiled types: ``{"dtype", "x_dtype", "n_features"}``.
+
+    Parameters
+    ----------
+    dtype : dtype of the parameters (float32 or float64)
+    x_dtype : dtype of the input: uint8 stays, anything else reaches the kernels as `dtype`
+    n_features : int
+        Only whether it is below 65536 matters (2-byte pixel indices); it is kept as given
+        so that the warm-up data has the caller's shape.
+    """
+    dtype = np.dtype(dtype).name
+    x_dtype = "uint8" if np.dtype(x_dtype) == np.uint8 else dtype
+    return {"dtype": dtype, "x_dtype": x_dtype, "n_features": int(n_features)}
+
+
+def _key(s):
+    from .backends import _jit
+    parts = dict(s, n_features=s["n_features"] < 65536)
+    return _jit.cache_key(json.dumps(parts, sort_keys=True), "numba_cpu.py")
+
+
+def _path(s, suffix):
+    from .backends import _jit
+    folder = _jit.cache_folder()
+    return None if folder is None else os.path.join(folder, f"fastmnist-warm-{_key(s)}{suffix}")
+
+
+def is_cached(s):
+    """Whether the kernels of spec `s` were compiled into Numba's cache (a marker says so)."""
+    marker = _path(s, "")
+    return marker is not None and os.path.exists(marker)
+
+
+def mark_cached(s):
+    """Leave the marker of :func:`is_cached` for spec `s` (after its kernels were compiled or
+    loaded in this process); never fails."""
+    marker = _path(s, "")
+    if marker is not None:
+        with contextlib.suppress(OSError), open(marker, "w") as f:
+            f.write(json.dumps(s) + "\n")
+
+
+def compile_spec(s):
+    """Compile (or load) every kernel a run of spec `s` uses, in this process, and leave the
+    marker of :func:`is_cached`: one epoch of a small model on WARM_ROWS synthetic rows, its
+    validation, and a prediction."""
+    from .errors import DivergedError
+    from .model import MLP
+    rng = np.random.default_rng(0)
+    n, d = WARM_ROWS, s["n_features"]
+    x_dtype = np.dtype(s["x_dtype"])
+    if x_dtype == np.uint8:
+        X = (rng.random((n, d)) < 0.2) * rng.integers(1, 256, (n, d))
+    else:
+        X = (rng.random((n, d)) < 0.2) * rng.random((n, d))
+    X = X.astype(x_dtype)
+    y = np.arange(n) % 10
+    model = MLP(hidden=(32,), dtype=s["dtype"], n_features=d, n_classes=10)
+    with contextlib.suppress(DivergedError):  # compiled all the same
+        model.fit(X, y, epochs=1, batch_size=64, optimizer="adam", backend="numba",
+                  validation_data=(X, y), progress=False, compile="wait")
+    model.predict_proba(X[:3], backend="numba")
+    mark_cached(s)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _compiling_elsewhere(lock):
+    """Whether a live process holds `lock` (a background compile of the same spec)."""
+    try:
+        with open(lock) as f:
+            pid = int(f.read().split()[0])
+        if time.time() - os.path.getmtime(lock) > STALE_LOCK_S:
+            return False
+    except (OSError, ValueError, IndexError):
+        return False
+    return _alive(pid)
+
+
+class Background:
+    """A compilation of spec `s` running in another process (see :func:`start_background`).
+
+    Attributes
+    ----------
+    spec : dict
+    process : subprocess.Popen or None
+        None when another process (an earlier run's) was already compiling the spec.
+    """
+
+    def __init__(self, s, process):
+        self.spec = s
+        self.process = process
+
+    def ready(self):
+        """Whether the kernels can be used now: compiled and cached (never blocks)."""
+        return is_cached(self.spec)
+
+    def failed(self):
+        """Whether the compiler exited without producing the kernels (its log says why)."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                return False
+        else:
+            lock = _path(self.spec, ".lock")
+            if lock is not None and _compiling_elsewhere(lock):
+                return False
+        return not self.ready()
+
+    def log(self):
+        """Path of the compiler's log file (its stderr)."""
+        return _path(self.spec, ".log")
+
+
+def start_background(s):
+    """Start compiling the kernels of spec `s` in a subprocess; return a :class:`Background`.
+
+    Returns None when that cannot work: the kernels are cached already, or no cache folder is
+    writable (a subprocess's compilation would then be lost). When an earlier run is still
+    compiling the same spec, it is waited for instead of started twice.
+    """
+    from .backends import _jit
+    if not _jit.CACHE or is_cached(s):
+        return None
+    lock = _path(s, ".lock")
+    if _compiling_elsewhere(lock):
+        return Background(s, None)
+    try:
+        log = open(_path(s, ".log"), "w")  # noqa: SIM115 (handed to the child)
+    except OSError:
+        return None
+    args = [sys.executable, "-m", "fastmnist.warmup", s["dtype"], s["x_dtype"],
+            str(s["n_features"])]
+    with log:
+        process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                   start_new_session=True, close_fds=True)
+    with contextlib.suppress(OSError), open(lock, "w") as f:
+        f.write(f"{process.pid}\n")
+    return Background(s, process)
+
+
+def wait(s, timeout=None):
+    """Block until the kernels of spec `s` are cached: wait for the process compiling them
+    now, or compile them here. Returns "cached", "waited" or "compiled"."""
+    if is_cached(s):
+        return "cached"
+    lock = _path(s, ".lock")
+    t0 = time.monotonic()
+    if lock is not None and _compiling_elsewhere(lock):
+        while _compiling_elsewhere(lock) and not is_cached(s):
+            if timeout is not None and time.monotonic() - t0 > timeout:
+                break
+            time.sleep(0.2)
+        if is_cached(s):
+            return "waited"
+    compile_spec(s)
+    return "compiled"
+
+
+def main(argv=None):
+    """``python -m fastmnist.warmup DTYPE X_DTYPE N_FEATURES``: compile that spec."""
+    dtype, x_dtype, n_features = (sys.argv[1:] if argv is None else argv)
+    s = spec(dtype, x_dtype, int(n_features))
+    with contextlib.suppress(OSError, AttributeError):  # the run being trained comes first
+        os.nice(NICE)
+    t0 = time.perf_counter()
+    try:
+        compile_spec(s)
+    finally:
+        lock = _path(s, ".lock")
+        with contextlib.suppress(OSError):
+            os.remove(lock)
+    print(f"fastmnist.warmup: {s} compiled in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
