@@ -1,8 +1,14 @@
 """Cold and warm start of the Numba backend, each in a fresh process.
 
-    python benchmarks/start_time.py [--rounds 3]
+    python benchmarks/start_time.py [--rounds 3] [--what step|train|both]
 
-Timed in the child process: ``import fastmnist`` plus the first training step of a
+``train``: the wall time of the whole ``fastmnist train`` (default recipe, real MNIST from
+$FASTMNIST_DATA or the cache), measured from outside the process: cold (an empty Numba cache:
+it trains with NumPy while a subprocess compiles, ``--compile auto``), cold with
+``--compile wait`` (it compiles first, as before ``fastmnist.warmup``), and warm (the cache
+filled; ``fastmnist compile`` waits for the background compiler before it, untimed).
+
+``step``, timed in the child process: ``import fastmnist`` plus the first training step of a
 784-128-10 float32 network (Adam, one batch of 128 random uint8 images), which compiles the
 kernels or loads them from Numba's cache. Cold: an empty cache folder (``NUMBA_CACHE_DIR`` set
 to a new temporary folder), as on a machine's first run; warm: the same folder again, filled by
@@ -15,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 _CHILD = """
 import time
@@ -48,10 +55,49 @@ def _run(cache=None):
     return imp, step
 
 
+def _train(cache, *extra):
+    """Wall seconds of ``fastmnist train --no-progress`` with the Numba cache in `cache`."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    env.pop("FASTMNIST_COMPILE", None)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "fastmnist.cli", "train", "--no-progress", *extra],
+                   env=env, capture_output=True, text=True, check=True)
+    return time.perf_counter() - t0
+
+
+def _settle(cache):
+    """Wait for a background compiler of `cache` to finish (``fastmnist compile``)."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+    subprocess.run([sys.executable, "-m", "fastmnist.cli", "compile", "--dtype", "float32"],
+                   env=env, capture_output=True, text=True, check=True)
+
+
+def train_times(rounds):
+    """Medians of the whole `fastmnist train`'s wall time: cold, cold waiting, warm."""
+    times = {"cold": [], "cold --compile wait": [], "warm": []}
+    for r in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="fastmnist-start-") as cache:
+            times["cold"].append(_train(cache))
+            _settle(cache)
+            times["warm"].append(_train(cache))
+        with tempfile.TemporaryDirectory(prefix="fastmnist-start-") as cache:
+            times["cold --compile wait"].append(_train(cache, "--compile", "wait"))
+        print(f"round {r + 1}: fastmnist train " + ", ".join(
+            f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
+    print("median: fastmnist train " + ", ".join(
+        f"{k} {statistics.median(v):.2f} s" for k, v in times.items()))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3, help="cold/warm pairs (default 3)")
+    ap.add_argument("--what", choices=("step", "train", "both"), default="both",
+                    help="first step in a child, whole fastmnist train, or both")
     args = ap.parse_args(argv)
+    if args.what in ("train", "both"):
+        train_times(args.rounds)
+    if args.what == "train":
+        return
     cold, warm = [], []
     for r in range(args.rounds):
         with tempfile.TemporaryDirectory(prefix="fastmnist-start-") as cache:

@@ -20,6 +20,7 @@ import pytest
 
 from fastmnist import recipes
 from fastmnist.backends import numba_cpu
+from fastmnist.harness.peers import jax_data, jax_epoch, torch_data, torch_epoch
 from fastmnist.optim import Optimizer, lr_schedule
 
 from ._common import (
@@ -33,7 +34,6 @@ from ._common import (
     pedantic,
     validate_epoch,
 )
-from ._peers import jax_data, jax_epoch, torch_data, torch_epoch
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,8 @@ def test_peers(benchmark, case, who, mnist, request):
         def make(params, order, lrs):
             return jax_epoch(params, arrays, order, case.lr)
     start = net(list(case.sizes))
-    check_first_steps(who, make, start, opt, mnist, order, lrs, batch_size=case.batch_size)
+    check_first_steps(who, make, start, opt, mnist.X, mnist.y, order, lrs,
+                      batch_size=case.batch_size)
     epoch = make(copy_params(start), order, lrs)
     seconds = validate_epoch(who, epoch, steps, benchmark, mnist)
     benchmark.extra_info.update(rows=len(order), steps=steps, threads=threads)

@@ -54,7 +54,7 @@ def test_epoch(benchmark, backend, sizes, mnist, prepared):
 
     def make(params, order, lrs):
         return fastmnist_epoch(be, params, opt, data, mnist.y, order, lrs)
-    check_first_steps(backend, make, start, opt, mnist, order, lrs)
+    check_first_steps(backend, make, start, opt, mnist.X, mnist.y, order, lrs)
     epoch = make(copy_params(start), order, lrs)
     seconds = validate_epoch(backend, epoch, len(lrs), benchmark, mnist)
     benchmark.extra_info.update(rows=len(order), steps=len(lrs), threads=numba_cpu.n_threads())

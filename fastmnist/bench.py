@@ -1,209 +1,190 @@
-"""Side-by-side timing of the backends (and PyTorch, when installed) on the same work.
+"""Side-by-side timing of fastmnist and every contender of :mod:`fastmnist.harness` on the same
+work (``fastmnist bench``).
 
-Speed claims are ratios measured in one run: the contenders are interleaved round-robin
-(numpy, numba, torch, numpy, numba, torch, ...) and each one's median is taken, so that a
-noisy, shared machine slows them all alike. Each contender's result is checked before it
-is timed.
+fastmnist is timed as users call it, through ``fit`` (a new model, its preparation included;
+seconds per epoch of a multi-epoch fit) and, to show the kernels alone, through the Numba
+backend's ``train_epoch`` on data prepared once. Its contenders: plain NumPy as a user writes
+it (float data scaled once, outside the timer), the NumPy reference backend, the seed
+notebook's own code for the full-batch case, and PyTorch and JAX when installed. Every
+contender is checked against the NumPy reference before it is timed (its first optimizer
+steps from the same weights), then all are timed interleaved with a pause before each run
+(:func:`fastmnist.harness.timing.interleaved`), and ratios are taken between medians.
 """
 
 import platform
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .backends import numba_cpu, numpy_ref
-from .model import init_params
-from .optim import Optimizer, init_state
+from .harness import checks, epochs, timing
+from .harness.timing import gemm_roof, interleaved, sparse_train_flops, train_flops
+from .model import MLP, init_params
+from .optim import Optimizer
 
-#: seconds to wait before each timed run: OpenBLAS's worker threads keep spinning for about
-#: 2^28 cycles (~0.1 s) after a call, and would otherwise take the cores from the next contender
-#: (measured: a Numba 784-10-10 epoch run right after a NumPy one took 2.1x as long)
-SETTLE = 0.25
-
-
-def interleaved(contenders, repeats=5, warmup=1, settle=SETTLE):
-    """Time each callable `repeats` times, round-robin; returns name -> list of seconds.
-
-    Every contender runs `warmup` times first (compilation, caches), also round-robin. Each
-    timed run starts after `settle` seconds of idleness, so that it finds the cores free of
-    the previous contender's spinning threads, as it would when run on its own.
-    """
-    for _ in range(warmup):
-        for fn in contenders.values():
-            fn()
-    times = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
-            if settle:
-                time.sleep(settle)
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
+__all__ = ["CASES", "Case", "available_peers", "gemm_roof", "interleaved", "machine", "report",
+           "run_case", "train_flops"]
 
 
-def gemm_roof(dtype=np.float32, n=1024, repeats=7):
-    """This machine's measured GEMM roof in GFLOP/s: NumPy's BLAS on an n x n matmul, best of."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n)).astype(dtype)
-    b = rng.standard_normal((n, n)).astype(dtype)
-    a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeats))
-    return 2.0 * n ** 3 / best / 1e9
-
-
-def _timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def train_flops(sizes, n_rows):
-    """Dense FLOPs of one training pass over n_rows: forward, dW of every layer, and dA of
-    every layer but the first (whose input needs no gradient). Skipped zeros still count,
-    so a zero-skipping kernel shows as a higher effective rate."""
-    mats = [a * b for a, b in zip(sizes[:-1], sizes[1:])]
-    return 2.0 * n_rows * (2 * sum(mats) + sum(mats[1:]))
-
-
-@dataclass
+@dataclass(frozen=True)
 class Case:
-    """One benchmark case: a network, a batch size, a dtype, the optimizer steps of an epoch."""
+    """One workload: a network, a batch size (None: full batch), a dtype, an optimizer, the
+    inputs ("pixels": the uint8 images; "standardized": dense float features), and the
+    contenders timed on it."""
 
     name: str
-    sizes: list
-    batch_size: int
+    sizes: tuple
+    batch_size: int = epochs.BATCH
     dtype: str = "float32"
     lr: float = 0.05
     optimizer: str = "sgd"
     init: str = "he"
-    contenders: tuple = ("numpy", "numba", "torch")
-    notes: dict = field(default_factory=dict)
+    inputs: str = "pixels"
+    contenders: tuple = ("fit", "epoch", "numpy", "reference", "torch", "jax")
+    fit_epochs: int = 3
 
 
-CASES = {
-    "epoch-784-10-10": Case("epoch-784-10-10", [784, 10, 10], 128),
-    "epoch-784-128-10": Case("epoch-784-128-10", [784, 128, 10], 128),
-    # the notebook's full-batch iteration: NumPy reference in float64 as the notebook,
-    # Numba in float64 and float32
-    "seed-iteration": Case("seed-iteration", [784, 10, 10], 60000, dtype="float64", lr=0.2,
-                           init="uniform", contenders=("numpy", "numba-f64", "numba-f32")),
-}
-
-
-def _numpy_epoch(case, X, y, order, lrs):
-    dtype = np.dtype(case.dtype)
-    params = init_params(case.sizes, dtype, case.init, np.random.default_rng(0))
-    opt = Optimizer(case.optimizer)
-    state = init_state(params, opt)
-    # full batch: the notebook keeps a scaled float copy; mini-batch: uint8, as fit does
-    data = numpy_ref.as_float(X, dtype) if case.batch_size >= len(X) else X
-
-    def run():
-        return numpy_ref.train_epoch(params, state, opt, data, y, order, case.batch_size,
-                                     lrs, 0)
-    return run
-
-
-def _numba_epoch(case, prepared, y, order, lrs, dtype=None):
-    dtype = np.dtype(dtype or case.dtype)
-    params = init_params(case.sizes, dtype, case.init, np.random.default_rng(0))
-    opt = Optimizer(case.optimizer)
-    state = init_state(params, opt)
-
-    def run():
-        return numba_cpu.train_epoch(params, state, opt, prepared, y, order, case.batch_size,
-                                     lrs, 0)
-    return run
-
-
-def _torch_epoch(case, X, y, order, lrs, threads):
-    import torch
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    dtype = torch.float32 if case.dtype == "float32" else torch.float64
-    layers = []
-    for i, (a, b) in enumerate(zip(case.sizes[:-1], case.sizes[1:])):
-        layers.append(torch.nn.Linear(a, b))
-        if i < len(case.sizes) - 2:
-            layers.append(torch.nn.ReLU())
-    net = torch.nn.Sequential(*layers).to(dtype)
-    opt = torch.optim.SGD(net.parameters(), lr=case.lr)
-    Xt = torch.from_numpy(X).to(dtype) / 255.0  # converted once, as a torch user would
-    yt = torch.from_numpy(y)
-    idx = torch.from_numpy(order)
-    loss_fn = torch.nn.CrossEntropyLoss()
-    bs = case.batch_size
-
-    def run():
-        total = 0.0
-        for s in range(0, len(idx), bs):
-            rows = idx[s:s + bs]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(net(Xt[rows]), yt[rows])
-            loss.backward()
-            opt.step()
-            total += loss.item()
-        return total
-    return run
-
-
-def _check_losses(name, result):
-    losses = result[0] if isinstance(result, tuple) else np.atleast_1d(result)
-    if not np.all(np.isfinite(losses)):
-        raise RuntimeError(f"{name}: non-finite loss while checking before timing")
+CASES = {c.name: c for c in (
+    Case("epoch-784-10-10", (784, 10, 10)),
+    Case("epoch-784-128-10", (784, 128, 10)),
+    # the notebook's recipe: one full-batch iteration of 784-10-10, U(-0.5, 0.5), lr 0.2
+    Case("seed-iteration", (784, 10, 10), None, "float64", 0.2, init="uniform",
+         contenders=("fit-f32", "fit-f64", "epoch-f32", "epoch-f64", "notebook", "reference"),
+         fit_epochs=20),
+    # dense features: standardized pixels, Adam
+    Case("dense-784-128-10", (784, 128, 10), lr=1e-3, optimizer="adam", inputs="standardized",
+         contenders=("fit", "epoch", "numpy", "reference", "torch")),
+)}
 
 
 def available_peers():
-    """Names of the optional peers that can be imported ("torch")."""
-    peers = []
-    try:
-        import torch  # noqa: F401
-        peers.append("torch")
-    except ImportError:
-        pass
-    return peers
+    """Names of the optional peers that can be imported ("torch", "jax")."""
+    import importlib.util
+    return [name for name in ("torch", "jax") if importlib.util.find_spec(name) is not None]
+
+
+def standardized(X):
+    """X (n, d) uint8 as dense float32 features: each pixel centred and scaled to unit
+    variance over the rows (constant pixels left at 0)."""
+    Xf = X.astype(np.float32) / np.float32(255)
+    sd = Xf.std(axis=0)
+    return (Xf - Xf.mean(axis=0)) / np.where(sd > 0, sd, 1)
+
+
+def _dtype_of(name, case):
+    return {"f32": "float32", "f64": "float64"}.get(name.rpartition("-")[2], case.dtype)
+
+
+def _contender(name, case, start, opt, X, y, order, lrs, batch, threads):
+    """The Epoch of contender `name` on a copy of `start` (None: not available here)."""
+    params = epochs.copy_params(start)
+    kind = name.partition("-")[0]
+    if kind == "epoch":
+        return epochs.fastmnist_epoch(numba_cpu, params, opt, numba_cpu.prepare(X), y, order,
+                                      lrs, batch)
+    if kind == "reference":
+        return epochs.fastmnist_epoch(numpy_ref, params, opt, X, y, order, lrs, batch)
+    if kind == "numpy":
+        return epochs.numpy_user_epoch(params, opt, epochs.user_data(X, start[0][0].dtype), y,
+                                       order, lrs, batch)
+    if kind == "notebook":
+        X_cols = np.asarray(X[order].T / 255.0)  # (784, m) float64, as the notebook holds it
+        return epochs.notebook_iteration(X_cols, y[order], lrs[0], params)
+    if kind in available_peers():
+        from .harness import peers
+        if kind == "torch":
+            return peers.torch_epoch(params, peers.torch_data(X, y), order, case.lr,
+                                     case.optimizer, batch_size=batch, threads=threads)
+        if case.optimizer == "sgd":
+            return peers.jax_epoch(params, peers.jax_data(X, y), order, case.lr, batch)
+    return None
+
+
+def _fit_contender(name, case, X, y, batch, threads):
+    """A callable timing `fit` per epoch, after checking that a short fit on the Numba
+    backend ends where the same fit on the NumPy reference does."""
+    dtype = _dtype_of(name, case)
+    pixels = case.inputs == "pixels"
+
+    def make():
+        return MLP(hidden=case.sizes[1:-1], dtype=dtype, init=case.init, seed=0,
+                   n_features=case.sizes[0], n_classes=case.sizes[-1], pixels=pixels)
+    kw = dict(batch_size=batch, lr=case.lr, optimizer=case.optimizer, schedule=None,
+              shuffle=batch is not None, threads=threads)
+    rows = slice(0, checks.PARITY_STEPS * (batch or 512))
+    got, want = make(), make()
+    got.fit(X[rows], y[rows], epochs=1 if batch else checks.PARITY_STEPS, progress=False, **kw)
+    want.fit(X[rows], y[rows], epochs=1 if batch else checks.PARITY_STEPS, progress=False,
+             backend="numpy", **{k: v for k, v in kw.items() if k != "threads"})
+    steps = checks.PARITY_STEPS
+    atol = checks.adam_atol(dtype, [case.lr] * steps) if case.optimizer == "adam" else None
+    checks.check_params_close(name, got.params, want.params, dtype, atol)
+    return epochs.fit_run(make, X, y, dict(kw, epochs=case.fit_epochs))
 
 
 def run_case(case, X, y, repeats=5, threads=None, log=print):
-    """Time one case; returns a dict of name -> seconds list plus metadata."""
-    n = len(X)
+    """Validate, then time, every contender of `case` available here on X (n, 784) uint8.
+
+    Returns name -> list of seconds (per epoch, or per iteration for full batch).
+    """
+    if case.inputs == "standardized":
+        X = standardized(X)
     y = np.ascontiguousarray(y, dtype=np.int64)
-    order = (np.arange(n) if case.batch_size >= n
-             else np.random.default_rng(0).permutation(n)).astype(np.int64)
-    steps = -(-n // case.batch_size)
+    n = len(X)
+    batch = case.batch_size
+    full = batch is None or batch >= n
+    order = (np.arange(n) if full else np.random.default_rng(0).permutation(n)).astype(np.int64)
+    steps = 1 if full else -(-n // batch)
+    step_rows = n if full else batch
     lrs = np.full(steps, case.lr)
     threads = threads or numba_cpu.n_threads()
-    prepared = numba_cpu.prepare(X)
     contenders = {}
     for name in case.contenders:
-        if name == "numpy":
-            contenders[name] = _numpy_epoch(case, X, y, order, lrs)
-        elif name.startswith("numba"):
-            dtype = {"numba-f64": "float64", "numba-f32": "float32"}.get(name)
-            contenders[name] = _numba_epoch(case, prepared, y, order, lrs, dtype)
-        elif name == "torch" and "torch" in available_peers():
-            contenders[name] = _torch_epoch(case, X, y, order, lrs, threads)
-    for name, fn in contenders.items():  # compile, warm up and validate before timing
-        _check_losses(name, fn())
+        if name.startswith("fit"):
+            contenders[name] = _fit_contender(name, case, X, y, None if full else batch,
+                                              threads)
+            continue
+        dtype = np.dtype(_dtype_of(name, case))
+        start = init_params(list(case.sizes), dtype, case.init, np.random.default_rng(0))
+        opt = Optimizer(case.optimizer)
+        epoch = _contender(name, case, start, opt, X, y, order, lrs, step_rows, threads)
+        if epoch is None:
+            continue
+        if name != "notebook":  # the notebook's own math (scalar bias gradients) differs
+            checks.check_first_steps(
+                name, lambda p, o, l, name=name, start=start, opt=opt: _contender(
+                    name, case, start, opt, X, y, o, l, step_rows, threads),
+                start, opt, X, y, order, lrs, steps=min(checks.PARITY_STEPS, steps),
+                batch_size=step_rows)
+        contenders[name] = epoch.run
+    for name, fn in contenders.items():  # warm up (compile) and check the timed work once
+        out = fn()
+        losses = out if not isinstance(out, tuple) else out[1].history["loss"]
+        if not np.all(np.isfinite(losses)):
+            raise RuntimeError(f"{name}: non-finite loss while checking before timing")
     with numba_cpu.threads(threads):
-        times = interleaved(contenders, repeats=repeats, warmup=0)
-    return times
+        return interleaved(contenders, repeats=repeats, warmup=0)
 
 
-def report(times_by_case, roof, reference="numpy"):
-    """A text table: median seconds, ratio to `reference`, effective GFLOP/s, % of roof."""
-    lines = [f"{'case':<18} {'contender':<10} {'median s':>9} {'vs ' + reference:>9} "
-             f"{'GFLOP/s':>8} {'% roof':>7}"]
-    for case_name, (case, n, times) in times_by_case.items():
-        ref = np.median(times[reference]) if reference in times else None
-        flops = train_flops(case.sizes, n)
+def report(times_by_case, roof):
+    """A text table per case: median seconds, how many times faster ``fit`` (or ``fit-f32``)
+    is than each contender, and the sparse work per second as a percentage of the GEMM roof."""
+    lines = []
+    for case_name, (case, n, nnz, times) in times_by_case.items():
+        ours = "fit" if "fit" in times else "fit-f32"
+        base = float(np.median(times[ours])) if ours in times else None
+        rows = n if case.batch_size is None else n
+        flops = (sparse_train_flops(case.sizes, rows, nnz) if case.inputs == "pixels"
+                 else train_flops(case.sizes, rows))
+        lines.append(f"{case_name}: {'-'.join(map(str, case.sizes))}, {case.optimizer}, "
+                     f"batch {case.batch_size or 'full'}, {case.dtype}, {case.inputs}")
+        lines.append(f"  {'contender':<11} {'median s':>9} {ours + ' faster':>11} "
+                     f"{'GFLOP/s':>8} {'% roof':>7}")
         for name, ts in times.items():
             med = float(np.median(ts))
-            ratio = f"{ref / med:8.2f}x" if ref else "        -"
+            ratio = f"{med / base:10.2f}x" if base else "          -"
             gflops = flops / med / 1e9
-            lines.append(f"{case_name:<18} {name:<10} {med:9.4f} {ratio:>9} {gflops:8.1f} "
+            lines.append(f"  {name:<11} {med:9.4f} {ratio:>11} {gflops:8.1f} "
                          f"{100 * gflops / roof:6.1f}%")
     return "\n".join(lines)
 
@@ -211,7 +192,7 @@ def report(times_by_case, roof, reference="numpy"):
 def machine():
     """One line about this machine and the versions that matter."""
     import numba
-    return (f"{platform.processor() or platform.machine()}, {numba_cpu.n_threads()} threads, "
+    return (f"{timing.cpu_model()}, {numba_cpu.n_threads()} threads, "
             f"Python {platform.python_version()}, NumPy {np.__version__}, "
             f"Numba {numba.__version__}, kernels: "
             f"{'vector intrinsics' if numba_cpu.INTRINSICS else 'plain loops'} "

@@ -3,7 +3,6 @@ dtype, a number of threads), built once so that timing them measures only the wo
 
 import numpy as np
 
-from .. import bench
 from ..backends import numba_cpu
 from ..model import init_params
 from ..optim import Optimizer, init_state
@@ -55,8 +54,12 @@ def step_fn(X, y, order, batch_size, sizes, dtype, lr=0.05):
 
 
 def torch_fn(X, y, order, batch_size, sizes, dtype, threads, lr=0.05):
-    case = bench.Case(f"torch-{batch_size}", list(sizes), batch_size, dtype=dtype, lr=lr)
-    return bench._torch_epoch(case, X, y, order, np.full(1, lr), threads)
+    """A callable running SGD over `order` in PyTorch (:func:`fastmnist.harness.peers.torch_epoch`)
+    from the same initial weights as the other contenders."""
+    from ..harness.peers import torch_data, torch_epoch
+    params, _, _ = fresh_state(sizes, dtype)
+    return torch_epoch(params, torch_data(X, y), order, lr, "sgd", batch_size=batch_size,
+                       threads=threads).run
 
 
 def threaded(fn, backend, n, blas=None):

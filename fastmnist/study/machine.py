@@ -6,6 +6,7 @@ import platform
 import numpy as np
 
 from .. import bench
+from ..harness.timing import cpu_model
 
 
 def machine_info():
@@ -16,18 +17,17 @@ def machine_info():
     info = dict(summary=bench.machine(), python=platform.python_version(),
                 numpy=np.__version__, numba=numba.__version__, fastmnist=__version__,
                 platform=platform.platform(), logical_cpus=os.cpu_count())
-    cpu, flags = platform.processor() or platform.machine(), set()
+    flags = set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() == "model name" and cpu in ("", platform.machine(), None):
-                    cpu = value.strip()
-                elif key.strip() == "flags" and not flags:
+                if key.strip() == "flags":
                     flags = set(value.split())
+                    break
     except OSError:
         pass
-    info["cpu"] = cpu
+    info["cpu"] = cpu_model()
     info["simd"] = ", ".join(f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f") if f in flags)
     try:
         info["usable_cores"] = len(os.sched_getaffinity(0))

@@ -9,16 +9,20 @@ import functools
 
 import numpy as np
 
-from ._common import BATCH, Epoch
+from .epochs import BATCH, Epoch
 
 # ---- PyTorch: the standard loop -------------------------------------------------------------
 
 
 def torch_data(X, y):
-    """(Xt float32 (n, 784) in [0, 1], yt int64 (n,)) tensors, converted once."""
+    """(Xt float32 (n, d), yt int64 (n,)) tensors, converted once: uint8 pixels scaled to
+    [0, 1], other features as given."""
     import torch
     torch.set_flush_denormal(True)  # before torch's first parallel work: see torch_epoch
-    return torch.from_numpy(X).float().div_(255.0), torch.from_numpy(np.asarray(y, np.int64))
+    Xt = torch.from_numpy(np.ascontiguousarray(X)).float()
+    if X.dtype == np.uint8:
+        Xt.div_(255.0)
+    return Xt, torch.from_numpy(np.asarray(y, np.int64))
 
 
 def torch_epoch(params, data, order, lr, optimizer="sgd", onecycle_steps=None,
@@ -80,9 +84,13 @@ def torch_epoch(params, data, order, lr, optimizer="sgd", onecycle_steps=None,
 # ---- JAX: jit over a lax.scan across the batches --------------------------------------------
 
 def jax_data(X, y):
-    """(X float32 (n, 784) in [0, 1], y int32 (n,)) device arrays, converted once."""
+    """(X float32 (n, d), y int32 (n,)) device arrays, converted once: uint8 pixels scaled
+    to [0, 1], other features as given."""
     import jax.numpy as jnp
-    return jnp.asarray(X, dtype=jnp.float32) / 255.0, jnp.asarray(np.asarray(y, np.int32))
+    Xj = jnp.asarray(X, dtype=jnp.float32)
+    if X.dtype == np.uint8:
+        Xj = Xj / 255.0
+    return Xj, jnp.asarray(np.asarray(y, np.int32))
 
 
 @functools.cache
