@@ -164,6 +164,7 @@ def test_train_says_it_is_compiling_while_it_compiles(monkeypatch, capsys, fake_
     assert "kernels: compiled in" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bench_busy(capsys, fake_mnist):
     rc, out, _ = run_cli(capsys, "bench", "--busy", "--rounds", "1")
     assert rc == 0
@@ -321,6 +322,7 @@ def _fastmnist(*argv, **popen):
                             stderr=subprocess.PIPE, **popen)
 
 
+@pytest.mark.slow
 def test_real_sigint_then_resume_is_bit_identical(tmp_path):
     _real_data_or_skip()
     opts = ("train", "--hidden", "16", "--epochs", "30", "--threads", "1", "--no-progress",

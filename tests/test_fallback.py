@@ -36,6 +36,7 @@ def test_parity_suite_on_the_plain_loops(tmp_path):
     assert " passed" in out.stdout and "failed" not in out.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                     reason="the intrinsics are only tried on x86-64")
 def test_failing_intrinsics_fall_back(tmp_path):

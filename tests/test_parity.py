@@ -214,6 +214,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cpu", ["haswell"])
 def test_vector_kernels_on_a_cpu_without_avx512(cpu, tmp_path):
     """The 16-lane intrinsics (``_lanes``) compiled for an AVX2-only CPU (two registers per

@@ -149,6 +149,7 @@ print(json.dumps(dict(numpy_steps=model.steps_on_numpy, cached_at_end=cached_at_
 """
 
 
+@pytest.mark.slow
 def test_first_run_trains_on_numpy_and_leaves_the_cache_filled(tmp_path):
     """The real thing, in fresh processes with an empty Numba cache: the first fit trains
     on NumPy while a subprocess compiles; the compiler outlives it and fills the cache, and
