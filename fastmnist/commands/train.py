@@ -184,7 +184,7 @@ def _compile_mode(args, model, kw, X):
     return "background"
 
 
-def _say_background(model, kw, X):
+def _say_background(model, X):
     from .. import warmup
     if model.steps_on_numpy:
         print(f"kernels: {model.steps_on_numpy} steps ran on NumPy while they compiled")
@@ -253,7 +253,7 @@ def run(args):
     backend = kw.get("backend", "numba")
     if compile_mode == "background":
         from .. import warmup
-        _say_background(model, kw, X_train)
+        _say_background(model, X_train)
         if not warmup.is_cached(_spec(model, X_train)):
             backend = "numpy"  # not ready: scoring would compile here
     acc = model.score(X_test, y_test, backend=backend)
