@@ -32,6 +32,7 @@ _USER_AGENT = "fastmnist (python-urllib)"
 
 
 def want_progress(progress: bool | None) -> bool:
+    """`progress` if given, else whether stderr is a terminal (the default of `load_mnist`)."""
     if progress is not None:
         return bool(progress)
     stream = sys.stderr
@@ -66,7 +67,39 @@ def _check_resolves(url: str, timeout: float) -> None:
 
 def fetch_url(url: str, *, timeout: float | None = None, progress: bool = False,
                desc: str | None = None) -> bytes:
-    """Download `url` into memory, with a tqdm bar when `progress`; raise OSError on failure."""
+    """Download `url` into memory: the one way `load_mnist` reaches a mirror.
+
+    Parameters
+    ----------
+    url : str
+        ``https://``, ``http://`` or ``file://`` URL.
+    timeout : float, optional
+        Seconds for the host's DNS lookup, the connection and each read; default
+        `CONNECT_TIMEOUT`.
+    progress : bool, default False
+        Show a tqdm progress bar on stderr.
+    desc : str, optional
+        The bar's label; default the URL's last component.
+
+    Returns
+    -------
+    bytes
+        The content, as served (gzipped for the mirrors).
+
+    Raises
+    ------
+    urllib.error.HTTPError
+        The server answered with an error: `load_mnist` tries the next mirror for this file.
+    OSError
+        Anything else (unresolvable host, timeout, refused connection, a download over 64 MiB
+        or shorter than its Content-Length): `load_mnist` does not ask that mirror again.
+
+    Notes
+    -----
+    `load_mnist` calls it as ``fastmnist.data.fetch.fetch_url(url, timeout=..., progress=...,
+    desc=...)``, looked up at each call: replacing it (as the tests do) serves the mirrors from
+    elsewhere.
+    """
     timeout = CONNECT_TIMEOUT if timeout is None else timeout
     _check_resolves(url, timeout)
     req = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
@@ -103,6 +136,7 @@ def fetch_url(url: str, *, timeout: float | None = None, progress: bool = False,
 
 
 def net_reason(e: BaseException) -> str:
+    """Why a download failed, in a few words, for the list of sources tried."""
     if isinstance(e, urllib.error.HTTPError):
         return f"HTTP {e.code} {e.reason}"
     if isinstance(e, urllib.error.URLError):
