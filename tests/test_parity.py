@@ -227,3 +227,71 @@ def test_vector_kernels_on_a_cpu_without_avx512(cpu, tmp_path):
     out = subprocess.run([sys.executable, "-c", _OTHER_CPU_SCRIPT], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+ACTIVATIONS = ["relu", "tanh", "logistic", "identity"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_activations_and_their_backward(dtype, activation):
+    rng = np.random.default_rng(2)
+    z = (rng.standard_normal((40, 33)) * 6).astype(dtype)
+    z[0, :3] = [0, 80, -80]  # the logistic saturates without overflowing
+    da = rng.standard_normal(z.shape).astype(dtype)
+    a_f, a_r = fast.activate(z, activation), ref.activate(z, activation)
+    assert a_f.dtype == dtype and np.isfinite(a_f).all()
+    close(a_f, a_r, dtype)
+    close(fast.activate_backward(da, a_r, activation),
+          ref.activate_backward(da, a_r, activation), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS[1:])
+def test_forward_and_grads_of_other_activations(dtype, activation):
+    """Every layer shape of SHAPES (narrow, wide, deep) with tanh, logistic and identity."""
+    for n, sizes in SHAPES:
+        params = random_net(sizes, dtype, seed=n)
+        x = inputs(n, sizes[0], dtype, "uint8", seed=n)
+        y = np.random.default_rng(n).integers(0, sizes[-1], n)
+        close(fast.forward(params, x, activation), ref.forward(params, x, activation), dtype)
+        loss_f, grads_f = fast.loss_and_grads(params, x, y, activation)
+        loss_r, grads_r = ref.loss_and_grads(params, x, y, activation)
+        close(loss_f, loss_r, dtype)
+        for pair_f, pair_r in zip(grads_f, grads_r):
+            for a, b in zip(pair_f, pair_r):
+                close(a, b, dtype)
+        # the activation changes the result: not the ReLU path under another name
+        assert len(sizes) == 2 or not np.allclose(ref.forward(params, x, activation),
+                                                  ref.forward(params, x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("sizes", [[50, 16, 8, 5], [50, 24, 8, 5], [784, 10, 10]],
+                         ids=["narrow", "wide", "narrow2"])
+def test_epoch_kernel_nesterov_scale_and_activations(dtype, activation, sizes):
+    """Nesterov momentum, a uint8 scale of 1 (features used as given) and each activation:
+    the epoch kernel and the reference loop end with the same weights."""
+    n, batch = 53, 10
+    params_f = random_net(sizes, dtype, scale=0.02)
+    params_r = [(W.copy(), b.copy()) for W, b in params_f]
+    opt = Optimizer("nesterov", weight_decay=1e-3)
+    state_f, state_r = init_state(params_f, opt), init_state(params_r, opt)
+    x = random_pixels(n, sizes[0])
+    y = np.random.default_rng(0).integers(0, sizes[-1], n)
+    order = np.random.default_rng(1).permutation(n)
+    lrs = np.full(6, 1e-3)
+    losses_f, correct_f = fast.train_epoch(params_f, state_f, opt, fast.prepare(x, scale=1.0),
+                                           y, order, batch, lrs, 0, activation=activation)
+    losses_r, correct_r = ref.train_epoch(params_r, state_r, opt, ref.prepare(x, scale=1.0),
+                                          y, order, batch, lrs, 0, activation=activation)
+    assert correct_f == correct_r
+    close(losses_f, losses_r, dtype)
+    rtol, atol = tol(dtype)
+    for (Wf, bf), (Wr, br) in zip(params_f, params_r):
+        np.testing.assert_allclose(Wf, Wr, rtol=rtol * 10, atol=atol * 10)
+        np.testing.assert_allclose(bf, br, rtol=rtol * 10, atol=atol * 10)
+    # scale 1 is not the default 1/255
+    assert not np.allclose(ref.forward(params_r, ref.prepare(x, scale=1.0)),
+                           ref.forward(params_r, x))

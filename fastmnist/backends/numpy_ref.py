@@ -2,12 +2,14 @@
 
 Dimensions: ``n`` batch rows, ``d_in`` input features, ``d_out`` output features,
 ``C`` classes. Parameters are a list of ``(W, b)`` with ``W (d_in, d_out)`` and ``b (d_out,)``;
-hidden layers are ReLU, the last layer is softmax. The loss is the mean cross-entropy.
+hidden layers use an activation (ReLU unless told: code 0 of ``backends.ACTIVATIONS``), the
+last layer is softmax. The loss is the mean cross-entropy.
 """
 
 import numpy as np
 
 from ..optim import Optimizer, flush_small, flush_steps
+from . import activation_code
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype) on the way in
 SCALE = 1.0 / 255.0
@@ -15,9 +17,26 @@ SCALE = 1.0 / 255.0
 
 def as_float(x, dtype):
     """x (n, d) uint8 or float -> float `dtype`, uint8 scaled by 1/255."""
+    if isinstance(x, Scaled):
+        return x.values.astype(dtype) * dtype.type(x.scale)
     if x.dtype == np.uint8:
         return x.astype(dtype) * dtype.type(SCALE)
     return np.asarray(x, dtype=dtype)
+
+
+class Scaled:
+    """uint8 rows x (n, d) and the factor they are multiplied by on the way in (from
+    :func:`prepare` with a scale other than the default 1/255)."""
+
+    def __init__(self, values, scale):
+        self.values, self.scale = values, float(scale)
+        self.dtype = values.dtype
+
+    def __len__(self):
+        return len(self.values)
+
+    def __getitem__(self, rows):
+        return Scaled(self.values[rows], self.scale)
 
 
 # ---- single ops: forward and backward side by side ----------------------------------------
@@ -30,6 +49,38 @@ def relu(z):
 def relu_backward(da, a):
     """dz = da where the unit was active (a > 0); da, a (n, d)."""
     return da * (a > 0)
+
+
+def logistic(z):
+    """a = 1 / (1 + exp(-z)), computed without overflow for any sign of z; z, a (n, d)."""
+    e = np.exp(-np.abs(z))  # in (0, 1]
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+
+
+def activate(z, activation):
+    """a (n, d) = f(z) for the hidden activation f (name or code): relu, tanh, logistic,
+    identity (a copy of z)."""
+    act = activation_code(activation)
+    if act == 0:
+        return relu(z)
+    if act == 1:
+        return np.tanh(z)
+    if act == 2:
+        return logistic(z)
+    return z.copy()
+
+
+def activate_backward(da, a, activation):
+    """dz (n, d) = da * f'(z), written with the activation's output a = f(z): ReLU (a > 0),
+    tanh 1 - a**2, logistic a (1 - a), identity 1."""
+    act = activation_code(activation)
+    if act == 0:
+        return relu_backward(da, a)
+    if act == 1:
+        return da * (1 - a * a)
+    if act == 2:
+        return da * (a * (1 - a))
+    return da.copy()
 
 
 def softmax(z):
@@ -67,23 +118,23 @@ def linear_backward(dz, a_prev, W):
 
 # ---- whole network --------------------------------------------------------------------------
 
-def _forward_all(params, x):
-    """Activations of every layer: [a0 = x, a1, ..., logits]."""
+def _forward_all(params, x, act=0):
+    """Activations of every layer: [a0 = x, a1, ..., logits]; hidden activation code act."""
     acts = [as_float(x, params[0][0].dtype)]
     for i, (W, b) in enumerate(params):
         z = acts[-1] @ W + b
-        acts.append(relu(z) if i < len(params) - 1 else z)
+        acts.append(activate(z, act) if i < len(params) - 1 else z)
     return acts
 
 
-def forward(params, x):
+def forward(params, x, activation="relu"):
     """Class probabilities (n, C) of the network `params` on x (n, d_in)."""
-    return softmax(_forward_all(params, x)[-1])
+    return softmax(_forward_all(params, x, activation_code(activation))[-1])
 
 
-def _forward_backward(params, x, y):
+def _forward_backward(params, x, y, act=0):
     """(loss, grads, n_correct) for one batch."""
-    acts = _forward_all(params, x)
+    acts = _forward_all(params, x, act)
     logits = acts[-1]
     loss = crossentropy(logits, y)
     n_correct = int(np.sum(np.argmax(logits, axis=1) == y))
@@ -93,11 +144,11 @@ def _forward_backward(params, x, y):
         dW, db, da = linear_backward(dz, acts[i], params[i][0])
         grads[i] = (dW, db)
         if i > 0:
-            dz = relu_backward(da, acts[i])
+            dz = activate_backward(da, acts[i], act)
     return loss, grads, n_correct
 
 
-def loss_and_grads(params, x, y):
+def loss_and_grads(params, x, y, activation="relu"):
     """Mean cross-entropy of the network on (x, y) and its gradients.
 
     Parameters
@@ -105,13 +156,15 @@ def loss_and_grads(params, x, y):
     params : list of (W (d_in, d_out), b (d_out,))
     x : ndarray (n, d_in), uint8 or the parameters' float dtype
     y : ndarray (n,) of integer labels in [0, C)
+    activation : {"relu", "tanh", "logistic", "identity"} or its code
+        Activation of the hidden layers.
 
     Returns
     -------
     loss : float
     grads : list of (dW (d_in, d_out), db (d_out,)), same dtype as the parameters
     """
-    loss, grads, _ = _forward_backward(params, x, y)
+    loss, grads, _ = _forward_backward(params, x, y, activation_code(activation))
     return loss, grads
 
 
@@ -146,6 +199,11 @@ def apply_update(params, grads, state, opt, lr, t):
                 v *= dt(opt.momentum)
                 v += g
                 p -= dt(lr) * v
+            elif opt.name == "nesterov":  # v = mu v + g; p -= lr (g + mu v)
+                v = state[0][i][j]
+                v *= dt(opt.momentum)
+                v += g
+                p -= dt(lr) * (g + dt(opt.momentum) * v)
             else:  # adam
                 m, v = state[0][i][j], state[1][i][j]
                 m *= dt(opt.beta1)
@@ -159,12 +217,15 @@ def apply_update(params, grads, state, opt, lr, t):
         flush_small(params, state, opt)
 
 
-def prepare(x):
-    """The reference needs no preprocessing: returns x."""
+def prepare(x, scale=None):
+    """The reference needs no preprocessing: returns x, or for uint8 x and a `scale` other
+    than None a :class:`Scaled` that multiplies x by `scale` instead of 1/255."""
+    if scale is not None and x.dtype == np.uint8:
+        return Scaled(x, scale)
     return x
 
 
-def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
+def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu"):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in batches, in place.
 
     Parameters
@@ -178,6 +239,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
     batch_size : int
     lrs : ndarray of float64 (n_steps,): learning rate of each step, n_steps = ceil(m / batch_size)
     t0 : int, optimizer steps already taken (Adam's bias correction uses t0 + 1, ...)
+    activation : {"relu", "tanh", "logistic", "identity"} or its code, of the hidden layers
 
     Returns
     -------
@@ -186,10 +248,11 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
     n_correct : int, rows classified correctly (before each update) in the steps run
     """
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
-        return _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0)
+        return _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0,
+                            activation_code(activation))
 
 
-def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
+def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act):
     losses = np.empty(len(lrs))
     n_correct = 0
     full = len(order) == len(data) and batch_size >= len(data)
@@ -202,7 +265,7 @@ def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
             xb, yb = data, y  # full batch in order: no copy of the dataset
         else:
             xb, yb = data[rows], y[rows]
-        loss, grads, correct = _forward_backward(params, xb, yb)
+        loss, grads, correct = _forward_backward(params, xb, yb, act)
         losses[s] = loss
         if not np.isfinite(loss):
             return losses[:s + 1], n_correct
