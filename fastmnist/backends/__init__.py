@@ -40,6 +40,19 @@ NAMES = tuple(_MODULES)
 ACTIVATIONS = {"relu": 0, "tanh": 1, "logistic": 2, "identity": 3}
 
 
+#: output layer name -> integer code passed to the kernels: softmax against integer labels
+#: (cross-entropy), logistic against 0/1 target rows (binary cross-entropy summed over the
+#: outputs), identity against real targets (half the squared error, averaged over outputs)
+OUTPUTS = {"softmax": 0, "logistic": 1, "identity": 2}
+
+
+def output_code(output):
+    """The integer code of the output layer `output` (a name of OUTPUTS)."""
+    if isinstance(output, str) and output in OUTPUTS:
+        return OUTPUTS[output]
+    raise InputError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
+
+
 def activation_code(activation):
     """The integer code of `activation` (a name of ACTIVATIONS, or already a valid code)."""
     if isinstance(activation, str) and activation in ACTIVATIONS:

@@ -9,7 +9,7 @@ last layer is softmax. The loss is the mean cross-entropy.
 import numpy as np
 
 from ..optim import Optimizer, flush_small, flush_steps
-from . import activation_code
+from . import activation_code, output_code
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype) on the way in
 SCALE = 1.0 / 255.0
@@ -127,18 +127,46 @@ def _forward_all(params, x, act=0):
     return acts
 
 
-def forward(params, x, activation="relu"):
-    """Class probabilities (n, C) of the network `params` on x (n, d_in)."""
-    return softmax(_forward_all(params, x, activation_code(activation))[-1])
+def forward(params, x, activation="relu", output="softmax"):
+    """Outputs (n, C) of the network `params` on x (n, d_in): class probabilities for the
+    softmax `output`, per-output probabilities for logistic, the last layer for identity."""
+    z = _forward_all(params, x, activation_code(activation))[-1]
+    head = output_code(output)
+    return softmax(z) if head == 0 else logistic(z) if head == 1 else z
 
 
-def _forward_backward(params, x, y, act=0):
-    """(loss, grads, n_correct) for one batch."""
+def _head_rows(z, y, head):
+    """Per-row losses (n,), dz (n, C) = f(z) - target (unscaled) and the rows right, for
+    output code `head` (0 softmax and labels y (n,); 1 logistic, 2 identity and targets
+    y (n, C))."""
+    if head == 0:
+        m = z.max(axis=1)
+        rows = m + np.log(np.exp(z - m[:, None]).sum(axis=1)) - z[np.arange(len(y)), y]
+        dz = softmax(z)
+        dz[np.arange(len(y)), y] -= 1
+        return rows, dz, int(np.sum(np.argmax(z, axis=1) == y))
+    t = np.asarray(y, dtype=z.dtype)
+    if head == 1:  # -log p = softplus(-z), -log(1 - p) = softplus(z)
+        rows = (t * np.logaddexp(0, -z) + (1 - t) * np.logaddexp(0, z)).sum(axis=1)
+        right = int(np.sum(np.all((z > 0) == (t > 0.5), axis=1)))
+        return rows, logistic(z) - t, right
+    d = z - t
+    return 0.5 * (d * d).mean(axis=1), d, 0
+
+
+def _forward_backward(params, x, y, act=0, head=0, sw=None):
+    """(loss, grads, n_correct) for one batch; sw (n,) optional row weights."""
     acts = _forward_all(params, x, act)
     logits = acts[-1]
-    loss = crossentropy(logits, y)
-    n_correct = int(np.sum(np.argmax(logits, axis=1) == y))
-    dz = crossentropy_softmax_backward(softmax(logits), y)
+    if head == 0 and sw is None:
+        loss = crossentropy(logits, y)
+        n_correct = int(np.sum(np.argmax(logits, axis=1) == y))
+        dz = crossentropy_softmax_backward(softmax(logits), y)
+    else:  # a weighted mean over the rows: sum of w * row loss / sum of w
+        rows, dz, n_correct = _head_rows(logits, y, head)
+        w = np.ones(len(rows)) if sw is None else np.asarray(sw, dtype=np.float64)
+        loss = float(np.dot(w, rows) / w.sum())
+        dz = dz * (w / w.sum()).astype(dz.dtype)[:, None]
     grads = [None] * len(params)
     for i in range(len(params) - 1, -1, -1):
         dW, db, da = linear_backward(dz, acts[i], params[i][0])
@@ -148,23 +176,30 @@ def _forward_backward(params, x, y, act=0):
     return loss, grads, n_correct
 
 
-def loss_and_grads(params, x, y, activation="relu"):
-    """Mean cross-entropy of the network on (x, y) and its gradients.
+def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_weight=None):
+    """Mean loss of the network on (x, y) and its gradients.
 
     Parameters
     ----------
     params : list of (W (d_in, d_out), b (d_out,))
     x : ndarray (n, d_in), uint8 or the parameters' float dtype
-    y : ndarray (n,) of integer labels in [0, C)
+    y : ndarray (n,) of integer labels in [0, C) (softmax), or (n, C) targets
     activation : {"relu", "tanh", "logistic", "identity"} or its code
         Activation of the hidden layers.
+    output : {"softmax", "logistic", "identity"}
+        The last layer and its loss: cross-entropy, binary cross-entropy summed over the
+        outputs, or half the squared error averaged over the outputs (scikit-learn's; as
+        there, its gradient is that of the sum over the outputs, dz = prediction - target).
+    sample_weight : ndarray (n,) or None
+        Row weights; the loss and gradients are then weighted means.
 
     Returns
     -------
     loss : float
     grads : list of (dW (d_in, d_out), db (d_out,)), same dtype as the parameters
     """
-    loss, grads, _ = _forward_backward(params, x, y, activation_code(activation))
+    loss, grads, _ = _forward_backward(params, x, y, activation_code(activation),
+                                       output_code(output), sample_weight)
     return loss, grads
 
 
@@ -180,18 +215,20 @@ def train_step(params, x, y, lr):
 
 # ---- optimizers and the epoch loop ----------------------------------------------------------
 
-def apply_update(params, grads, state, opt, lr, t):
-    """Apply one step of optimizer `opt` in place; `t` is the 1-based step number (Adam).
+def apply_update(params, grads, state, opt, lr, t, weight_decay=None):
+    """Apply one step of optimizer `opt` in place; `t` is the 1-based step number (Adam);
+    `weight_decay`, when given, replaces ``opt.weight_decay`` for this step.
 
     After every FLUSH_EVERY-th step of the run, weights and state below the flush threshold
     are set to 0 (:func:`fastmnist.optim.flush_small`; the Numba backend does the same in its
     update sweep), so that they never hold a subnormal float.
     """
+    wd = opt.weight_decay if weight_decay is None else weight_decay
     for i, ((W, b), (dW, db)) in enumerate(zip(params, grads)):
         for j, (p, g) in enumerate(((W, dW), (b, db))):
             dt = p.dtype.type
-            if opt.weight_decay and j == 0:
-                g = g + dt(opt.weight_decay) * p
+            if wd and j == 0:
+                g = g + dt(wd) * p
             if opt.name == "sgd":
                 p -= dt(lr) * g
             elif opt.name == "momentum":
@@ -225,7 +262,8 @@ def prepare(x, scale=None):
     return x
 
 
-def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu"):
+def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
+                output="softmax", sample_weight=None, l2=None):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in batches, in place.
 
     Parameters
@@ -240,6 +278,14 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     lrs : ndarray of float64 (n_steps,): learning rate of each step, n_steps = ceil(m / batch_size)
     t0 : int, optimizer steps already taken (Adam's bias correction uses t0 + 1, ...)
     activation : {"relu", "tanh", "logistic", "identity"} or its code, of the hidden layers
+    output : {"softmax", "logistic", "identity"}
+        The last layer and its loss (see :func:`loss_and_grads`); y is then (n_rows, C)
+        targets for logistic and identity.
+    sample_weight : ndarray (n_rows,) or None
+        Row weights: each step's loss and gradient are weighted means over its rows.
+    l2 : float or None
+        scikit-learn's ``alpha``: each step's weight decay is ``l2 / n`` (n the step's rows,
+        or the sum of their weights) instead of ``opt.weight_decay``.
 
     Returns
     -------
@@ -249,10 +295,12 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     """
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
         return _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0,
-                            activation_code(activation))
+                            activation_code(activation), output_code(output), sample_weight,
+                            l2)
 
 
-def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act):
+def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, head=0,
+                 sample_weight=None, l2=None):
     losses = np.empty(len(lrs))
     n_correct = 0
     full = len(order) == len(data) and batch_size >= len(data)
@@ -265,10 +313,12 @@ def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act):
             xb, yb = data, y  # full batch in order: no copy of the dataset
         else:
             xb, yb = data[rows], y[rows]
-        loss, grads, correct = _forward_backward(params, xb, yb, act)
+        sw = None if sample_weight is None else np.asarray(sample_weight)[rows]
+        loss, grads, correct = _forward_backward(params, xb, yb, act, head, sw)
         losses[s] = loss
         if not np.isfinite(loss):
             return losses[:s + 1], n_correct
         n_correct += correct
-        apply_update(params, grads, state, opt, lrs[s], t0 + s + 1)
+        wd = None if l2 is None else l2 / (len(rows) if sw is None else float(np.sum(sw)))
+        apply_update(params, grads, state, opt, lrs[s], t0 + s + 1, wd)
     return losses, n_correct
