@@ -8,9 +8,6 @@ one call of the backend's ``train_epoch``, so the steps themselves run in compil
 
 Differences that remain, by design (see README, "scikit-learn"):
 
-* Adam's epsilon is added to ``sqrt(v / (1 - beta2^t))`` (the paper's algorithm 1) instead of
-  to ``sqrt(v)`` before the step size is corrected (scikit-learn's); with ``epsilon=1e-8`` the
-  two differ by less than one part in 10^6 of a step.
 * The L2 part of each ``loss_curve_`` entry uses the weights' squared norm interpolated
   linearly between the start and the end of the epoch, not the norm before every step.
 * Losses are exact log-sum-exp and log-sigmoid values, not probabilities clipped to
@@ -52,7 +49,8 @@ class Solver:
 
     def __init__(self, est, params):
         if est.solver == "adam":
-            self.opt = Optimizer("adam", beta1=est.beta_1, beta2=est.beta_2, eps=est.epsilon)
+            self.opt = Optimizer("adam", beta1=est.beta_1, beta2=est.beta_2, eps=est.epsilon,
+                                 sklearn_eps=True)
             self.schedule = "constant"  # scikit-learn's Adam ignores learning_rate
         else:
             name = "nesterov" if est.nesterovs_momentum else "momentum"

@@ -37,6 +37,9 @@ class Optimizer:
     beta2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0
+    #: Adam: add eps to sqrt(v) before the bias correction, as scikit-learn does
+    #: (``lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)``), instead of after it
+    sklearn_eps: bool = False
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -48,6 +51,13 @@ class Optimizer:
                 raise InputError(f"{field} must be in [0, 1), got {v}")
         if not self.eps > 0 or not self.weight_decay >= 0:
             raise InputError("eps must be > 0 and weight_decay >= 0")
+
+    def eps_at(self, t):
+        """Adam's eps as added to ``sqrt(v / (1 - beta2^t))`` at the 1-based steps t
+        (array or int): eps, or eps / sqrt(1 - beta2^t) with `sklearn_eps` (the same step)."""
+        if not self.sklearn_eps:
+            return self.eps + 0 * np.asarray(t, dtype=np.float64)
+        return self.eps / np.sqrt(1 - self.beta2 ** np.asarray(t, dtype=np.float64))
 
     @property
     def code(self):

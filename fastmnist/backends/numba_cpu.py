@@ -589,14 +589,15 @@ def _reduce_update(flat, s1, s2, G, T, sizes, woff, opt, lr, hp, wd, c1, c2, thr
 
 @jit
 def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, iota, scale,
-               y, order, batch_size, lrs, inv_ns, c1s, c2s, opt, hp, wds, T, G, A, D, CI, CV,
+               y, order, batch_size, lrs, inv_ns, c1s, c2s, opt, hps, wds, T, G, A, D, CI, CV,
                wide, losses, thrs, act, task, wsum):
     """len(lrs) optimizer steps over `order` in batches, all in one compiled call.
 
     After step s, the weights and optimizer state are flushed below thrs[s] when it is > 0
     (no subnormals: ``optim.flush_threshold``, ``optim.flush_steps``). Returns (steps run,
     right answers); stops before updating at a non-finite loss. act: the hidden activation's
-    code; task: see ``_batch_grads``; wds (n_steps,): the weight decay of each step; wsum
+    code; task: see ``_batch_grads``; hps (n_steps, 6): the optimizer's hyperparameters of
+    each step (``_update_range``); wds (n_steps,): the weight decay of each step; wsum
     (n_steps,): what each step's summed loss is divided by (its rows, or their weights).
     """
     m = order.shape[0]
@@ -615,7 +616,7 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
         if not np.isfinite(loss):
             return s + 1, n_correct
         n_correct += corr_t[:Ts].sum()
-        _reduce_update(flat, s1, s2, G, Ts, sizes, woff, opt, lrs[s], hp, wds[s], c1s[s],
+        _reduce_update(flat, s1, s2, G, Ts, sizes, woff, opt, lrs[s], hps[s], wds[s], c1s[s],
                        c2s[s], thrs[s], T)
     return lrs.shape[0], n_correct
 
@@ -1022,6 +1023,14 @@ def _hyper(opt, dtype):
                     dtype=dtype)
 
 
+def _hypers(opt, dtype, t):
+    """The hyperparameters of the steps t (n_steps,), (n_steps, 6): eps per step (Adam's
+    ``Optimizer.eps_at``), the rest constant."""
+    hps = np.tile(_hyper(opt, dtype), (len(t), 1))
+    hps[:, 5] = opt.eps_at(t).astype(dtype)
+    return hps
+
+
 def train_step(params, x, y, lr):
     """One SGD step in place (W -= lr * dW, b -= lr * db); returns the loss before it."""
     loss, G, sizes, woff, flat, T = _grads(params, x, y)
@@ -1084,7 +1093,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     done, n_correct = _run_steps(
         flat, s1, s2, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
         data.iota, _scale_for(data.values, dtype, data.scale), y, order, batch_size, lrs_t,
-        inv_ns, c1s, c2s, opt.code, _hyper(opt, dtype), wds, T, G, A,
+        inv_ns, c1s, c2s, opt.code, _hypers(opt, dtype, t), wds, T, G, A,
         D, CI, CV, _wide_buffers(sizes, T, dtype, data.values.dtype), losses,
         np.where(flush_steps(t0, n_steps), flush_threshold(opt, dtype), 0).astype(dtype), act,
         task, wsum)

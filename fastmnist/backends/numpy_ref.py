@@ -249,7 +249,7 @@ def apply_update(params, grads, state, opt, lr, t, weight_decay=None):
                 v += dt(1 - opt.beta2) * g * g
                 c1 = dt(1 - opt.beta1 ** t)
                 c2 = dt(1 - opt.beta2 ** t)
-                p -= dt(lr) * (m / c1) / (np.sqrt(v / c2) + dt(opt.eps))
+                p -= dt(lr) * (m / c1) / (np.sqrt(v / c2) + dt(opt.eps_at(t)))
     if flush_steps(t - 1, 1)[0]:
         flush_small(params, state, opt)
 
