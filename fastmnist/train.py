@@ -187,6 +187,8 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     model.checkpoint = None
 
     data = be.prepare(X)
+    # the activation only when it is not the default: a ReLU model calls train_epoch as before
+    act_kw = {} if model.activation == "relu" else {"activation": model.activation}
     model.config = config
     best = (-1.0, None)
     snapshot = None  # the weights at the start of the current chunk of steps
@@ -222,7 +224,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                     with be.threads(n_threads) if governor else contextlib.nullcontext():
                         losses, correct = be.train_epoch(model.params, state, opt, data, y,
                                                          rows_chunk, batch_size, lrs_chunk, t,
-                                                         activation=model.activation)
+                                                         **act_kw)
                     took = time.perf_counter() - t_start
                     seconds += took
                     if governor:
