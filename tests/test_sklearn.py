@@ -48,6 +48,11 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
+@parametrize_with_checks([MLPClassifier(backend="numpy"), MLPRegressor(backend="numpy")])
+def test_sklearn_estimator_checks_numpy_backend(estimator, check):
+    check(estimator)
+
+
 # ---- the signature ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("ours, theirs", [(MLPClassifier, sk_nn.MLPClassifier),
