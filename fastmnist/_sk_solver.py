@@ -14,7 +14,9 @@ Differences that remain, by design (see README, "scikit-learn"):
   ``[eps, 1 - eps]`` first.
 """
 
+import contextlib
 import math
+import time
 
 import numpy as np
 
@@ -99,8 +101,10 @@ def squared_norm(params):
 
 
 def run_epoch(be, solver, params, data, Y, order, batch_size, *, activation, output,
-              sample_weight, alpha, lrs=None):
-    """One epoch over the rows `order` (m,) in batches: one ``train_epoch`` call.
+              sample_weight, alpha, lrs=None, governor=None):
+    """One epoch over the rows `order` (m,) in batches: one ``train_epoch`` call, or one per
+    chunk of steps that `governor` (a :class:`fastmnist.governor.Governor`) plans, each on
+    the thread count it chooses (the weights do not depend on it).
 
     Returns scikit-learn's epoch loss: the mean over the rows of each batch's loss (weighted
     mean with `sample_weight`) plus its L2 term ``0.5 * alpha * |W|^2 / n_batch``. `lrs`, if
@@ -112,13 +116,25 @@ def run_epoch(be, solver, params, data, Y, order, batch_size, *, activation, out
     sq_start = squared_norm(params) if alpha else 0.0
     if lrs is None:
         lrs = np.full(n_steps, solver.lr)
-    losses, _ = be.train_epoch(params, solver.state, solver.opt, data, Y, order, batch_size,
-                               lrs, solver.steps, activation=activation, output=output,
-                               sample_weight=sample_weight, l2=alpha)
-    if len(losses) < n_steps or not np.isfinite(losses).all():
-        raise ValueError("Solver produced non-finite parameter weights. The input data may "
-                         "contain large values and need to be preprocessed.")
-    solver.steps += n_steps
+    parts, step = [], 0
+    while step < n_steps:
+        threads, chunk = governor.plan() if governor else (None, n_steps)
+        stop = min(step + chunk, n_steps)
+        t_start = time.perf_counter()
+        with be.threads(threads) if governor else contextlib.nullcontext():
+            part, _ = be.train_epoch(params, solver.state, solver.opt, data, Y,
+                                     order[step * batch_size:stop * batch_size], batch_size,
+                                     lrs[step:stop], solver.steps, activation=activation,
+                                     output=output, sample_weight=sample_weight, l2=alpha)
+        if governor:
+            governor.record(threads, time.perf_counter() - t_start, len(part))
+        parts.append(part)
+        if len(part) < stop - step or not np.isfinite(part).all():
+            raise ValueError("Solver produced non-finite parameter weights. The input data "
+                             "may contain large values and need to be preprocessed.")
+        solver.steps += stop - step
+        step = stop
+    losses = np.concatenate(parts)
     sizes = np.minimum(batch_size, m - np.arange(n_steps) * batch_size)
     total = float(np.dot(losses, sizes))
     if alpha:

@@ -43,6 +43,7 @@ except ImportError as e:  # sklearn missing, or older than 1.6 (no validate_data
 
 from . import backends
 from ._sk_solver import Solver, glorot_init, run_epoch
+from .governor import Governor
 from .optim import SCHEDULES, lr_schedule
 
 __all__ = ["MLPClassifier", "MLPRegressor", "FallbackWarning"]
@@ -183,6 +184,16 @@ class _BaseMLP(BaseEstimator):
             return be.threads(self.threads)
         return contextlib.nullcontext()
 
+    def _governor(self):
+        """threads=None on the Numba backend: each chunk of steps runs on one thread or all,
+        whichever was faster lately (as :meth:`fastmnist.MLP.fit` does; a busy neighbour
+        process makes the threads' barriers stall); the weights are the same either way."""
+        from .train import CHUNK_STEPS
+        be = backends.get(self.backend)
+        if self.threads is None and hasattr(be, "threads") and be.n_threads() > 1:
+            return Governor(be.n_threads(), CHUNK_STEPS)
+        return None
+
     def _fit_stochastic(self, X, Y, sample_weight, incremental, dtype):
         be = backends.get(self.backend)
         params = [(np.ascontiguousarray(W, dtype=dtype), np.ascontiguousarray(b, dtype=dtype))
@@ -224,6 +235,7 @@ class _BaseMLP(BaseEstimator):
                    if self.schedule is not None else None)
         sample_idx = np.arange(n_train)
         act, head = self.activation, self._head()
+        governor = self._governor()
         try:
             self.n_iter_ = 0
             with self._threads():
@@ -235,7 +247,7 @@ class _BaseMLP(BaseEstimator):
                            lrs_all[it * steps_per_epoch:(it + 1) * steps_per_epoch])
                     loss = run_epoch(be, solver, params, data, targets, order, batch_size,
                                      activation=act, output=head, sample_weight=sample_weight,
-                                     alpha=float(self.alpha), lrs=lrs)
+                                     alpha=float(self.alpha), lrs=lrs, governor=governor)
                     self.coefs_ = [W for W, _ in params]
                     self.intercepts_ = [b for _, b in params]
                     self.n_iter_ += 1
@@ -407,7 +419,8 @@ _SHARED_DOC = """
     backend : {"numba", "numpy"}, default="numba"
         fastmnist's kernels for training and prediction (keyword-only, as are the next).
     threads : int or None, default=None
-        Numba threads (None: Numba's setting); results do not depend on it.
+        Numba threads. None: each chunk of steps runs on one thread or on all, whichever was
+        faster lately (as in :meth:`fastmnist.MLP.fit`). Results do not depend on it.
     dtype : {"float32", "float64"} or None, default=None
         Precision of the weights and arithmetic. None: float64 for float64 X, float32 for
         float32 and uint8 X (as scikit-learn, which keeps float32 X in float32).

@@ -29,6 +29,7 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fastmnist  # noqa: E402
+import fastmnist.backends  # noqa: E402
 from fastmnist.sklearn import FallbackWarning, MLPClassifier, MLPRegressor  # noqa: E402
 
 BACKENDS = ["numpy", "numba"]
@@ -330,3 +331,16 @@ def test_mnist_subset_uint8_like_sklearn():
     assert ours.n_features_in_ == 784 and list(ours.classes_) == list(range(10))
     assert abs(ours.score(X_test[:2000], y_test[:2000])
                - ref.score(X_test[:2000], y_test[:2000])) <= 0.02
+
+
+def test_thread_count_and_chunking_do_not_change_the_weights(three_classes):
+    """threads=None cuts epochs into chunks on a thread count it measures; threads=1 runs
+    each epoch in one call: the same bits."""
+    X, y = three_classes
+    kw = dict(random_state=0, batch_size=8, max_iter=3, alpha=1e-3)  # 38 steps an epoch
+    a = MLPClassifier(threads=1, **kw).fit(X, y)
+    b = MLPClassifier(**kw).fit(X, y)
+    assert b._governor() is not None or fastmnist.backends.get("numba").n_threads() == 1
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(p, q)
+    assert a.loss_curve_ == b.loss_curve_
