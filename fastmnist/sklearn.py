@@ -154,9 +154,9 @@ class _BaseMLP(BaseEstimator):
             self.best_validation_score_ = None
 
     def _head(self):
-        """The backends' output code: softmax, logistic or identity."""
-        return {"softmax": "softmax", "logistic": "logistic", "identity": "identity"}[
-            self.out_activation_]
+        """The backends' output layer: softmax, logistic or identity ("exp", of a poisson
+        model fitted by scikit-learn, is identity followed by np.exp in _forward_prepared)."""
+        return "identity" if self.out_activation_ == "exp" else self.out_activation_
 
     def _targets(self, Y, dtype):
         """Y (n, n_outputs) as the kernels take it: labels (n,) for softmax, else rows."""
@@ -319,7 +319,7 @@ class _BaseMLP(BaseEstimator):
                      if k in self._sklearn_class()._parameter_constraints}
         sk = self._sklearn_class()(**sk_params)
         if self.warm_start and hasattr(self, "coefs_") and hasattr(self, "_lbfgs_estimator"):
-            sk = self._lbfgs_estimator
+            sk = self._lbfgs_estimator.set_params(**sk_params)  # continues from its weights
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FallbackWarning)
             sk.fit(X, y, sample_weight=sample_weight)
@@ -351,7 +351,8 @@ class _BaseMLP(BaseEstimator):
         params = [(np.ascontiguousarray(W, dtype=dtype), np.ascontiguousarray(b, dtype=dtype))
                   for W, b in zip(self.coefs_, self.intercepts_)]
         with self._threads():
-            return be.forward(params, data, self.activation, self._head())
+            out = be.forward(params, data, self.activation, self._head())
+        return np.exp(out) if self.out_activation_ == "exp" else out
 
     def _score_prepared(self, data, y, sample_weight):
         """The validation score of early stopping: accuracy or R^2 (NaN for non-finite)."""

@@ -344,3 +344,14 @@ def test_thread_count_and_chunking_do_not_change_the_weights(three_classes):
     for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
         np.testing.assert_array_equal(p, q)
     assert a.loss_curve_ == b.loss_curve_
+
+
+def test_poisson_regressor_falls_back_to_sklearn():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 5))
+    y = rng.poisson(np.exp(0.5 * X[:, 0]))
+    ref = sk_nn.MLPRegressor(loss="poisson", random_state=0, max_iter=20).fit(X, y)
+    with pytest.warns(FallbackWarning):
+        ours = MLPRegressor(loss="poisson", random_state=0, max_iter=20).fit(X, y)
+    assert ours.out_activation_ == "exp"
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-10)
