@@ -68,6 +68,9 @@ def _legacy_check(est):
             "('constant', 'invscaling' or 'adaptive'); pass the step size as "
             f"learning_rate_init={lr!r}")
     es = est.early_stopping
+    if es is None:
+        raise ValueError("early_stopping=None: early_stopping is now a bool, as in "
+                         "scikit-learn; False turns it off")
     if isinstance(es, (int, np.integer)) and not isinstance(es, (bool, np.bool_)):
         raise ValueError(
             f"early_stopping={es!r}: early_stopping is now a bool, as in scikit-learn; the "

@@ -78,8 +78,20 @@ def test_old_fastmnist_arguments_name_the_new_ones():
         MLPClassifier(learning_rate=0.01).fit(X, y)
     with pytest.raises(ValueError, match="n_iter_no_change=3"):
         MLPClassifier(early_stopping=3).fit(X, y)
+    with pytest.raises(ValueError, match="False turns it off"):
+        MLPClassifier(early_stopping=None).fit(X, y)
     with pytest.raises(TypeError, match="Glorot"):
         MLPClassifier(init="he")
+
+
+def test_verbose_prints_like_sklearn(capsys):
+    X, y = make_moons(60, random_state=0)
+    MLPClassifier(max_iter=2, verbose=True, random_state=0).fit(X, y)
+    ours = capsys.readouterr().out.splitlines()
+    sk_nn.MLPClassifier(max_iter=2, verbose=True, random_state=0).fit(X, y)
+    ref = capsys.readouterr().out.splitlines()
+    assert [line.split("=")[0] for line in ours] == [line.split("=")[0] for line in ref]
+    assert ours[0].startswith("Iteration 1, loss = ")
 
 
 def test_params_stored_untouched_and_cloned():
