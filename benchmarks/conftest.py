@@ -60,3 +60,23 @@ def batch():
         return x.astype(np.uint8), rng.integers(0, 10, BATCH).astype(np.int64)
     rows = np.random.default_rng(0).permutation(len(data.X))[:BATCH]
     return np.ascontiguousarray(data.X[rows]), data.y[rows]
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """A table of the benchmarks that recorded a test accuracy (the ``sklearn`` groups):
+    median seconds beside the accuracy."""
+    session = getattr(config, "_benchmarksession", None)
+    rows = []
+    for bench in getattr(session, "benchmarks", None) or []:
+        info = getattr(bench, "extra_info", {}) or {}
+        if "test_accuracy" not in info:
+            continue
+        stats = getattr(bench, "stats", None)
+        median = getattr(stats, "median", None) if stats is not None else None
+        rows.append((bench.group or "", bench.name, median, info["test_accuracy"]))
+    if not rows:
+        return
+    terminalreporter.section("time and test accuracy")
+    for group, name, median, acc in sorted(rows):
+        took = "-" if median is None else f"{median:9.3f} s"
+        terminalreporter.write_line(f"{group:28s} {name:52s} {took:>11s}  accuracy {acc:.4f}")

@@ -40,7 +40,8 @@ def init_params(sizes, dtype, init, rng):
 
 
 class MLP:
-    """A multilayer perceptron: ReLU hidden layers and a softmax output.
+    """A multilayer perceptron: hidden layers with an activation (ReLU by default) and a
+    softmax output.
 
     Parameters
     ----------
@@ -57,6 +58,8 @@ class MLP:
         True (default): inputs are pixel intensities, uint8 or any integers in 0..255, or
         floats scaled to [0, 1]; other values raise InputError (an unscaled float image trains
         to garbage otherwise). False: any finite features (e.g. standardized), used as given.
+    activation : {"relu", "tanh", "logistic", "identity"}
+        Activation of the hidden layers (default "relu"); saved in the model file.
 
     Attributes
     ----------
@@ -65,7 +68,7 @@ class MLP:
     """
 
     def __init__(self, hidden=(128,), dtype="float32", init="he", seed=0,
-                 n_features=784, n_classes=10, pixels=True):
+                 n_features=784, n_classes=10, pixels=True, activation="relu"):
         hidden = (hidden,) if isinstance(hidden, (int, np.integer)) else tuple(hidden)
         if any(not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
             raise InputError(f"hidden sizes must be positive integers, got {hidden!r}")
@@ -75,6 +78,10 @@ class MLP:
             raise InputError(f"init must be one of {INITS}, got {init!r}")
         if n_features < 1 or n_classes < 2:
             raise InputError("need n_features >= 1 and n_classes >= 2")
+        backends.activation_code(activation)  # InputError for an unknown name
+        if not isinstance(activation, str):
+            raise InputError(f"activation must be a name, got {activation!r}")
+        self.activation = activation
         self.hidden = tuple(int(h) for h in hidden)
         self.dtype = np.dtype(str(dtype))
         self.init = init
@@ -95,7 +102,9 @@ class MLP:
 
     def __repr__(self):
         arch = "-".join(map(str, self.sizes))
-        return f"MLP({arch}, dtype={self.dtype.name}, init={self.init!r}, seed={self.seed})"
+        act = "" if self.activation == "relu" else f", activation={self.activation!r}"
+        return (f"MLP({arch}, dtype={self.dtype.name}, init={self.init!r}, seed={self.seed}"
+                f"{act})")
 
     # ---- training ------------------------------------------------------------------------
 
@@ -112,7 +121,8 @@ class MLP:
         be = backends.get(backend)
         out = np.empty((len(X), self.n_classes), dtype=self.dtype)
         for i in range(0, len(X), batch_size):
-            out[i:i + batch_size] = be.forward(self.params, X[i:i + batch_size])
+            out[i:i + batch_size] = be.forward(self.params, X[i:i + batch_size],
+                                               self.activation)
         return out
 
     def predict(self, X, backend="numpy"):
@@ -134,6 +144,7 @@ class MLP:
             "init": np.array(self.init),
             "seed": np.array(-1 if self.seed is None else int(self.seed), dtype=np.int64),
             "pixels": np.array(self.pixels),
+            "activation": np.array(self.activation),
             "config": np.array(json.dumps(self.config, default=str)),
         }
         for i, (W, b) in enumerate(self.params):
@@ -190,6 +201,9 @@ class MLP:
             if dtype not in DTYPES:
                 raise ModelFileError(f"{path}: unknown dtype {dtype!r}")
             seed = int(need("seed"))
+            activation = str(a["activation"]) if "activation" in a else "relu"  # older files
+            if activation not in backends.ACTIVATIONS:
+                raise ModelFileError(f"{path}: unknown activation {activation!r}")
             params = []  # checked before the model is built: sizes alone could be huge
             for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
                 W, b = need(f"W{i}"), need(f"b{i}")
@@ -204,7 +218,8 @@ class MLP:
                 params.append((np.ascontiguousarray(W), np.ascontiguousarray(b)))
             model = cls(hidden=sizes[1:-1], dtype=dtype, init=init if init in INITS else "he",
                         seed=None if seed < 0 else seed, n_features=sizes[0], n_classes=sizes[-1],
-                        pixels=bool(a["pixels"].item()) if "pixels" in a else True)
+                        pixels=bool(a["pixels"].item()) if "pixels" in a else True,
+                        activation=activation)
             model.params = params
             model.config = json.loads(str(a["config"])) if "config" in a else {}
             if not isinstance(model.config, dict):

@@ -4,6 +4,8 @@ The graph is the model's forward pass, one node per operation::
 
     input (N, n_features) -> [Gemm -> Relu] per hidden layer -> Gemm -> Softmax -> probabilities
 
+(Tanh, Sigmoid or Identity in place of Relu for a model of another ``activation``).
+
 The input is float, already scaled to [0, 1]: divide uint8 pixels by 255 first, exactly as
 :meth:`MLP.predict_proba` does for uint8 input. The batch dimension ``N`` is dynamic.
 
@@ -27,6 +29,9 @@ DEFAULT_IR_VERSION = 8
 INPUT_NAME = "input"
 OUTPUT_NAME = "probabilities"
 
+
+#: hidden activation -> ONNX operator
+_ONNX_OPS = {"relu": "Relu", "tanh": "Tanh", "logistic": "Sigmoid", "identity": "Identity"}
 
 def _import_onnx():
     try:
@@ -77,7 +82,8 @@ def to_model_proto(model, opset=DEFAULT_OPSET, ir_version=DEFAULT_IR_VERSION, dt
         nodes.append(helper.make_node("Gemm", [x, f"W{i}", f"b{i}"], [z], name=f"gemm{i}"))
         if i < n_layers - 1:
             x = f"a{i}"
-            nodes.append(helper.make_node("Relu", [z], [x], name=f"relu{i}"))
+            op = _ONNX_OPS[getattr(model, "activation", "relu")]
+            nodes.append(helper.make_node(op, [z], [x], name=f"{op.lower()}{i}"))
     nodes.append(helper.make_node("Softmax", ["logits"], [OUTPUT_NAME], axis=-1, name="softmax"))
 
     graph = helper.make_graph(

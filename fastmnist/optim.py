@@ -12,10 +12,10 @@ import numpy as np
 from .errors import InputError
 
 #: optimizer name -> code used inside compiled kernels
-OPTIMIZERS = {"sgd": 0, "momentum": 1, "adam": 2}
+OPTIMIZERS = {"sgd": 0, "momentum": 1, "adam": 2, "nesterov": 3}
 
 #: buffers of state each optimizer keeps per parameter array
-STATE_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}
+STATE_SLOTS = {"sgd": 0, "momentum": 1, "adam": 2, "nesterov": 1}
 
 SCHEDULES = ("constant", "cosine", "onecycle", "linear", "step")
 
@@ -25,7 +25,9 @@ class Optimizer:
     """An optimizer and its hyperparameters.
 
     ``sgd``: ``W -= lr * g``. ``momentum``: ``v = momentum * v + g; W -= lr * v``
-    (PyTorch's convention). ``adam``: Kingma & Ba with bias correction. ``g`` includes
+    (PyTorch's convention). ``nesterov``: ``v = momentum * v + g; W -= lr * (g + momentum *
+    v)`` (PyTorch's; for a constant lr the same steps as scikit-learn's Nesterov momentum).
+    ``adam``: Kingma & Ba with bias correction. ``g`` includes
     the L2 term ``weight_decay * W`` (weights only, not biases).
     """
 
@@ -35,6 +37,9 @@ class Optimizer:
     beta2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0
+    #: Adam: add eps to sqrt(v) before the bias correction, as scikit-learn does
+    #: (``lr * sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v) + eps)``), instead of after it
+    sklearn_eps: bool = False
 
     def __post_init__(self):
         if self.name not in OPTIMIZERS:
@@ -42,10 +47,17 @@ class Optimizer:
                 f"unknown optimizer {self.name!r}; choose one of {', '.join(OPTIMIZERS)}")
         for field in ("momentum", "beta1", "beta2"):
             v = getattr(self, field)
-            if not 0.0 <= v < 1.0:
+            if not (0.0 <= v < 1.0 or field == "momentum" and v == 1.0):
                 raise InputError(f"{field} must be in [0, 1), got {v}")
         if not self.eps > 0 or not self.weight_decay >= 0:
             raise InputError("eps must be > 0 and weight_decay >= 0")
+
+    def eps_at(self, t):
+        """Adam's eps as added to ``sqrt(v / (1 - beta2^t))`` at the 1-based steps t
+        (array or int): eps, or eps / sqrt(1 - beta2^t) with `sklearn_eps` (the same step)."""
+        if not self.sklearn_eps:
+            return self.eps + 0 * np.asarray(t, dtype=np.float64)
+        return self.eps / np.sqrt(1 - self.beta2 ** np.asarray(t, dtype=np.float64))
 
     @property
     def code(self):
@@ -72,7 +84,8 @@ def flush_threshold(opt, dtype):
     smallest normal, so no step, and no end of a run, finds a subnormal made by decay. The
     threshold is about 1e-36 in float32 and 1e-306 in float64: no trained value is that small.
     """
-    rates = {"sgd": (), "momentum": (opt.momentum,), "adam": (opt.beta1, opt.beta2)}[opt.name]
+    rates = {"sgd": (), "momentum": (opt.momentum,), "nesterov": (opt.momentum,),
+             "adam": (opt.beta1, opt.beta2)}[opt.name]
     rate = max(min([r for r in rates if r > 0], default=1.0), 0.5)
     return float(np.finfo(dtype).tiny) / rate ** FLUSH_EVERY
 

@@ -74,11 +74,11 @@ def _progress_bar(total, progress, initial):
     return tqdm(total=total, initial=initial, unit="epoch", leave=True, dynamic_ncols=True)
 
 
-def _evaluate(be, params, X, y, batch=10000):
+def _evaluate(be, params, X, y, batch=10000, activation="relu"):
     """(mean cross-entropy, accuracy) of the network on X, y."""
     loss, correct = 0.0, 0
     for i in range(0, len(X), batch):
-        p = be.forward(params, X[i:i + batch])
+        p = be.forward(params, X[i:i + batch], activation)
         yb = y[i:i + batch]
         loss -= float(np.sum(np.log(np.maximum(p[np.arange(len(yb)), yb], 1e-300))))
         correct += int(np.sum(np.argmax(p, axis=1) == yb))
@@ -216,6 +216,8 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     model.steps_on_numpy = 0
 
     data = be.prepare(X)
+    # the activation only when it is not the default: a ReLU model calls train_epoch as before
+    act_kw = {} if model.activation == "relu" else {"activation": model.activation}
     model.config = config
     best = (-1.0, None)
     snapshot = None  # the weights at the start of the current chunk of steps
@@ -259,7 +261,8 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                     t_start = time.perf_counter()
                     with be.threads(n_threads) if governor else contextlib.nullcontext():
                         losses, correct = be.train_epoch(model.params, state, opt, data, y,
-                                                         rows_chunk, batch_size, lrs_chunk, t)
+                                                         rows_chunk, batch_size, lrs_chunk, t,
+                                                         **act_kw)
                     took = time.perf_counter() - t_start
                     seconds += took
                     if compiler is not None:
@@ -298,7 +301,8 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                 history["lr"].append(float(lrs[t - 1]))
                 postfix = {"loss": f"{loss_sum / rows:.4f}", "acc": f"{n_correct / rows:.4f}"}
                 if validation_data is not None:
-                    vloss, vacc = _evaluate(be, model.params, Xv, yv)
+                    vloss, vacc = _evaluate(be, model.params, Xv, yv,
+                                            activation=model.activation)
                     history["val_loss"].append(vloss)
                     history["val_accuracy"].append(vacc)
                     postfix["val_acc"] = f"{vacc:.4f}"

@@ -54,3 +54,54 @@ def test_gradients_of_float_inputs():
     for (dW, db), (nW, nb) in zip(grads, numeric):
         np.testing.assert_allclose(dW, nW, rtol=GRAD_RTOL, atol=1e-9)
         np.testing.assert_allclose(db, nb, rtol=GRAD_RTOL, atol=1e-9)
+
+
+@pytest.mark.parametrize("be", [numpy_ref, numba_cpu], ids=["numpy", "numba"])
+@pytest.mark.parametrize("activation", ["tanh", "logistic", "identity"])
+@pytest.mark.parametrize("sizes", [[6, 5, 4], [7, 5, 4, 3], [6, 20, 3]])
+def test_gradients_of_other_activations(be, activation, sizes):
+    """Smooth activations: analytic gradients match central differences everywhere."""
+    params = random_net(sizes, np.float64, seed=len(sizes))
+    x = random_pixels(5, sizes[0], seed=1, density=0.7)
+    y = np.array([0, 1, 2, 0, 1]) % sizes[-1]
+    _, grads = be.loss_and_grads(params, x, y, activation)
+
+    class Wrapped:  # numeric_grads calls be.loss_and_grads(params, x, y)
+        @staticmethod
+        def loss_and_grads(p, x, y):
+            return be.loss_and_grads(p, x, y, activation)
+
+    numeric = numeric_grads(Wrapped, params, x, y)
+    for (dW, db), (nW, nb) in zip(grads, numeric):
+        for analytic, num in ((dW, nW), (db, nb)):
+            err = np.abs(analytic - num).max() / max(np.abs(num).max(), 1e-8)
+            assert err < GRAD_RTOL, err
+
+
+@pytest.mark.parametrize("be", [numpy_ref, numba_cpu], ids=["numpy", "numba"])
+@pytest.mark.parametrize("output", ["logistic", "identity"])
+@pytest.mark.parametrize("sizes", [[6, 5, 1], [7, 5, 3], [6, 20, 4, 2]])
+def test_gradients_of_logistic_and_identity_outputs(be, output, sizes):
+    """Binary cross-entropy of logistic outputs and the half squared error of identity ones,
+    with row weights: analytic gradients match central differences."""
+    params = random_net(sizes, np.float64, seed=len(sizes))
+    x = random_pixels(5, sizes[0], seed=1, density=0.7)
+    rng = np.random.default_rng(2)
+    y = ((rng.random((5, sizes[-1])) > 0.5).astype(float) if output == "logistic"
+         else rng.standard_normal((5, sizes[-1])))
+    sw = rng.random(5) + 0.5
+    _, grads = be.loss_and_grads(params, x, y, "tanh", output, sw)
+
+    class Wrapped:  # numeric_grads calls be.loss_and_grads(params, x, y)
+        @staticmethod
+        def loss_and_grads(p, x, y):
+            return be.loss_and_grads(p, x, y, "tanh", output, sw)
+
+    numeric = numeric_grads(Wrapped, params, x, y)
+    # scikit-learn's squared error: the loss averages over the C outputs, its gradient (dz =
+    # prediction - target) is that of the sum over them
+    factor = sizes[-1] if output == "identity" else 1
+    for (dW, db), (nW, nb) in zip(grads, numeric):
+        for analytic, num in ((dW, nW), (db, nb)):
+            err = np.abs(analytic - factor * num).max() / max(np.abs(factor * num).max(), 1e-8)
+            assert err < GRAD_RTOL, err

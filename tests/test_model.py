@@ -92,3 +92,42 @@ def test_load_refuses_bad_files(tmp_path):
     np.savez(pickled, **arrays)
     with pytest.raises(ModelFileError):
         fm.MLP.load(pickled)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "logistic", "identity"])
+def test_activation_saved_loaded_and_used(tmp_path, activation):
+    model = fm.MLP(hidden=(6,), n_features=12, n_classes=3, pixels=False,
+                   activation=activation, seed=1)
+    x = np.random.default_rng(0).standard_normal((8, 12))
+    relu_twin = fm.MLP(hidden=(6,), n_features=12, n_classes=3, pixels=False, seed=1)
+    assert not np.allclose(model.predict_proba(x), relu_twin.predict_proba(x))
+    for backend in ("numpy", "numba"):
+        np.testing.assert_allclose(model.predict_proba(x, backend=backend),
+                                   model.predict_proba(x), rtol=1e-4, atol=1e-6)
+    model.save(tmp_path / "m.npz")
+    back = fm.MLP.load(tmp_path / "m.npz")
+    assert back.activation == activation
+    np.testing.assert_array_equal(back.predict_proba(x), model.predict_proba(x))
+
+
+def test_model_file_without_activation_loads_as_relu(tmp_path):
+    """Files written before the activation was saved are ReLU networks."""
+    model = fm.MLP(hidden=(5,), n_features=7, n_classes=3, seed=2)
+    arrays = model._arrays()
+    del arrays["activation"]
+    np.savez(tmp_path / "old.npz", **arrays)
+    back = fm.MLP.load(tmp_path / "old.npz")
+    assert back.activation == "relu"
+    x = random_pixels(4, 7)
+    np.testing.assert_array_equal(back.predict_proba(x), model.predict_proba(x))
+
+
+def test_unknown_activation_refused(tmp_path):
+    with pytest.raises(InputError, match="activation"):
+        fm.MLP(activation="softplus")
+    model = fm.MLP(hidden=(5,), n_features=7, n_classes=3)
+    arrays = model._arrays()
+    arrays["activation"] = np.array("softplus")
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ModelFileError, match="activation"):
+        fm.MLP.load(tmp_path / "bad.npz")

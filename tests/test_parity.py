@@ -228,3 +228,137 @@ def test_vector_kernels_on_a_cpu_without_avx512(cpu, tmp_path):
     out = subprocess.run([sys.executable, "-c", _OTHER_CPU_SCRIPT], env=env,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+ACTIVATIONS = ["relu", "tanh", "logistic", "identity"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_activations_and_their_backward(dtype, activation):
+    rng = np.random.default_rng(2)
+    z = (rng.standard_normal((40, 33)) * 6).astype(dtype)
+    z[0, :3] = [0, 80, -80]  # the logistic saturates without overflowing
+    da = rng.standard_normal(z.shape).astype(dtype)
+    a_f, a_r = fast.activate(z, activation), ref.activate(z, activation)
+    assert a_f.dtype == dtype and np.isfinite(a_f).all()
+    close(a_f, a_r, dtype)
+    close(fast.activate_backward(da, a_r, activation),
+          ref.activate_backward(da, a_r, activation), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS[1:])
+def test_forward_and_grads_of_other_activations(dtype, activation):
+    """Every layer shape of SHAPES (narrow, wide, deep) with tanh, logistic and identity."""
+    for n, sizes in SHAPES:
+        params = random_net(sizes, dtype, seed=n)
+        x = inputs(n, sizes[0], dtype, "uint8", seed=n)
+        y = np.random.default_rng(n).integers(0, sizes[-1], n)
+        close(fast.forward(params, x, activation), ref.forward(params, x, activation), dtype)
+        loss_f, grads_f = fast.loss_and_grads(params, x, y, activation)
+        loss_r, grads_r = ref.loss_and_grads(params, x, y, activation)
+        close(loss_f, loss_r, dtype)
+        for pair_f, pair_r in zip(grads_f, grads_r):
+            for a, b in zip(pair_f, pair_r):
+                close(a, b, dtype)
+        # the activation changes the result: not the ReLU path under another name
+        assert len(sizes) == 2 or not np.allclose(ref.forward(params, x, activation),
+                                                  ref.forward(params, x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("sizes", [[50, 16, 8, 5], [50, 24, 8, 5], [784, 10, 10]],
+                         ids=["narrow", "wide", "narrow2"])
+def test_epoch_kernel_nesterov_scale_and_activations(dtype, activation, sizes):
+    """Nesterov momentum, a uint8 scale of 1 (features used as given) and each activation:
+    the epoch kernel and the reference loop end with the same weights."""
+    n, batch = 53, 10
+    params_f = random_net(sizes, dtype, scale=0.02)
+    params_r = [(W.copy(), b.copy()) for W, b in params_f]
+    opt = Optimizer("nesterov", weight_decay=1e-3)
+    state_f, state_r = init_state(params_f, opt), init_state(params_r, opt)
+    x = random_pixels(n, sizes[0])
+    y = np.random.default_rng(0).integers(0, sizes[-1], n)
+    order = np.random.default_rng(1).permutation(n)
+    lrs = np.full(6, 1e-3)
+    losses_f, correct_f = fast.train_epoch(params_f, state_f, opt, fast.prepare(x, scale=1.0),
+                                           y, order, batch, lrs, 0, activation=activation)
+    losses_r, correct_r = ref.train_epoch(params_r, state_r, opt, ref.prepare(x, scale=1.0),
+                                          y, order, batch, lrs, 0, activation=activation)
+    assert correct_f == correct_r
+    close(losses_f, losses_r, dtype)
+    rtol, atol = tol(dtype)
+    for (Wf, bf), (Wr, br) in zip(params_f, params_r):
+        np.testing.assert_allclose(Wf, Wr, rtol=rtol * 10, atol=atol * 10)
+        np.testing.assert_allclose(bf, br, rtol=rtol * 10, atol=atol * 10)
+    # scale 1 is not the default 1/255
+    assert not np.allclose(ref.forward(params_r, ref.prepare(x, scale=1.0)),
+                           ref.forward(params_r, x))
+
+
+def _targets(head, n, c, seed):
+    rng = np.random.default_rng(seed)
+    if head == "softmax":
+        return rng.integers(0, c, n)
+    if head == "logistic":
+        return (rng.random((n, c)) > 0.5).astype(np.float64)
+    return rng.standard_normal((n, c))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("head", ["softmax", "logistic", "identity"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("sizes", [[50, 16, 8, 5], [50, 24, 3], [9, 1], [784, 10, 10]],
+                         ids=["narrow", "wide", "one-output", "narrow2"])
+def test_output_heads_sample_weights_and_l2(dtype, head, weighted, sizes):
+    """Logistic and identity outputs, row weights and scikit-learn's L2 (alpha / batch) in
+    forward, loss_and_grads and the epoch kernel: the same as the reference."""
+    if head == "softmax" and sizes[-1] == 1:
+        pytest.skip("softmax needs two classes")
+    n, batch = 37, 10
+    x = random_pixels(n, sizes[0], seed=2)
+    y = _targets(head, n, sizes[-1], seed=3)
+    sw = np.random.default_rng(4).random(n) + 0.1 if weighted else None
+    params_f = random_net(sizes, dtype, seed=1, scale=0.1)
+    params_r = [(W.copy(), b.copy()) for W, b in params_f]
+    close(fast.forward(params_f, x, "tanh", head), ref.forward(params_r, x, "tanh", head), dtype)
+    loss_f, grads_f = fast.loss_and_grads(params_f, x, y, "tanh", head, sw)
+    loss_r, grads_r = ref.loss_and_grads(params_r, x, y, "tanh", head, sw)
+    close(loss_f, loss_r, dtype)
+    for pair_f, pair_r in zip(grads_f, grads_r):
+        for a, b in zip(pair_f, pair_r):
+            close(a, b, dtype)
+    # Adam in float32 turns a rounding difference of a near-zero gradient into a step of
+    # +-lr (m / sqrt(v) is its sign): compared in float64 only
+    opt = Optimizer("adam" if dtype == np.float64 else "nesterov")
+    state_f, state_r = init_state(params_f, opt), init_state(params_r, opt)
+    order = np.random.default_rng(1).permutation(n)
+    lrs = np.full(4, 1e-2)
+    out_f = fast.train_epoch(params_f, state_f, opt, fast.prepare(x, scale=0.01), y, order,
+                             batch, lrs, 0, "logistic", head, sw, 1e-2)
+    out_r = ref.train_epoch(params_r, state_r, opt, ref.prepare(x, scale=0.01), y, order,
+                            batch, lrs, 0, "logistic", head, sw, 1e-2)
+    assert out_f[1] == out_r[1]
+    close(out_f[0], out_r[0], dtype)
+    rtol, atol = tol(dtype)
+    for (Wf, bf), (Wr, br) in zip(params_f, params_r):
+        np.testing.assert_allclose(Wf, Wr, rtol=rtol * 10, atol=atol * 10)
+        np.testing.assert_allclose(bf, br, rtol=rtol * 10, atol=atol * 10)
+
+
+def test_sample_weights_are_repeated_rows():
+    """Integer row weights give the loss and gradients of the data with rows repeated."""
+    params = random_net([12, 6, 3], np.float64, seed=5)
+    x = random_pixels(8, 12, seed=6)
+    y = np.random.default_rng(7).integers(0, 3, 8)
+    sw = np.array([1, 2, 0, 3, 1, 1, 2, 1])
+    rep = np.repeat(np.arange(8), sw)
+    for be in (fast, ref):
+        loss_w, grads_w = be.loss_and_grads(params, x, y, sample_weight=sw.astype(float))
+        loss_r, grads_r = be.loss_and_grads(params, x[rep], y[rep])
+        np.testing.assert_allclose(loss_w, loss_r, rtol=1e-12)
+        for pair_w, pair_r in zip(grads_w, grads_r):
+            for a, b in zip(pair_w, pair_r):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)

@@ -1,175 +1,326 @@
-"""fastmnist.sklearn.MLPClassifier: scikit-learn's estimator checks and everyday use."""
+"""fastmnist.sklearn: a drop-in for scikit-learn's MLPClassifier and MLPRegressor.
 
-import importlib.util
+scikit-learn's own estimator is the reference: same arguments and seed, same weights.
+"""
+
+import inspect
 import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
 
 pytest.importorskip("sklearn")
 
+from sklearn import neural_network as sk_nn  # noqa: E402
 from sklearn.base import clone  # noqa: E402
-from sklearn.datasets import make_classification  # noqa: E402
-from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.datasets import (  # noqa: E402
+    load_digits,
+    make_classification,
+    make_moons,
+    make_regression,
+)
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fastmnist  # noqa: E402
-from fastmnist.sklearn import MLPClassifier  # noqa: E402
+import fastmnist.backends  # noqa: E402
+from fastmnist.sklearn import FallbackWarning, MLPClassifier, MLPRegressor  # noqa: E402
 
-HAVE_NUMBA_BACKEND = importlib.util.find_spec("fastmnist.backends.numba_cpu") is not None
-BACKENDS = ["numpy"] + (["numba"] if HAVE_NUMBA_BACKEND else [])
-
-#: small and quick, yet enough to pass check_classifiers_train (> 83% on blobs)
-SMALL = dict(hidden_layer_sizes=(16,), learning_rate=1e-2, batch_size=16, max_iter=30)
+BACKENDS = ["numpy", "numba"]
 
 
-@parametrize_with_checks([MLPClassifier(backend=b, **SMALL) for b in BACKENDS])
+@pytest.fixture(autouse=True)
+def _quiet_convergence():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+# ---- scikit-learn's checks, default arguments -----------------------------------------------
+
+@parametrize_with_checks([MLPClassifier(), MLPRegressor()])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
-@pytest.fixture(scope="module")
-def data():
-    """3 classes with string labels, 20 features, standardized-ish floats."""
-    X, y = make_classification(n_samples=400, n_features=20, n_informative=8, n_classes=3,
-                               n_clusters_per_class=1, class_sep=2.0, random_state=0)
-    labels = np.array(["cat", "dog", "emu"])
-    return X, labels[y]
+@parametrize_with_checks([MLPClassifier(backend="numpy"), MLPRegressor(backend="numpy")])
+def test_sklearn_estimator_checks_numpy_backend(estimator, check):
+    check(estimator)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_non_mnist_shapes_and_string_labels(backend, data):
-    X, y = data
-    clf = MLPClassifier(backend=backend, random_state=0, **SMALL).fit(X, y)
-    assert list(clf.classes_) == ["cat", "dog", "emu"]
-    assert clf.n_features_in_ == 20
-    assert clf.model_.sizes == [20, 16, 3]
-    proba = clf.predict_proba(X)
-    assert proba.shape == (400, 3)
-    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
-    pred = clf.predict(X)
-    assert pred.dtype == y.dtype and set(pred) <= set(clf.classes_)
-    assert clf.score(X, y) > 0.9
-    assert clf.n_iter_ == SMALL["max_iter"] == len(clf.loss_curve_)
-    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
-    assert [W.shape for W in clf.coefs_] == [(20, 16), (16, 3)]
-    assert [b.shape for b in clf.intercepts_] == [(16,), (3,)]
+# ---- the signature ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ours, theirs", [(MLPClassifier, sk_nn.MLPClassifier),
+                                          (MLPRegressor, sk_nn.MLPRegressor)])
+def test_signature_is_sklearns_plus_keyword_only_extras(ours, theirs):
+    mine = inspect.signature(ours.__init__).parameters
+    ref = inspect.signature(theirs.__init__).parameters
+    names = list(mine)
+    assert names[:len(ref)] == list(ref)
+    for name, p in ref.items():
+        assert mine[name].default == p.default, name
+        assert mine[name].kind == p.kind, name
+    assert names[len(ref):] == ["backend", "threads", "dtype", "schedule"]
+    assert all(mine[n].kind == inspect.Parameter.KEYWORD_ONLY for n in names[len(ref):])
 
 
-def test_pipeline_and_grid_search(data):
-    X, y = data
-    X = 10.0 * X + 3.0  # badly scaled: the scaler matters
-    pipe = make_pipeline(StandardScaler(), MLPClassifier(backend="numpy", random_state=0,
-                                                         **SMALL))
-    assert pipe.fit(X, y).score(X, y) > 0.9
-    grid = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(4,), (16,)]}, cv=3)
-    grid.fit(X, y)
-    assert grid.best_params_["mlpclassifier__hidden_layer_sizes"] in [(4,), (16,)]
-    assert grid.score(X, y) > 0.8
-    assert set(grid.predict(X)) <= {"cat", "dog", "emu"}
+def test_old_fastmnist_arguments_name_the_new_ones():
+    X, y = make_moons(40, random_state=0)
+    with pytest.raises(TypeError, match="solver="):
+        MLPClassifier(optimizer="adam")
+    with pytest.raises(ValueError, match="learning_rate_init=0.01"):
+        MLPClassifier(learning_rate=0.01).fit(X, y)
+    with pytest.raises(ValueError, match="n_iter_no_change=3"):
+        MLPClassifier(early_stopping=3).fit(X, y)
+    with pytest.raises(ValueError, match="False turns it off"):
+        MLPClassifier(early_stopping=None).fit(X, y)
+    with pytest.raises(TypeError, match="Glorot"):
+        MLPClassifier(init="he")
+
+
+def test_verbose_prints_like_sklearn(capsys):
+    X, y = make_moons(60, random_state=0)
+    MLPClassifier(max_iter=2, verbose=True, random_state=0).fit(X, y)
+    ours = capsys.readouterr().out.splitlines()
+    sk_nn.MLPClassifier(max_iter=2, verbose=True, random_state=0).fit(X, y)
+    ref = capsys.readouterr().out.splitlines()
+    assert [line.split("=")[0] for line in ours] == [line.split("=")[0] for line in ref]
+    assert ours[0].startswith("Iteration 1, loss = ")
 
 
 def test_params_stored_untouched_and_cloned():
-    clf = MLPClassifier(hidden_layer_sizes=[32, 8], random_state=np.random.RandomState(1))
+    clf = MLPClassifier(hidden_layer_sizes=[32, 8], random_state=np.random.RandomState(1),
+                        backend="numpy", dtype="float64")
     assert clf.get_params()["hidden_layer_sizes"] == [32, 8]
     twin = clone(clf)
-    assert twin.get_params()["hidden_layer_sizes"] == [32, 8]
-    assert not hasattr(twin, "model_")
+    assert twin.get_params()["backend"] == "numpy" and not hasattr(twin, "coefs_")
 
 
-def test_random_state_reproducible(data):
-    X, y = data
-    a = MLPClassifier(backend="numpy", random_state=3, **SMALL).fit(X, y).predict_proba(X)
-    b = MLPClassifier(backend="numpy", random_state=3, **SMALL).fit(X, y).predict_proba(X)
-    np.testing.assert_array_equal(a, b)
-    rs = np.random.RandomState(0)
-    c = MLPClassifier(backend="numpy", random_state=rs, **SMALL).fit(X, y)
-    assert c.score(X, y) > 0.9
-    assert MLPClassifier(backend="numpy", random_state=None, **SMALL).fit(X, y).n_iter_ == 30
+# ---- the same weights as scikit-learn's -----------------------------------------------------
+
+def _max_diff(a, b):
+    return max(np.abs(p - q).max() for p, q in zip(a.coefs_ + a.intercepts_,
+                                                    b.coefs_ + b.intercepts_))
 
 
-def test_uint8_features_are_scaled_like_float():
-    rng = np.random.default_rng(0)
-    X8 = rng.integers(0, 256, (120, 12), dtype=np.uint8)
-    y = (X8[:, 0] > 127).astype(int)
-    kw = dict(backend="numpy", dtype="float64", random_state=0, hidden_layer_sizes=(8,),
-              max_iter=3)
-    a = MLPClassifier(**kw).fit(X8, y)
-    b = MLPClassifier(**kw).fit(X8 / 255.0, y)
-    np.testing.assert_allclose(a.predict_proba(X8), b.predict_proba(X8 / 255.0), atol=1e-10)
+@pytest.fixture(scope="module")
+def three_classes():
+    return make_classification(300, 12, n_informative=6, n_classes=3, random_state=0)
+
+
+CASES = {
+    "adam-l2": dict(max_iter=5, alpha=1e-2),
+    "sgd-nesterov": dict(solver="sgd", max_iter=5, learning_rate_init=0.01),
+    "sgd-momentum-invscaling": dict(solver="sgd", nesterovs_momentum=False, max_iter=5,
+                                    learning_rate="invscaling", learning_rate_init=0.1),
+    "sgd-adaptive": dict(solver="sgd", learning_rate="adaptive", learning_rate_init=0.01,
+                         max_iter=60, n_iter_no_change=2, tol=1e-2),
+    "tanh-batch-32": dict(activation="tanh", batch_size=32, max_iter=4),
+    "logistic-no-shuffle": dict(activation="logistic", shuffle=False, max_iter=4),
+    "identity-two-layers": dict(activation="identity", hidden_layer_sizes=(20, 7),
+                                max_iter=4),
+    "early-stopping": dict(early_stopping=True, max_iter=40, validation_fraction=0.2),
+}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_partial_fit_equals_fit(backend, data):
-    X, y = data
-    kw = dict(backend=backend, random_state=5, hidden_layer_sizes=(8,), batch_size=64,
-              threads=1)
-    full = MLPClassifier(max_iter=3, **kw).fit(X, y)
-    inc = MLPClassifier(**kw)
-    for _ in range(3):
-        inc.partial_fit(X, y, classes=["emu", "cat", "dog"])
-    assert inc.n_iter_ == 3 and len(inc.loss_curve_) == 3
-    np.testing.assert_allclose(inc.loss_curve_, full.loss_curve_, rtol=1e-6)
-    for (W1, b1), (W2, b2) in zip(inc.model_.params, full.model_.params):
-        np.testing.assert_allclose(W1, W2, rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(b1, b2, rtol=1e-6, atol=1e-7)
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_same_weights_as_sklearn(three_classes, backend, case, weighted):
+    """float64 data, same arguments and seed: the weights of scikit-learn's fit, every
+    epoch's loss, the stopping epoch and the validation scores."""
+    X, y = three_classes
+    kw = dict(random_state=0, **CASES[case])
+    fit_kw = {"sample_weight": np.random.default_rng(0).random(len(y)) * 2} if weighted else {}
+    ref = sk_nn.MLPClassifier(**kw).fit(X, y, **fit_kw)
+    ours = MLPClassifier(backend=backend, **kw).fit(X, y, **fit_kw)
+    assert ours.n_iter_ == ref.n_iter_ and ours.t_ == ref.t_
+    assert _max_diff(ours, ref) < 1e-12
+    # the L2 term of the loss uses the weights interpolated over the epoch
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-6)
+    assert ours.validation_scores_ == ref.validation_scores_
+    if ref.best_loss_ is None:  # early stopping
+        assert ours.best_loss_ is None
+        assert ours.best_validation_score_ == ref.best_validation_score_
+    else:
+        assert ours.best_loss_ == pytest.approx(ref.best_loss_, rel=1e-6)
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-10)
 
 
-def test_partial_fit_classes_contract(data):
-    X, y = data
-    clf = MLPClassifier(backend="numpy", random_state=0, **SMALL)
-    with pytest.raises(ValueError, match="classes must be passed"):
-        clf.partial_fit(X, y)
-    clf.partial_fit(X[:50][y[:50] == "cat"], y[:50][y[:50] == "cat"],
-                    classes=["cat", "dog", "emu"])  # one class in a batch is fine
-    assert list(clf.classes_) == ["cat", "dog", "emu"]
-    with pytest.raises(ValueError, match="not the same"):
-        clf.partial_fit(X, y, classes=["cat", "dog"])
-    with pytest.raises(ValueError, match="not in classes_"):
-        clf.partial_fit(X[:3], np.array(["cat", "dog", "yak"]))
-    with pytest.raises(ValueError, match="features"):
-        clf.partial_fit(X[:, :5], y)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_binary_and_multilabel_like_sklearn(three_classes, backend):
+    X, y3 = three_classes
+    y = np.where(y3 == 1, "yes", "no")
+    ref = sk_nn.MLPClassifier(random_state=1, max_iter=5).fit(X, y)
+    ours = MLPClassifier(random_state=1, max_iter=5, backend=backend).fit(X, y)
+    assert ours.out_activation_ == ref.out_activation_ == "logistic"
+    assert ours.n_outputs_ == 1 and ours.coefs_[-1].shape == (100, 1)
+    assert ours.predict_proba(X).shape == (len(X), 2)
+    assert _max_diff(ours, ref) < 1e-12
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+    Y = np.stack([y3 == 0, y3 == 2, X[:, 0] > 0], axis=1).astype(int)
+    ref = sk_nn.MLPClassifier(random_state=1, max_iter=5).fit(X, Y)
+    ours = MLPClassifier(random_state=1, max_iter=5, backend=backend).fit(X, Y)
+    assert ours.predict_proba(X).shape == ours.predict(X).shape == (len(X), 3)
+    assert _max_diff(ours, ref) < 1e-12
+    np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
 
 
-def test_warm_start_continues(data):
-    X, y = data
-    kw = dict(backend="numpy", random_state=0, hidden_layer_sizes=(8,), max_iter=2)
-    clf = MLPClassifier(warm_start=True, **kw).fit(X, y)
-    first = list(clf.loss_curve_)
-    clf.fit(X, y)
-    assert clf.n_iter_ == 4 and clf.loss_curve_[:2] == first
-    assert clf.loss_curve_[2] < first[0]  # continued from trained weights
-    cold = MLPClassifier(**kw).fit(X, y)
-    cold.fit(X, y)
-    assert cold.n_iter_ == 2 and cold.loss_curve_ == first  # refit starts over
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_partial_fit_like_sklearn(three_classes, backend):
+    X, y = three_classes
+    ref = sk_nn.MLPClassifier(random_state=0)
+    ours = MLPClassifier(random_state=0, backend=backend)
+    for _ in range(3):  # the optimizer state carries over between calls
+        ref.partial_fit(X, y, classes=[0, 1, 2])
+        ours.partial_fit(X, y, classes=[0, 1, 2])
+    assert ours.n_iter_ == ref.n_iter_ == 1 and ours.t_ == ref.t_ == 900
+    assert _max_diff(ours, ref) < 1e-12
+    with pytest.raises(ValueError, match="classes"):
+        ours.partial_fit(X[:5], np.array([0, 1, 2, 3, 0]))
 
 
-def test_early_stopping(data):
-    X, y = data
-    clf = MLPClassifier(backend="numpy", random_state=0, hidden_layer_sizes=(16,),
-                        learning_rate=3e-2, batch_size=16, max_iter=200, early_stopping=3,
-                        validation_fraction=0.2).fit(X, y)
-    assert clf.n_iter_ < 200
-    assert len(clf.validation_scores_) == clf.n_iter_
-    assert clf.best_validation_score_ == max(clf.validation_scores_) > 0.9
-    with pytest.raises(ValueError, match="early_stopping"):
-        MLPClassifier(backend="numpy", early_stopping=0).fit(X, y)
+def test_warm_start_like_sklearn(three_classes):
+    X, y = three_classes
+    ref = sk_nn.MLPClassifier(random_state=0, max_iter=3, warm_start=True)
+    ours = MLPClassifier(random_state=0, max_iter=3, warm_start=True)
+    for _ in range(2):
+        ref.fit(X, y)
+        ours.fit(X, y)
+    assert len(ours.loss_curve_) == len(ref.loss_curve_) == 6
+    assert _max_diff(ours, ref) < 1e-12
 
 
-def test_single_class_and_bad_params(data):
-    X, y = data
-    with pytest.raises(ValueError, match="at least 2 classes"):
-        MLPClassifier(backend="numpy").fit(X[:10], np.zeros(10))
-    with pytest.raises(ValueError, match="max_iter"):
-        MLPClassifier(backend="numpy", max_iter=0).fit(X, y)
-    with pytest.raises(ValueError, match="optimizer"):
-        MLPClassifier(backend="numpy", optimizer="lbfgs").fit(X, y)
-    with pytest.raises(ValueError, match="backend"):
-        MLPClassifier(backend="cuda", max_iter=1).fit(X, y)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_regressor_like_sklearn(backend):
+    X, y = make_regression(300, 12, n_targets=2, noise=1.0, random_state=0)
+    y = y / 100
+    for kw in (dict(max_iter=5, hidden_layer_sizes=(20, 7)),
+               dict(max_iter=5, solver="sgd", activation="tanh", learning_rate_init=1e-3)):
+        ref = sk_nn.MLPRegressor(random_state=0, **kw).fit(X, y)
+        ours = MLPRegressor(random_state=0, backend=backend, **kw).fit(X, y)
+        assert ours.out_activation_ == "identity" and ours.predict(X).shape == (300, 2)
+        assert _max_diff(ours, ref) < 1e-12
+        np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-9, atol=1e-12)
+        assert ours.score(X, y) == pytest.approx(ref.score(X, y), abs=1e-9)
+
+
+# ---- the defaults on small data: scikit-learn's accuracy --------------------------------------
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("dataset", ["digits", "moons"])
+def test_default_accuracy_within_a_point_of_sklearn(dataset, seed):
+    if dataset == "digits":
+        X, y = load_digits(return_X_y=True)
+    else:
+        X, y = make_moons(600, noise=0.3, random_state=seed)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=seed)
+    ref = sk_nn.MLPClassifier(random_state=seed).fit(X_train, y_train)
+    ours = MLPClassifier(random_state=seed).fit(X_train, y_train)
+    assert ours.coefs_[0].dtype == np.float64  # float64 X trains in float64, as scikit-learn
+    assert abs(ours.score(X_test, y_test) - ref.score(X_test, y_test)) <= 0.01
+
+
+def test_float32_weights_reach_sklearns_accuracy():
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    ref = sk_nn.MLPClassifier(random_state=0).fit(X_train, y_train)
+    ours = MLPClassifier(random_state=0, dtype="float32").fit(X_train, y_train)
+    assert ours.coefs_[0].dtype == np.float32
+    assert abs(ours.score(X_test, y_test) - ref.score(X_test, y_test)) <= 0.01
+
+
+# ---- inputs ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_uint8_features_are_used_as_given(backend):
+    """No implicit 1/255: uint8 X trains exactly as the same values in float32."""
+    rng = np.random.default_rng(0)
+    X8 = rng.integers(0, 256, (150, 12), dtype=np.uint8)
+    X8[rng.random(X8.shape) < 0.5] = 0
+    y = (X8[:, 0] > X8[:, 1]).astype(int)
+    kw = dict(random_state=0, hidden_layer_sizes=(8,), max_iter=3, backend=backend)
+    a = MLPClassifier(**kw).fit(X8, y)
+    b = MLPClassifier(**kw).fit(X8.astype(np.float32), y)
+    assert a.coefs_[0].dtype == np.float32
+    np.testing.assert_allclose(a.coefs_[0], b.coefs_[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(a.predict_proba(X8), b.predict_proba(X8.astype(np.float32)),
+                               rtol=1e-5, atol=1e-6)
+    scaled = MLPClassifier(**kw).fit(X8 / 255.0, y)
+    assert not np.allclose(scaled.coefs_[0], a.coefs_[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_csr_input(backend, monkeypatch):
+    sparse = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((200, 30)) * (rng.random((200, 30)) < 0.2)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    kw = dict(random_state=0, max_iter=5, backend=backend)
+    dense = MLPClassifier(**kw).fit(X, y)
+    Xs = sparse.csr_matrix(X)
+    if backend == "numba":  # walked as CSR: never made dense
+        def no_dense(*args, **kwargs):
+            raise AssertionError("the sparse matrix was made dense")
+        monkeypatch.setattr(sparse.csr_matrix, "toarray", no_dense)
+        monkeypatch.setattr(sparse.csr_matrix, "todense", no_dense)
+    sp = MLPClassifier(**kw).fit(Xs, y)
+    assert _max_diff(sp, dense) < 1e-12
+    np.testing.assert_allclose(sp.predict_proba(Xs), dense.predict_proba(X), atol=1e-12)
+
+
+def test_dataframe_keeps_feature_names():
+    pd = pytest.importorskip("pandas")
+    X, y = make_moons(80, random_state=0)
+    df = pd.DataFrame(X, columns=["width", "height"])
+    clf = MLPClassifier(max_iter=3, random_state=0).fit(df, y)
+    assert list(clf.feature_names_in_) == ["width", "height"]
+    assert clf.n_features_in_ == 2
+    with pytest.warns(UserWarning, match="feature names"):
+        clf.predict(X)
+
+
+def test_pipeline_and_grid_search(three_classes):
+    """The same search as with scikit-learn's estimator: same choice, same score."""
+    X, y = three_classes
+    results = []
+    for cls in (MLPClassifier, sk_nn.MLPClassifier):
+        pipe = make_pipeline(StandardScaler(), cls(random_state=0, max_iter=30))
+        grid = GridSearchCV(pipe, {"mlpclassifier__hidden_layer_sizes": [(4,), (16,)]}, cv=3)
+        grid.fit(10 * X + 3, y)
+        results.append((grid.best_params_, grid.score(10 * X + 3, y)))
+    assert results[0][0] == results[1][0]
+    assert results[0][1] == pytest.approx(results[1][1], abs=1e-12)
+
+
+# ---- lbfgs and others without a compiled path ---------------------------------------------------
+
+def test_lbfgs_falls_back_to_sklearn_with_a_warning(three_classes):
+    X, y = three_classes
+    ref = sk_nn.MLPClassifier(solver="lbfgs", random_state=0, max_iter=50).fit(X, y)
+    with pytest.warns(FallbackWarning, match="lbfgs"):
+        ours = MLPClassifier(solver="lbfgs", random_state=0, max_iter=50).fit(X, y)
+    assert _max_diff(ours, ref) == 0
+    np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), atol=1e-12)
+    with pytest.raises(AttributeError, match="stochastic"):
+        ours.partial_fit(X, y)
+
+
+def test_schedule_extra_and_its_conflict(three_classes):
+    X, y = three_classes
+    clf = MLPClassifier(random_state=0, max_iter=3, schedule="cosine").fit(X, y)
+    assert clf.n_iter_ == 3
+    const = MLPClassifier(random_state=0, max_iter=3).fit(X, y)
+    assert _max_diff(clf, const) > 0
+    with pytest.raises(ValueError, match="learning_rate='constant'"):
+        MLPClassifier(solver="sgd", learning_rate="adaptive", schedule="cosine").fit(X, y)
 
 
 def test_missing_sklearn_gives_install_hint():
@@ -181,12 +332,38 @@ def test_missing_sklearn_gives_install_hint():
     assert "pip install -e '.[sklearn]'" in out
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_mnist_subset_uint8(backend):
+@pytest.mark.slow
+def test_mnist_subset_uint8_like_sklearn():
     if not os.environ.get("FASTMNIST_DATA"):
         pytest.skip("set FASTMNIST_DATA to the folder with the MNIST files")
     X_train, y_train, X_test, y_test = fastmnist.load_mnist()
-    clf = MLPClassifier(backend=backend, hidden_layer_sizes=(64,), max_iter=3, random_state=0)
-    clf.fit(X_train[:6000], y_train[:6000])  # uint8 pixels, scaled inside the kernels
-    assert clf.n_features_in_ == 784 and list(clf.classes_) == list(range(10))
-    assert clf.score(X_test[:2000], y_test[:2000]) > 0.85
+    kw = dict(hidden_layer_sizes=(64,), max_iter=3, random_state=0)
+    ours = MLPClassifier(**kw).fit(X_train[:6000], y_train[:6000])  # uint8, used as given
+    ref = sk_nn.MLPClassifier(**kw).fit(X_train[:6000], y_train[:6000])
+    assert ours.n_features_in_ == 784 and list(ours.classes_) == list(range(10))
+    assert abs(ours.score(X_test[:2000], y_test[:2000])
+               - ref.score(X_test[:2000], y_test[:2000])) <= 0.02
+
+
+def test_thread_count_and_chunking_do_not_change_the_weights(three_classes):
+    """threads=None cuts epochs into chunks on a thread count it measures; threads=1 runs
+    each epoch in one call: the same bits."""
+    X, y = three_classes
+    kw = dict(random_state=0, batch_size=8, max_iter=3, alpha=1e-3)  # 38 steps an epoch
+    a = MLPClassifier(threads=1, **kw).fit(X, y)
+    b = MLPClassifier(**kw).fit(X, y)
+    assert b._governor() is not None or fastmnist.backends.get("numba").n_threads() == 1
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(p, q)
+    assert a.loss_curve_ == b.loss_curve_
+
+
+def test_poisson_regressor_falls_back_to_sklearn():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 5))
+    y = rng.poisson(np.exp(0.5 * X[:, 0]))
+    ref = sk_nn.MLPRegressor(loss="poisson", random_state=0, max_iter=20).fit(X, y)
+    with pytest.warns(FallbackWarning):
+        ours = MLPRegressor(loss="poisson", random_state=0, max_iter=20).fit(X, y)
+    assert ours.out_activation_ == "exp"
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-10)

@@ -1,19 +1,24 @@
 """Backends: interchangeable kernel modules with identical names and semantics.
 
-The protocol (every backend defines these; ``x`` is uint8, scaled by 1/255 on the fly,
-or float of the parameters' dtype, taken as already scaled)::
+The protocol (every backend defines these; ``x`` is uint8, scaled by 1/255 on the fly
+unless :func:`prepare` was given another scale, or float of the parameters' dtype, taken as
+already scaled; hidden layers use ``activation``, ReLU by default)::
 
     relu(z) -> a                                   # z, a (n, d)
+    activate(z, activation) -> a                   # any hidden activation, by name or code
+    activate_backward(da, a, activation) -> dz     # dz = da * f'(z), from the output a
     softmax(z) -> p                                # row-wise, numerically stable; z, p (n, C)
     linear(x, W, b) -> x @ W + b                   # x (n, d_in), W (d_in, d_out), b (d_out,)
-    forward(params, x) -> probs                    # params: list of (W, b); probs (n, C)
-    loss_and_grads(params, x, y) -> (loss, grads)  # mean cross-entropy; grads: list of (dW, db)
+    forward(params, x, activation="relu") -> probs # params: list of (W, b); probs (n, C)
+    loss_and_grads(params, x, y, activation="relu") -> (loss, grads)
+                                                   # mean cross-entropy; grads: [(dW, db)]
     train_step(params, x, y, lr) -> loss           # forward + backward + SGD update, in place
 
 and, for the training loop (:mod:`fastmnist.train`)::
 
-    prepare(x) -> data                             # any per-dataset preprocessing, done once
-    train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0)
+    prepare(x, scale=None) -> data                 # any per-dataset preprocessing, done once;
+                                                   # scale: the factor of uint8 x (None: 1/255)
+    train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu")
         -> (losses, n_correct)                     # runs len(lrs) steps over order, in place
 
 ``state`` is the optimizer state of :func:`fastmnist.optim.init_state` and ``opt`` an
@@ -29,6 +34,34 @@ from ..errors import InputError
 _MODULES = {"numpy": "fastmnist.backends.numpy_ref", "numba": "fastmnist.backends.numba_cpu"}
 
 NAMES = tuple(_MODULES)
+
+#: hidden-layer activation name -> integer code passed to the kernels (ReLU is 0: its fused
+#: path is the default and stays as it was)
+ACTIVATIONS = {"relu": 0, "tanh": 1, "logistic": 2, "identity": 3}
+
+
+#: output layer name -> integer code passed to the kernels: softmax against integer labels
+#: (cross-entropy), logistic against 0/1 target rows (binary cross-entropy summed over the
+#: outputs), identity against real targets (half the squared error, averaged over outputs)
+OUTPUTS = {"softmax": 0, "logistic": 1, "identity": 2}
+
+
+def output_code(output):
+    """The integer code of the output layer `output` (a name of OUTPUTS)."""
+    if isinstance(output, str) and output in OUTPUTS:
+        return OUTPUTS[output]
+    raise InputError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
+
+
+def activation_code(activation):
+    """The integer code of `activation` (a name of ACTIVATIONS, or already a valid code)."""
+    if isinstance(activation, str) and activation in ACTIVATIONS:
+        return ACTIVATIONS[activation]
+    if (not isinstance(activation, bool) and isinstance(activation, int)
+            and activation in ACTIVATIONS.values()):
+        return int(activation)
+    raise InputError(f"unknown activation {activation!r}; choose one of "
+                     f"{', '.join(ACTIVATIONS)}")
 
 
 def get(name):

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..optim import Optimizer, flush_steps, flush_threshold
-from . import _jit, _plain
+from . import _jit, _plain, activation_code, output_code
 from ._jit import (  # noqa: F401  (threads, n_threads: the protocol)
     jit,
     n_parts,
@@ -126,6 +126,85 @@ def _softmax_par(z, out):
         _softmax_row(z[r], out[r])
 
 
+@jit
+def _logistic(v):
+    """1 / (1 + exp(-v)) without overflow for either sign of v."""
+    e = np.exp(-abs(v))
+    return 1 / (1 + e) if v >= 0 else e / (1 + e)
+
+
+@jit
+def _activate(z, act):
+    """z (d,) = f(z) in place for a hidden activation other than ReLU (which is fused into
+    the matmuls): act 1 tanh, 2 logistic, 3 identity (nothing to do)."""
+    if act == 1:
+        for j in range(z.shape[0]):
+            z[j] = np.tanh(z[j])
+    elif act == 2:
+        for j in range(z.shape[0]):
+            z[j] = _logistic(z[j])
+
+
+@jit
+def _times_derivative(da, a, act):
+    """da (d,) *= f'(z) in place, from the output a (d,) = f(z): act 0 ReLU (a > 0), 1 tanh
+    (1 - a^2), 2 logistic (a (1 - a)), 3 identity (1)."""
+    if act == 0:
+        for j in range(da.shape[0]):
+            da[j] = da[j] if a[j] > 0 else da[j] * 0
+    elif act == 1:
+        for j in range(da.shape[0]):
+            da[j] *= 1 - a[j] * a[j]
+    elif act == 2:
+        for j in range(da.shape[0]):
+            da[j] *= a[j] * (1 - a[j])
+
+
+@pjit
+def _activate_rows(z, act):
+    for r in prange(z.shape[0]):
+        if act == 0:
+            for j in range(z.shape[1]):
+                v = z[r, j]
+                z[r, j] = v if v > 0 else v * 0
+        else:
+            _activate(z[r], act)
+
+
+@pjit
+def _times_derivative_rows(da, a, act):
+    for r in prange(da.shape[0]):
+        _times_derivative(da[r], a[r], act)
+
+
+@jit
+def _head_grad(z, yrow, inv_n, head, dz):
+    """Loss of the output z (C,) against the target row yrow (C,), and dz = (f(z) - y) * inv_n,
+    for the heads other than softmax: head 1 logistic outputs and binary cross-entropy summed
+    over them; head 2 identity outputs and half the squared error averaged over them
+    (scikit-learn's losses; as there, dz is the gradient of the sum over the outputs).
+    Returns (loss, 1 if every output is right else 0; 0 for head 2).
+    """
+    c = z.shape[0]
+    loss = 0.0
+    correct = 1 if head == 1 else 0
+    if head == 1:
+        for j in range(c):
+            v, t = z[j], yrow[j]
+            sp = np.log1p(np.exp(-abs(v)))  # -log p = softplus(-v), -log(1 - p) = softplus(v)
+            loss += t * (max(-v, v * 0) + sp) + (1 - t) * (max(v, v * 0) + sp)
+            dz[j] = (_logistic(v) - t) * inv_n
+            if (v > 0) != (t > 0.5):
+                correct = 0
+    else:
+        for j in range(c):
+            d = z[j] - yrow[j]
+            loss += 0.5 * d * d
+            dz[j] = d * inv_n
+        loss /= c
+    return loss, correct
+
+
 # ---- one row through the network: forward and backward side by side -------------------------
 
 @jit
@@ -158,34 +237,47 @@ def _dense_forward(flat, wo, bo, d_in, d_out, a, relu, z):
 
 
 @jit
-def _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da):
-    """G[W] += a (outer) dz, G[b] += dz, and da (d_in,) = (W @ dz) * (a > 0), the ReLU
-    backward from the layer's input a (unless da is empty)."""
+def _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da, act):
+    """G[W] += a (outer) dz, G[b] += dz, and da (d_in,) = (W @ dz) * f'(z), the backward of
+    the hidden activation (code act; ReLU: a > 0) from the layer's input a (unless da is
+    empty)."""
     if d_out <= LANES:
         nz_outer(g, wo, d_out, None, a, d_in, None, bo, dz)
         if da.shape[0]:
-            rows_dot(flat, wo, d_out, d_in, dz, a, da)
+            if act == 0:
+                rows_dot(flat, wo, d_out, d_in, dz, a, da)
+            else:
+                rows_dot(flat, wo, d_out, d_in, dz, None, da)
+                _times_derivative(da, a, act)
     else:  # wider than the intrinsics: the plain loops, on either path
         _plain.outer_rows(g, wo, d_out, None, a, d_in, None, bo, dz)
         if da.shape[0]:
-            _plain.rows_dot(flat, wo, d_out, d_in, dz, a, da)
+            if act == 0:
+                _plain.rows_dot(flat, wo, d_out, d_in, dz, a, da)
+            else:
+                _plain.rows_dot(flat, wo, d_out, d_in, dz, None, da)
+                _times_derivative(da, a, act)
 
 
 @jit
-def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff):
-    """Forward one row: acts[aoff[l]:aoff[l+1]] holds layer l+1's output, logits last."""
+def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act):
+    """Forward one row: acts[aoff[l]:aoff[l+1]] holds layer l+1's output, logits last; hidden
+    activation code act (ReLU, 0, fused into the matmuls)."""
     L = sizes.shape[0] - 1
     for l in range(L):
         d_in, d_out = sizes[l], sizes[l + 1]
         wo = woff[l]
         bo = wo + d_in * d_out
         z = acts[aoff[l]:aoff[l + 1]]
-        relu = l < L - 1  # fused ReLU on every hidden layer
+        hidden = l < L - 1
+        relu = hidden and act == 0  # fused ReLU on every hidden layer
         if l == 0:
             _input_forward(flat, wo, flat[bo:bo + d_out], d_out, x_idx, x_val, n_nz, scale,
                            relu, z)
         else:
             _dense_forward(flat, wo, bo, d_in, d_out, acts[aoff[l - 1]:aoff[l]], relu, z)
+        if hidden and act != 0:
+            _activate(z, act)
 
 
 @jit
@@ -199,17 +291,21 @@ def _argmax(v):
 
 @jit
 def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, inv_n,
-                          g, acts, deltas, aoff, lowest):
+                          g, acts, deltas, aoff, lowest, act, head, yrow):
     """Forward and backward one row, adding its gradient (scaled by inv_n) into g (P,) for
     layers `lowest` and up (layer 0's delta is left in deltas[:sizes[1]] either way).
 
-    Returns (cross-entropy, 1 if the prediction is right else 0).
+    head 0: softmax against the integer `label`; 1, 2: logistic or identity outputs against
+    the target row yrow (C,) (``_head_grad``). Returns (loss, 1 if the prediction is right
+    else 0).
     """
     L = sizes.shape[0] - 1
-    _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff)
+    _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act)
     p = acts[aoff[L - 1]:aoff[L]]
     dz = deltas[aoff[L - 1]:aoff[L]]
-    if p.shape[0] <= LANES:  # all of it in one vector
+    if head != 0:
+        loss, correct = _head_grad(p, yrow, inv_n, head, dz)
+    elif p.shape[0] <= LANES:  # all of it in one vector
         s, mx, best = softmax_grad(p, p.shape[0], label, inv_n, _FLUSH_LOGIT, dz)
         loss = np.log(s) + mx - p[label]
         correct = 1 if best == label else 0
@@ -231,7 +327,7 @@ def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, i
         else:
             a = acts[aoff[l - 1]:aoff[l]]
             da = deltas[aoff[l - 1]:aoff[l]]
-            _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da)
+            _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da, act)
     return loss, correct
 
 
@@ -349,19 +445,25 @@ def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iot
 
 @pjit
 def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y, rows,
-                 inv_n, G, A, D, CI, CV, wide, loss_t, corr_t, T):
+                 inv_n, G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task):
     """Forward + backward the batch `rows`, thread t's rows (a fixed chunk) into G[t] (P,).
 
     A, D (T, sum of widths): per-thread activations and deltas; CI, CV (T, d_in): per-thread
     pixel buffers for mode 2; loss_t, corr_t (T,): per-thread loss sums and right answers.
     wide: per-thread buffers of ``_block_input_backward`` (counts, e_row, e_val, dz), used
-    when layer 1 is wider than LANES; the rows then go in blocks of BLOCK.
+    when layer 1 is wider than LANES; the rows then go in blocks of BLOCK. act: the hidden
+    activation's code (0, ReLU, fused into the matmuls). task (head, Yt, sw): the output's
+    code (0 softmax against y; 1, 2 against the target rows Yt (n, C)) and the rows' weights
+    sw (n,) (empty: all 1), which multiply each row's gradient and loss.
     """
     nb = rows.shape[0]
     d_in, h, c = sizes[0], sizes[1], sizes[-1]
     counts, e_row, e_val, dzs = wide
     by_block = h > LANES
-    narrow2 = sizes.shape[0] == 3 and h <= LANES and c <= LANES
+    head, Yt, sw = task
+    weighted = sw.shape[0] > 0
+    narrow2 = (sizes.shape[0] == 3 and h <= LANES and c <= LANES and act == 0 and head == 0
+               and not weighted)
     for t in prange(T):
         lt = 0.0
         ct = 0
@@ -379,9 +481,13 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
                     loss, ok = _row_narrow2(flat, d_in, h, c, x_idx, x_val, n_nz, scale, y[r],
                                             inv_n, g, acts, deltas)
                 else:
+                    w_r = inv_n * sw[r] if weighted else inv_n
                     loss, ok = _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz,
-                                                     scale, y[r], inv_n, g, acts, deltas,
-                                                     aoff, 1 if by_block else 0)
+                                                     scale, y[r], w_r, g, acts, deltas,
+                                                     aoff, 1 if by_block else 0, act, head,
+                                                     Yt[r] if head != 0 else Yt[0])
+                    if weighted:
+                        loss = loss * sw[r]
                 if by_block:  # keep layer 1's delta for the block's backward
                     _copy(deltas, dzs[t], (i - b0) * h, h)
                 lt += loss
@@ -435,6 +541,15 @@ def _update_range(flat, s1, s2, G, T, lo, hi, opt, lr, hp, wd, c1, c2, thr):
             m1[i] = v
             w[i] -= lr * v
             g0[i] = 0
+    elif opt == 3:  # nesterov (PyTorch's): v = mu v + g; w -= lr (g + mu v)
+        mu = hp[0]
+        m1 = s1[lo:hi]
+        for i in range(n):
+            g = g0[i] + wd * w[i]
+            v = mu * m1[i] + g
+            m1[i] = v
+            w[i] -= lr * (g + mu * v)
+            g0[i] = 0
     else:  # adam
         b1, one_b1, b2, one_b2, eps = hp[1], hp[2], hp[3], hp[4], hp[5]
         m1, m2 = s1[lo:hi], s2[lo:hi]
@@ -474,13 +589,16 @@ def _reduce_update(flat, s1, s2, G, T, sizes, woff, opt, lr, hp, wd, c1, c2, thr
 
 @jit
 def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, iota, scale,
-               y, order, batch_size, lrs, inv_ns, c1s, c2s, opt, hp, wd, T, G, A, D, CI, CV,
-               wide, losses, thrs):
+               y, order, batch_size, lrs, inv_ns, c1s, c2s, opt, hps, wds, T, G, A, D, CI, CV,
+               wide, losses, thrs, act, task, wsum):
     """len(lrs) optimizer steps over `order` in batches, all in one compiled call.
 
     After step s, the weights and optimizer state are flushed below thrs[s] when it is > 0
     (no subnormals: ``optim.flush_threshold``, ``optim.flush_steps``). Returns (steps run,
-    right answers); stops before updating at a non-finite loss.
+    right answers); stops before updating at a non-finite loss. act: the hidden activation's
+    code; task: see ``_batch_grads``; hps (n_steps, 6): the optimizer's hyperparameters of
+    each step (``_update_range``); wds (n_steps,): the weight decay of each step; wsum
+    (n_steps,): what each step's summed loss is divided by (its rows, or their weights).
     """
     m = order.shape[0]
     loss_t = np.zeros(T)
@@ -491,21 +609,23 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
         hi = min(lo + batch_size, m)
         Ts = min(T, hi - lo)
         _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y,
-                     order[lo:hi], inv_ns[s], G, A, D, CI, CV, wide, loss_t, corr_t, Ts)
-        loss = loss_t[:Ts].sum() / (hi - lo)
+                     order[lo:hi], inv_ns[s], G, A, D, CI, CV, wide, loss_t, corr_t, Ts, act,
+                     task)
+        loss = loss_t[:Ts].sum() / wsum[s]
         losses[s] = loss
         if not np.isfinite(loss):
             return s + 1, n_correct
         n_correct += corr_t[:Ts].sum()
-        _reduce_update(flat, s1, s2, G, Ts, sizes, woff, opt, lrs[s], hp, wd, c1s[s], c2s[s],
-                       thrs[s], T)
+        _reduce_update(flat, s1, s2, G, Ts, sizes, woff, opt, lrs[s], hps[s], wds[s], c1s[s],
+                       c2s[s], thrs[s], T)
     return lrs.shape[0], n_correct
 
 
 @pjit
 def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale,
-                  A, CI, CV, out, T):
-    """Class probabilities out (n, C) for every row, threads over fixed row chunks."""
+                  A, CI, CV, out, T, act, head):
+    """Outputs out (n, C) for every row (head 0 softmax, 1 logistic, 2 identity), threads
+    over fixed row chunks."""
     n = out.shape[0]
     L = sizes.shape[0] - 1
     d_in = sizes[0]
@@ -514,9 +634,14 @@ def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, 
         for r in range(t * n // T, (t + 1) * n // T):
             x_idx, x_val, n_nz = _row_input(r, mode, indptr, indices, values, iota, d_in,
                                             CI[t], CV[t])
-            _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff)
+            _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act)
             p = acts[aoff[L - 1]:aoff[L]]
-            _softmax_row(p, out[r])
+            if head == 0:
+                _softmax_row(p, out[r])
+            else:
+                o = out[r]
+                for j in range(p.shape[0]):
+                    o[j] = _logistic(p[j]) if head == 1 else p[j]
 
 
 # ---- CSR of the images, built once per dataset ---------------------------------------------
@@ -554,10 +679,12 @@ class Prepared:
 
     mode MODE_CSR: ``indptr (n + 1,)``, ``indices (nnz,)``, ``values (nnz,)`` of the nonzero
     pixels; MODE_DENSE / MODE_DENSE_SKIP: ``values`` is the images flattened, ``(n * d_in,)``.
+    ``scale``: what uint8 values are multiplied by (None: 1/255); floats are used as given.
     """
 
-    def __init__(self, mode, n_rows, d_in, values, indptr=None, indices=None):
+    def __init__(self, mode, n_rows, d_in, values, indptr=None, indices=None, scale=None):
         self.mode, self.n_rows, self.d_in = mode, n_rows, d_in
+        self.scale = scale  # the factor of uint8 values; None: 1/255
         self.values = values
         idx_dtype = _index_dtype(d_in)
         self.iota = np.arange(d_in, dtype=idx_dtype)
@@ -571,24 +698,27 @@ class Prepared:
         return self.values.nbytes + self.indptr.nbytes + self.indices.nbytes
 
 
-def _scale_for(values, dtype):
-    """The factor that turns `values` into inputs: 1/255 for uint8, 1 for floats."""
-    return dtype.type(SCALE) if values.dtype == np.uint8 else dtype.type(1)
+def _scale_for(values, dtype, scale=None):
+    """The factor that turns `values` into inputs: `scale` (None: 1/255) for uint8, 1 for
+    floats."""
+    if values.dtype != np.uint8:
+        return dtype.type(1)
+    return dtype.type(SCALE if scale is None else scale)
 
 
-def prepare(x, mode=MODE_CSR):
+def prepare(x, mode=MODE_CSR, scale=None):
     """Layer-1 input for :func:`train_epoch`: a CSR of the nonzero pixels (uint8 kept).
 
     x (n, d_in) uint8 or float. ``mode`` MODE_DENSE keeps the dense rows instead (every
     pixel multiplied, for measuring what skipping zeros buys); MODE_DENSE_SKIP gathers each
-    row's nonzeros on the fly.
+    row's nonzeros on the fly. ``scale``: the factor uint8 x is multiplied by (None: 1/255).
     """
     if isinstance(x, Prepared):
         return x
     x = np.ascontiguousarray(x)
     n, d_in = x.shape
     if mode != MODE_CSR:
-        return Prepared(mode, n, d_in, x.reshape(-1))
+        return Prepared(mode, n, d_in, x.reshape(-1), scale=scale)
     counts = np.empty(n, dtype=np.int64)
     _csr_count(x, counts)
     indptr = np.zeros(n + 1, dtype=np.int64)
@@ -597,7 +727,17 @@ def prepare(x, mode=MODE_CSR):
     indices = np.empty(indptr[-1], dtype=idx_dtype)
     values = np.empty(indptr[-1], dtype=x.dtype)
     _csr_fill(x, indptr, indices, values)
-    return Prepared(MODE_CSR, n, d_in, values, indptr, indices)
+    return Prepared(MODE_CSR, n, d_in, values, indptr, indices, scale)
+
+
+def prepare_csr(indptr, indices, values, d_in, scale=None):
+    """Layer-1 input from a CSR matrix's arrays (e.g. scipy.sparse.csr_matrix), without
+    making it dense: indptr (n + 1,), indices (nnz,), values (nnz,) uint8 or float (zeros
+    stored explicitly are harmless)."""
+    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
+    indices = np.ascontiguousarray(indices, dtype=_index_dtype(d_in))
+    values = np.ascontiguousarray(values)
+    return Prepared(MODE_CSR, len(indptr) - 1, int(d_in), values, indptr, indices, scale)
 
 
 def _layout(params):
@@ -723,6 +863,24 @@ def relu(z):
     return out.reshape(z.shape)
 
 
+def activate(z, activation):
+    """a (n, d) = f(z) for the hidden activation f (name or code): relu, tanh, logistic,
+    identity (a copy of z)."""
+    act = activation_code(activation)
+    out = np.array(z, order="C", copy=True)
+    _activate_rows(out.reshape(-1, out.shape[-1]) if out.ndim != 2 else out, act)
+    return out
+
+
+def activate_backward(da, a, activation):
+    """dz (n, d) = da * f'(z), from the activation's output a = f(z) (n, d)."""
+    act = activation_code(activation)
+    out = np.array(da, order="C", copy=True)
+    a = np.ascontiguousarray(a, dtype=out.dtype)
+    _times_derivative_rows(out, a, act)
+    return out
+
+
 def softmax(z):
     """p (n, C): row-wise softmax of z (n, C), shifted by the row max (no overflow)."""
     z = np.ascontiguousarray(z)
@@ -769,8 +927,12 @@ def _linear_rows(w, b, values, scale, d_in, CI, CV, out, T):
             _input_forward(w, 0, b, d_out, CI[t], CV[t], n_nz, scale, False, out[r])
 
 
-def forward(params, x):
-    """Class probabilities (n, C) of the network `params` (list of (W, b)) on x (n, d_in)."""
+def forward(params, x, activation="relu", output="softmax"):
+    """Class probabilities (n, C) of the network `params` (list of (W, b)) on x (n, d_in)
+    (uint8, float, or the result of :func:`prepare`); hidden layers use `activation`, the
+    last `output` ("softmax", "logistic" or "identity")."""
+    act = activation_code(activation)
+    head = output_code(output)
     dtype = _check_params(params)
     sizes, woff, P = _layout(params)
     flat = _flatten(params, dtype, P)
@@ -779,46 +941,74 @@ def forward(params, x):
     aoff, A, _, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
     out = np.empty((len(data), sizes[-1]), dtype=dtype)
     _forward_rows(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-                  data.iota, _scale_for(data.values, dtype), A, CI, CV, out, T)
+                  data.iota, _scale_for(data.values, dtype, data.scale), A, CI, CV, out, T, act,
+                  head)
     return out
 
 
-def _grads(params, x, y):
+def _task(head, y, n, dtype, sample_weight):
+    """(labels (n,) int64, task tuple of the kernels) for integer labels (head 0) or target
+    rows y (n, C) (heads 1, 2), and optional sample weights (n,)."""
+    if head == 0:
+        labels = _labels(y, n)
+        Yt = np.zeros((1, 1), dtype=dtype)
+    else:
+        Yt = np.ascontiguousarray(y, dtype=dtype)
+        if Yt.ndim != 2 or len(Yt) != n:
+            raise InputError(f"y must be (n, C) targets with n = {n}, got shape {Yt.shape}")
+        labels = np.zeros(n, dtype=np.int64)
+    sw = (np.zeros(0, dtype=dtype) if sample_weight is None
+          else np.ascontiguousarray(sample_weight, dtype=dtype))
+    if sample_weight is not None and sw.shape != (n,):
+        raise InputError(f"sample_weight must be ({n},), got shape {sw.shape}")
+    return labels, (np.int64(head), Yt, sw)
+
+
+def _grads(params, x, y, act=0, head=0, sample_weight=None):
     """(loss, n_correct, G (T, P) with the summed gradient in G.sum(0), layout, flat, T)."""
     dtype = _check_params(params)
     sizes, woff, P = _layout(params)
     flat = _flatten(params, dtype, P)
     data = _input(x, dtype, sizes[0])
-    y = _labels(y, len(data))
     if len(data) == 0:
         raise InputError("empty batch")
+    y, task = _task(head, y, len(data), dtype, sample_weight)
+    total = len(data) if sample_weight is None else float(np.sum(task[2], dtype=np.float64))
     T = n_parts(len(data))
     aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
     G = _aligned_zeros((T, _stride(P, dtype)), dtype)
     loss_t, corr_t = np.zeros(T), np.zeros(T, dtype=np.int64)
     rows = np.arange(len(data), dtype=np.int64)
     _batch_grads(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-                 data.iota, _scale_for(data.values, dtype), y, rows,
-                 dtype.type(1.0 / len(data)), G, A, D, CI, CV,
-                 _wide_buffers(sizes, T, dtype, data.values.dtype), loss_t, corr_t, T)
-    return loss_t.sum() / len(data), G, sizes, woff, flat, T
+                 data.iota, _scale_for(data.values, dtype, data.scale), y, rows,
+                 dtype.type(1.0 / total), G, A, D, CI, CV,
+                 _wide_buffers(sizes, T, dtype, data.values.dtype), loss_t, corr_t, T, act,
+                 task)
+    return loss_t.sum() / total, G, sizes, woff, flat, T
 
 
-def loss_and_grads(params, x, y):
-    """Mean cross-entropy of the network on (x, y) and its gradients.
+def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_weight=None):
+    """Mean loss of the network on (x, y) and its gradients.
 
     Parameters
     ----------
     params : list of (W (d_in, d_out), b (d_out,)), float32 or float64
     x : ndarray (n, d_in), uint8 (scaled by 1/255) or float
-    y : ndarray (n,) of integer labels in [0, C)
+    y : ndarray (n,) of integer labels in [0, C) (softmax), or (n, C) targets
+    activation : {"relu", "tanh", "logistic", "identity"} or its code, of the hidden layers
+    output : {"softmax", "logistic", "identity"}
+        The last layer and its loss: cross-entropy, binary cross-entropy summed over the
+        outputs, or half the squared error averaged over the outputs.
+    sample_weight : ndarray (n,) or None
+        Row weights; the loss and gradients are then weighted means.
 
     Returns
     -------
     loss : float
     grads : list of (dW (d_in, d_out), db (d_out,))
     """
-    loss, G, sizes, woff, flat, T = _grads(params, x, y)
+    loss, G, sizes, woff, flat, T = _grads(params, x, y, activation_code(activation),
+                                           output_code(output), sample_weight)
     g = G[0]
     for u in range(1, T):  # fixed order: deterministic for a fixed thread count
         g += G[u]
@@ -833,6 +1023,14 @@ def _hyper(opt, dtype):
                     dtype=dtype)
 
 
+def _hypers(opt, dtype, t):
+    """The hyperparameters of the steps t (n_steps,), (n_steps, 6): eps per step (Adam's
+    ``Optimizer.eps_at``), the rest constant."""
+    hps = np.tile(_hyper(opt, dtype), (len(t), 1))
+    hps[:, 5] = opt.eps_at(t).astype(dtype)
+    return hps
+
+
 def train_step(params, x, y, lr):
     """One SGD step in place (W -= lr * dW, b -= lr * db); returns the loss before it."""
     loss, G, sizes, woff, flat, T = _grads(params, x, y)
@@ -845,18 +1043,30 @@ def train_step(params, x, y, lr):
     return float(loss)
 
 
-def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
+def _step_sums(counts, order, batch_size, sample_weight):
+    """What each step's loss and gradient are divided by (n_steps,) float64: its rows, or the
+    sum of their weights."""
+    if sample_weight is None:
+        return counts.astype(np.float64)
+    w = np.asarray(sample_weight, dtype=np.float64)[order]
+    return np.add.reduceat(w, np.arange(0, len(order), batch_size))
+
+
+def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
+                output="softmax", sample_weight=None, l2=None):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in one compiled call.
 
     Same contract as :func:`fastmnist.backends.numpy_ref.train_epoch`; `data` is the
     result of :func:`prepare` (or a raw array, prepared here).
     """
+    act = activation_code(activation)
+    head = output_code(output)
     dtype = _check_params(params)
     sizes, woff, P = _layout(params)
     if not isinstance(data, Prepared):
         data = prepare(data if data.dtype == np.uint8 else data.astype(dtype, copy=False))
     order = np.ascontiguousarray(order, dtype=np.int64)
-    y = np.ascontiguousarray(y, dtype=np.int64)
+    y, task = _task(head, y, len(data), dtype, sample_weight)
     lrs = np.asarray(lrs, dtype=np.float64)
     with np.errstate(over="ignore"):  # an absurd lr becomes inf: divergence, reported later
         lrs_t = lrs.astype(dtype)
@@ -872,17 +1082,21 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
     G = _aligned_zeros((T, _stride(P, dtype)), dtype)
     steps = np.arange(n_steps)
     counts = np.minimum(batch_size, len(order) - steps * batch_size)
-    inv_ns = (1.0 / counts).astype(dtype)
+    wsum = _step_sums(counts, order, batch_size, sample_weight)
+    inv_ns = (1.0 / wsum).astype(dtype)
+    wds = np.full(n_steps, opt.weight_decay, dtype=dtype) if l2 is None else (
+        l2 / wsum).astype(dtype)
     t = t0 + 1 + steps
     c1s = (1 - opt.beta1 ** t).astype(dtype)
     c2s = (1 - opt.beta2 ** t).astype(dtype)
     losses = np.empty(n_steps)
     done, n_correct = _run_steps(
         flat, s1, s2, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-        data.iota, _scale_for(data.values, dtype), y, order, batch_size, lrs_t,
-        inv_ns, c1s, c2s, opt.code, _hyper(opt, dtype), dtype.type(opt.weight_decay), T, G, A,
+        data.iota, _scale_for(data.values, dtype, data.scale), y, order, batch_size, lrs_t,
+        inv_ns, c1s, c2s, opt.code, _hypers(opt, dtype, t), wds, T, G, A,
         D, CI, CV, _wide_buffers(sizes, T, dtype, data.values.dtype), losses,
-        np.where(flush_steps(t0, n_steps), flush_threshold(opt, dtype), 0).astype(dtype))
+        np.where(flush_steps(t0, n_steps), flush_threshold(opt, dtype), 0).astype(dtype), act,
+        task, wsum)
     _unflatten(flat, params)
     if len(state) > 0:
         _unflatten(s1, state[0])

@@ -2,12 +2,14 @@
 
 Dimensions: ``n`` batch rows, ``d_in`` input features, ``d_out`` output features,
 ``C`` classes. Parameters are a list of ``(W, b)`` with ``W (d_in, d_out)`` and ``b (d_out,)``;
-hidden layers are ReLU, the last layer is softmax. The loss is the mean cross-entropy.
+hidden layers use an activation (ReLU unless told: code 0 of ``backends.ACTIVATIONS``), the
+last layer is softmax. The loss is the mean cross-entropy.
 """
 
 import numpy as np
 
 from ..optim import Optimizer, flush_small, flush_steps
+from . import activation_code, output_code
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype) on the way in
 SCALE = 1.0 / 255.0
@@ -15,9 +17,26 @@ SCALE = 1.0 / 255.0
 
 def as_float(x, dtype):
     """x (n, d) uint8 or float -> float `dtype`, uint8 scaled by 1/255."""
+    if isinstance(x, Scaled):
+        return x.values.astype(dtype) * dtype.type(x.scale)
     if x.dtype == np.uint8:
         return x.astype(dtype) * dtype.type(SCALE)
     return np.asarray(x, dtype=dtype)
+
+
+class Scaled:
+    """uint8 rows x (n, d) and the factor they are multiplied by on the way in (from
+    :func:`prepare` with a scale other than the default 1/255)."""
+
+    def __init__(self, values, scale):
+        self.values, self.scale = values, float(scale)
+        self.dtype = values.dtype
+
+    def __len__(self):
+        return len(self.values)
+
+    def __getitem__(self, rows):
+        return Scaled(self.values[rows], self.scale)
 
 
 # ---- single ops: forward and backward side by side ----------------------------------------
@@ -30,6 +49,38 @@ def relu(z):
 def relu_backward(da, a):
     """dz = da where the unit was active (a > 0); da, a (n, d)."""
     return da * (a > 0)
+
+
+def logistic(z):
+    """a = 1 / (1 + exp(-z)), computed without overflow for any sign of z; z, a (n, d)."""
+    e = np.exp(-np.abs(z))  # in (0, 1]
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e)).astype(z.dtype, copy=False)
+
+
+def activate(z, activation):
+    """a (n, d) = f(z) for the hidden activation f (name or code): relu, tanh, logistic,
+    identity (a copy of z)."""
+    act = activation_code(activation)
+    if act == 0:
+        return relu(z)
+    if act == 1:
+        return np.tanh(z)
+    if act == 2:
+        return logistic(z)
+    return z.copy()
+
+
+def activate_backward(da, a, activation):
+    """dz (n, d) = da * f'(z), written with the activation's output a = f(z): ReLU (a > 0),
+    tanh 1 - a**2, logistic a (1 - a), identity 1."""
+    act = activation_code(activation)
+    if act == 0:
+        return relu_backward(da, a)
+    if act == 1:
+        return da * (1 - a * a)
+    if act == 2:
+        return da * (a * (1 - a))
+    return da.copy()
 
 
 def softmax(z):
@@ -67,51 +118,88 @@ def linear_backward(dz, a_prev, W):
 
 # ---- whole network --------------------------------------------------------------------------
 
-def _forward_all(params, x):
-    """Activations of every layer: [a0 = x, a1, ..., logits]."""
+def _forward_all(params, x, act=0):
+    """Activations of every layer: [a0 = x, a1, ..., logits]; hidden activation code act."""
     acts = [as_float(x, params[0][0].dtype)]
     for i, (W, b) in enumerate(params):
         z = acts[-1] @ W + b
-        acts.append(relu(z) if i < len(params) - 1 else z)
+        acts.append(activate(z, act) if i < len(params) - 1 else z)
     return acts
 
 
-def forward(params, x):
-    """Class probabilities (n, C) of the network `params` on x (n, d_in)."""
-    return softmax(_forward_all(params, x)[-1])
+def forward(params, x, activation="relu", output="softmax"):
+    """Outputs (n, C) of the network `params` on x (n, d_in): class probabilities for the
+    softmax `output`, per-output probabilities for logistic, the last layer for identity."""
+    z = _forward_all(params, x, activation_code(activation))[-1]
+    head = output_code(output)
+    return softmax(z) if head == 0 else logistic(z) if head == 1 else z
 
 
-def _forward_backward(params, x, y):
-    """(loss, grads, n_correct) for one batch."""
-    acts = _forward_all(params, x)
+def _head_rows(z, y, head):
+    """Per-row losses (n,), dz (n, C) = f(z) - target (unscaled) and the rows right, for
+    output code `head` (0 softmax and labels y (n,); 1 logistic, 2 identity and targets
+    y (n, C))."""
+    if head == 0:
+        m = z.max(axis=1)
+        rows = m + np.log(np.exp(z - m[:, None]).sum(axis=1)) - z[np.arange(len(y)), y]
+        dz = softmax(z)
+        dz[np.arange(len(y)), y] -= 1
+        return rows, dz, int(np.sum(np.argmax(z, axis=1) == y))
+    t = np.asarray(y, dtype=z.dtype)
+    if head == 1:  # -log p = softplus(-z), -log(1 - p) = softplus(z)
+        rows = (t * np.logaddexp(0, -z) + (1 - t) * np.logaddexp(0, z)).sum(axis=1)
+        right = int(np.sum(np.all((z > 0) == (t > 0.5), axis=1)))
+        return rows, logistic(z) - t, right
+    d = z - t
+    return 0.5 * (d * d).mean(axis=1), d, 0
+
+
+def _forward_backward(params, x, y, act=0, head=0, sw=None):
+    """(loss, grads, n_correct) for one batch; sw (n,) optional row weights."""
+    acts = _forward_all(params, x, act)
     logits = acts[-1]
-    loss = crossentropy(logits, y)
-    n_correct = int(np.sum(np.argmax(logits, axis=1) == y))
-    dz = crossentropy_softmax_backward(softmax(logits), y)
+    if head == 0 and sw is None:
+        loss = crossentropy(logits, y)
+        n_correct = int(np.sum(np.argmax(logits, axis=1) == y))
+        dz = crossentropy_softmax_backward(softmax(logits), y)
+    else:  # a weighted mean over the rows: sum of w * row loss / sum of w
+        rows, dz, n_correct = _head_rows(logits, y, head)
+        w = np.ones(len(rows)) if sw is None else np.asarray(sw, dtype=np.float64)
+        loss = float(np.dot(w, rows) / w.sum())
+        dz = dz * (w / w.sum()).astype(dz.dtype)[:, None]
     grads = [None] * len(params)
     for i in range(len(params) - 1, -1, -1):
         dW, db, da = linear_backward(dz, acts[i], params[i][0])
         grads[i] = (dW, db)
         if i > 0:
-            dz = relu_backward(da, acts[i])
+            dz = activate_backward(da, acts[i], act)
     return loss, grads, n_correct
 
 
-def loss_and_grads(params, x, y):
-    """Mean cross-entropy of the network on (x, y) and its gradients.
+def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_weight=None):
+    """Mean loss of the network on (x, y) and its gradients.
 
     Parameters
     ----------
     params : list of (W (d_in, d_out), b (d_out,))
     x : ndarray (n, d_in), uint8 or the parameters' float dtype
-    y : ndarray (n,) of integer labels in [0, C)
+    y : ndarray (n,) of integer labels in [0, C) (softmax), or (n, C) targets
+    activation : {"relu", "tanh", "logistic", "identity"} or its code
+        Activation of the hidden layers.
+    output : {"softmax", "logistic", "identity"}
+        The last layer and its loss: cross-entropy, binary cross-entropy summed over the
+        outputs, or half the squared error averaged over the outputs (scikit-learn's; as
+        there, its gradient is that of the sum over the outputs, dz = prediction - target).
+    sample_weight : ndarray (n,) or None
+        Row weights; the loss and gradients are then weighted means.
 
     Returns
     -------
     loss : float
     grads : list of (dW (d_in, d_out), db (d_out,)), same dtype as the parameters
     """
-    loss, grads, _ = _forward_backward(params, x, y)
+    loss, grads, _ = _forward_backward(params, x, y, activation_code(activation),
+                                       output_code(output), sample_weight)
     return loss, grads
 
 
@@ -127,18 +215,20 @@ def train_step(params, x, y, lr):
 
 # ---- optimizers and the epoch loop ----------------------------------------------------------
 
-def apply_update(params, grads, state, opt, lr, t):
-    """Apply one step of optimizer `opt` in place; `t` is the 1-based step number (Adam).
+def apply_update(params, grads, state, opt, lr, t, weight_decay=None):
+    """Apply one step of optimizer `opt` in place; `t` is the 1-based step number (Adam);
+    `weight_decay`, when given, replaces ``opt.weight_decay`` for this step.
 
     After every FLUSH_EVERY-th step of the run, weights and state below the flush threshold
     are set to 0 (:func:`fastmnist.optim.flush_small`; the Numba backend does the same in its
     update sweep), so that they never hold a subnormal float.
     """
+    wd = opt.weight_decay if weight_decay is None else weight_decay
     for i, ((W, b), (dW, db)) in enumerate(zip(params, grads)):
         for j, (p, g) in enumerate(((W, dW), (b, db))):
             dt = p.dtype.type
-            if opt.weight_decay and j == 0:
-                g = g + dt(opt.weight_decay) * p
+            if wd and j == 0:
+                g = g + dt(wd) * p
             if opt.name == "sgd":
                 p -= dt(lr) * g
             elif opt.name == "momentum":
@@ -146,6 +236,11 @@ def apply_update(params, grads, state, opt, lr, t):
                 v *= dt(opt.momentum)
                 v += g
                 p -= dt(lr) * v
+            elif opt.name == "nesterov":  # v = mu v + g; p -= lr (g + mu v)
+                v = state[0][i][j]
+                v *= dt(opt.momentum)
+                v += g
+                p -= dt(lr) * (g + dt(opt.momentum) * v)
             else:  # adam
                 m, v = state[0][i][j], state[1][i][j]
                 m *= dt(opt.beta1)
@@ -154,17 +249,21 @@ def apply_update(params, grads, state, opt, lr, t):
                 v += dt(1 - opt.beta2) * g * g
                 c1 = dt(1 - opt.beta1 ** t)
                 c2 = dt(1 - opt.beta2 ** t)
-                p -= dt(lr) * (m / c1) / (np.sqrt(v / c2) + dt(opt.eps))
+                p -= dt(lr) * (m / c1) / (np.sqrt(v / c2) + dt(opt.eps_at(t)))
     if flush_steps(t - 1, 1)[0]:
         flush_small(params, state, opt)
 
 
-def prepare(x):
-    """The reference needs no preprocessing: returns x."""
+def prepare(x, scale=None):
+    """The reference needs no preprocessing: returns x, or for uint8 x and a `scale` other
+    than None a :class:`Scaled` that multiplies x by `scale` instead of 1/255."""
+    if scale is not None and x.dtype == np.uint8:
+        return Scaled(x, scale)
     return x
 
 
-def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
+def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
+                output="softmax", sample_weight=None, l2=None):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in batches, in place.
 
     Parameters
@@ -178,6 +277,15 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
     batch_size : int
     lrs : ndarray of float64 (n_steps,): learning rate of each step, n_steps = ceil(m / batch_size)
     t0 : int, optimizer steps already taken (Adam's bias correction uses t0 + 1, ...)
+    activation : {"relu", "tanh", "logistic", "identity"} or its code, of the hidden layers
+    output : {"softmax", "logistic", "identity"}
+        The last layer and its loss (see :func:`loss_and_grads`); y is then (n_rows, C)
+        targets for logistic and identity.
+    sample_weight : ndarray (n_rows,) or None
+        Row weights: each step's loss and gradient are weighted means over its rows.
+    l2 : float or None
+        scikit-learn's ``alpha``: each step's weight decay is ``l2 / n`` (n the step's rows,
+        or the sum of their weights) instead of ``opt.weight_decay``.
 
     Returns
     -------
@@ -186,10 +294,13 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
     n_correct : int, rows classified correctly (before each update) in the steps run
     """
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
-        return _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0)
+        return _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0,
+                            activation_code(activation), output_code(output), sample_weight,
+                            l2)
 
 
-def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
+def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, head=0,
+                 sample_weight=None, l2=None):
     losses = np.empty(len(lrs))
     n_correct = 0
     full = len(order) == len(data) and batch_size >= len(data)
@@ -202,10 +313,12 @@ def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0):
             xb, yb = data, y  # full batch in order: no copy of the dataset
         else:
             xb, yb = data[rows], y[rows]
-        loss, grads, correct = _forward_backward(params, xb, yb)
+        sw = None if sample_weight is None else np.asarray(sample_weight)[rows]
+        loss, grads, correct = _forward_backward(params, xb, yb, act, head, sw)
         losses[s] = loss
         if not np.isfinite(loss):
             return losses[:s + 1], n_correct
         n_correct += correct
-        apply_update(params, grads, state, opt, lrs[s], t0 + s + 1)
+        wd = None if l2 is None else l2 / (len(rows) if sw is None else float(np.sum(sw)))
+        apply_update(params, grads, state, opt, lrs[s], t0 + s + 1, wd)
     return losses, n_correct
