@@ -1,0 +1,132 @@
+"""A/B: the working tree's fastmnist against a git revision's, interleaved in one process.
+
+    python benchmarks/ab.py REV [--repeats 7] [--threads N] [--workloads epoch-784-10-10,...]
+
+The revision's package is exported (``git archive``) into a temporary folder under another
+name (``fm_a``; ``fm_b`` for the working tree), so that both import side by side; each keeps
+its own Numba cache there (the first run compiles both, once). Workloads: one SGD epoch of a
+network through the Numba backend's ``train_epoch`` on data prepared once (``epoch-784-10-10``,
+``epoch-784-128-10``, ``epoch-784-256-128-10``), and a recipe's whole ``fit`` as users call it
+(``fit-default``, ``fit-fast98``). The two sides start from the same weights and must end
+bit-identical unless ``--allow-different`` (a change meant to move the rounding). Runs
+alternate A, B, A, B with a pause before each (:func:`fastmnist.harness.timing.interleaved`),
+and the report gives each side's median and B / A: a refactor is done when no B / A is above
+1.03. Needs MNIST in $FASTMNIST_DATA or the cache.
+"""
+
+import argparse
+import importlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKLOADS = ("epoch-784-10-10", "epoch-784-128-10", "epoch-784-256-128-10", "fit-default",
+             "fit-fast98")
+
+
+def _renamed_copy(files, dest, name):
+    """Write {relative path: bytes} under dest/name, with 'fastmnist.' module paths renamed."""
+    for rel, data in files.items():
+        if not rel.startswith("fastmnist/") or "__pycache__" in rel:
+            continue
+        path = os.path.join(dest, name, rel[len("fastmnist/"):])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if rel.endswith(".py"):
+            data = data.replace(b'"fastmnist.', f'"{name}.'.encode())
+        with open(path, "wb") as f:
+            f.write(data)
+
+
+def _files_at(rev):
+    out = subprocess.run(["git", "-C", ROOT, "ls-tree", "-r", "--name-only", rev, "fastmnist"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return {p: subprocess.run(["git", "-C", ROOT, "show", f"{rev}:{p}"], capture_output=True,
+                              check=True).stdout for p in out}
+
+
+def _files_here():
+    files = {}
+    for folder, _, names in os.walk(os.path.join(ROOT, "fastmnist")):
+        for n in names:
+            if n.endswith((".py", ".json")):
+                full = os.path.join(folder, n)
+                with open(full, "rb") as f:
+                    files[os.path.relpath(full, ROOT)] = f.read()
+    return files
+
+
+def _epoch(pkg, sizes, X, y, threads):
+    be = importlib.import_module(f"{pkg.__name__}.backends.numba_cpu")
+    init_params = importlib.import_module(f"{pkg.__name__}.model").init_params
+    Optimizer = importlib.import_module(f"{pkg.__name__}.optim").Optimizer
+    init_state = importlib.import_module(f"{pkg.__name__}.optim").init_state
+    data = be.prepare(X)
+    order = np.random.default_rng(0).permutation(len(X)).astype(np.int64)
+    lrs = np.full(-(-len(X) // 128), 0.05)
+    params = init_params(list(sizes), np.dtype("float32"), "he", np.random.default_rng(0))
+    opt = Optimizer("sgd")
+    state = init_state(params, opt)
+
+    def run():
+        with be.threads(threads):
+            be.train_epoch(params, state, opt, data, y, order, 128, lrs, 0)
+        return params
+    return run
+
+
+def _fit(pkg, recipe, X, y, threads):
+    recipes = importlib.import_module(f"{pkg.__name__}.recipes")
+
+    def run():
+        model, kw = recipes.get(recipe)
+        if threads:
+            kw["threads"] = threads
+        model.fit(X, y, progress=False, **kw)
+        return model.params
+    return run
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("rev", help="the git revision to compare the working tree with (A)")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, help="threads for both (default: fit's choice)")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--allow-different", action="store_true",
+                    help="do not require bit-identical results")
+    args = ap.parse_args(argv)
+    tmp = tempfile.mkdtemp(prefix="fastmnist-ab-")
+    _renamed_copy(_files_at(args.rev), tmp, "fm_a")
+    _renamed_copy(_files_here(), tmp, "fm_b")
+    sys.path.insert(0, tmp)
+    os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tmp, "numba"))
+    import fastmnist
+    from fastmnist.harness.timing import interleaved
+    X, y, _, _ = fastmnist.load_mnist(download=False)
+    y = y.astype(np.int64)
+    sides = {"A": importlib.import_module("fm_a"), "B": importlib.import_module("fm_b")}
+    print(f"A = {args.rev}, B = the working tree; {args.repeats} interleaved runs each")
+    for w in [w.strip() for w in args.workloads.split(",") if w.strip()]:
+        if w.startswith("epoch-"):
+            sizes = [int(s) for s in w[len("epoch-"):].split("-")]
+            fns = {k: _epoch(p, sizes, X, y, args.threads or None) for k, p in sides.items()}
+        else:
+            fns = {k: _fit(p, w[len("fit-"):], X, y, args.threads) for k, p in sides.items()}
+        outs = {k: fn() for k, fn in fns.items()}  # compile, warm up, compare
+        same = all(np.array_equal(a, b) for pa, pb in zip(outs["A"], outs["B"])
+                   for a, b in zip(pa, pb))
+        if not same and not args.allow_different:
+            raise SystemExit(f"{w}: A and B end with different weights (--allow-different)")
+        times = interleaved(fns, repeats=args.repeats, warmup=0)
+        a, b = statistics.median(times["A"]), statistics.median(times["B"])
+        print(f"{w:22s} A {a:8.4f} s  B {b:8.4f} s  B/A {b / a:5.3f}"
+              f"{'' if same else '  (results differ)'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
