@@ -667,6 +667,52 @@ def _csr_fill(X, indptr, indices, values):
                 q += 1
 
 
+@pjit
+def _csr_fill_words(X, words, indptr, indices, values):
+    """``_csr_fill`` for uint8 rows a whole number of 8-byte words wide, read also as the
+    words (n * d / 8,) uint64: a zero word (eight dark pixels: most of an MNIST row's border)
+    is skipped by one test, and the pixels of the others are written without a branch on
+    their value (a zero pixel's stores are overwritten by the next nonzero one; the
+    ``q < end`` guard keeps them inside the row). A branch on each pixel mispredicts at every
+    edge of a stroke: 36 against 23 ms for MNIST's 60,000 rows on one thread (a table of
+    each byte mask's positions, copying popcount entries, took 28-32 ms)."""
+    n, d = X.shape
+    per_row = d // 8
+    for r in prange(n):
+        q, end = indptr[r], indptr[r + 1]
+        row = X[r]
+        w = words[r * per_row:(r + 1) * per_row]
+        for j in range(per_row):
+            if w[j] != 0:
+                for k in range(j * 8, j * 8 + 8):
+                    if q < end:
+                        v = row[k]
+                        indices[q] = k
+                        values[q] = v
+                        q += v != 0
+
+
+@pjit
+def _fingerprint(words, T, out):
+    """Two 64-bit sums over words (n,) uint64 into out (T, 2), one row per part: sum of
+    w_i * (2i + 1) and of (w_i ^ i) * golden; any change of one word changes the first (an
+    odd factor is invertible mod 2^64). Vectorized: about memory speed."""
+    n = words.shape[0]
+    golden = np.uint64(0x9E3779B97F4A7C15)
+    for t in prange(T):
+        lo = t * n // T
+        chunk = words[lo:(t + 1) * n // T]
+        a = np.uint64(0)
+        b = np.uint64(0)
+        for i in range(chunk.shape[0]):
+            w = chunk[i]
+            k = np.uint64(lo + i)
+            a += w * (k + k + np.uint64(1))
+            b += (w ^ k) * golden
+        out[t, 0] = a
+        out[t, 1] = b
+
+
 # ---- Python side: validation, flattening, buffers --------------------------------------------
 
 def _index_dtype(d_in):
@@ -719,6 +765,50 @@ def prepare(x, mode=MODE_CSR, scale=None):
     n, d_in = x.shape
     if mode != MODE_CSR:
         return Prepared(mode, n, d_in, x.reshape(-1), scale=scale)
+    key = _reuse_key(x, scale)
+    if key is not None:
+        fingerprint = _fingerprint_of(x)
+        last = _LAST.get("entry")
+        if last is not None and last[0] == key and last[1] == fingerprint and last[2]() is x:
+            return last[3]
+    data = _build_csr(x, scale)
+    if key is not None:
+        import weakref
+        try:
+            _LAST["entry"] = (key, fingerprint, weakref.ref(x), data)
+        except TypeError:  # an array type without weak references: no reuse
+            _LAST.pop("entry", None)
+    return data
+
+
+#: the last CSR :func:`prepare` built: (key, fingerprint, weak reference to the array,
+#: Prepared). A ``fit`` on the same array, its contents unchanged, reuses it.
+_LAST = {}
+
+#: arrays smaller than this are prepared afresh every time (reuse would save little)
+REUSE_MIN_BYTES = 1 << 20
+
+
+def _reuse_key(x, scale):
+    """What must match for a CSR to be reused (None: never reuse this array)."""
+    if x.nbytes < REUSE_MIN_BYTES or x.nbytes % 8:
+        return None
+    return (id(x), x.ctypes.data, x.shape, x.dtype.str, scale)
+
+
+def _fingerprint_of(x):
+    """The array's contents as two 64-bit sums (``_fingerprint``): 2 ms for MNIST's 47 MB on
+    2 threads, against 12 ms to build its CSR. An in-place change of the array changes it
+    (with probability 1 - 2^-64 for any change of several words)."""
+    T = n_parts(max(1, x.nbytes >> 20))
+    out = np.zeros((T, 2), dtype=np.uint64)
+    _fingerprint(x.reshape(-1).view(np.uint64), T, out)
+    return tuple(int(v) for v in out.reshape(-1))
+
+
+def _build_csr(x, scale):
+    """The CSR of x's nonzero entries (Prepared in MODE_CSR)."""
+    n, d_in = x.shape
     counts = np.empty(n, dtype=np.int64)
     _csr_count(x, counts)
     indptr = np.zeros(n + 1, dtype=np.int64)
@@ -726,7 +816,10 @@ def prepare(x, mode=MODE_CSR, scale=None):
     idx_dtype = _index_dtype(d_in)
     indices = np.empty(indptr[-1], dtype=idx_dtype)
     values = np.empty(indptr[-1], dtype=x.dtype)
-    _csr_fill(x, indptr, indices, values)
+    if x.dtype == np.uint8 and d_in % 8 == 0:
+        _csr_fill_words(x, x.reshape(-1).view(np.uint64), indptr, indices, values)
+    else:
+        _csr_fill(x, indptr, indices, values)
     return Prepared(MODE_CSR, n, d_in, values, indptr, indices, scale)
 
 

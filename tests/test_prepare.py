@@ -1,0 +1,83 @@
+"""prepare: the CSR of the images, built fast and reused while the array is unchanged."""
+
+import numpy as np
+import pytest
+from conftest import examples, random_pixels
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastmnist.backends import numba_cpu as fast
+
+
+def _csr_by_numpy(X):
+    rows, cols = np.nonzero(X)
+    indptr = np.zeros(len(X) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(X)), out=indptr[1:])
+    return indptr, cols, X[rows, cols]
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(n=st.integers(1, 40), words=st.integers(1, 12), density=st.floats(0, 1),
+       seed=st.integers(0, 2 ** 16))
+def test_word_fill_is_the_csr(n, words, density, seed):
+    """Rows 8 * words wide (the word-at-a-time fill): all-zero, full and mixed rows."""
+    X = random_pixels(n, 8 * words, seed, density)
+    X[0] = 0
+    if n > 1:
+        X[-1] = 255
+    data = fast.prepare(X)
+    indptr, cols, vals = _csr_by_numpy(X)
+    np.testing.assert_array_equal(data.indptr, indptr)
+    np.testing.assert_array_equal(data.indices, cols)
+    np.testing.assert_array_equal(data.values, vals)
+
+
+@pytest.mark.parametrize("d", [7, 13, 784])
+def test_fill_paths_agree(d):
+    X = random_pixels(50, d, 1, 0.3)
+    data = fast._build_csr(X, None)
+    indptr, cols, vals = _csr_by_numpy(X)
+    np.testing.assert_array_equal(data.indices, cols)
+    np.testing.assert_array_equal(data.values, vals)
+
+
+@pytest.fixture
+def big():
+    X = random_pixels(2000, 784, 3, 0.2)
+    assert X.nbytes >= fast.REUSE_MIN_BYTES
+    return X
+
+
+def test_unchanged_array_reuses_its_csr(big):
+    first = fast.prepare(big)
+    assert fast.prepare(big) is first
+    assert fast.prepare(big.copy()) is not first  # another array: built afresh
+
+
+@pytest.mark.parametrize("where", [0, 1, 7, 8, 400_000, -1])
+def test_changed_in_place_is_rebuilt(big, where):
+    """Any byte changed in place, first, last or in between, gives a new, right CSR."""
+    first = fast.prepare(big)
+    flat = big.reshape(-1)
+    flat[where] = 0 if flat[where] else 1
+    again = fast.prepare(big)
+    assert again is not first
+    indptr, cols, vals = _csr_by_numpy(big)
+    np.testing.assert_array_equal(again.indptr, indptr)
+    np.testing.assert_array_equal(again.indices, cols)
+    np.testing.assert_array_equal(again.values, vals)
+
+
+def test_small_arrays_are_not_kept():
+    X = random_pixels(10, 784, 0)
+    assert fast.prepare(X) is not fast.prepare(X)
+
+
+def test_fingerprint_moves_with_any_word(big):
+    base = fast._fingerprint_of(big)
+    seen = {base}
+    for where in (0, 9, 1000, big.size - 1):
+        X = big.copy()
+        X.reshape(-1)[where] ^= 0x10
+        seen.add(fast._fingerprint_of(X))
+    assert len(seen) == 5
