@@ -27,6 +27,9 @@ def check_X(X, n_features, dtype, pixels=True):
     The values are checked by one ``min`` and one ``max`` (NaN propagates through both), which
     costs about as much as reading X once and allocates nothing.
     """
+    if (type(X) is np.ndarray and X.dtype == np.uint8 and X.ndim == 2  # the common case,
+            and X.shape[1] == n_features and X.shape[0] and X.flags.c_contiguous):  # quickly
+        return X
     X = _asarray(X, "X")
     if X.dtype == object or np.issubdtype(X.dtype, np.complexfloating) or X.dtype == bool:
         raise InputError(f"X must be a real numeric array (uint8 or float), got dtype {X.dtype}")

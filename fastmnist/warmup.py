@@ -19,6 +19,7 @@ cache filled for the next one.
 """
 
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -54,9 +55,20 @@ def spec(dtype, x_dtype, n_features):
 
 
 def _key(s):
-    from .backends import _jit
     parts = dict(s, n_features=s["n_features"] < 65536)
-    return _jit.cache_key(json.dumps(parts, sort_keys=True), "numba_cpu.py")
+    return _key_of(json.dumps(parts, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _key_of(parts):
+    """The marker key of a spec (hashes the kernels' sources: computed once per process)."""
+    from .backends import _jit
+    return _jit.cache_key(parts, "numba_cpu.py")
+
+
+#: specs seen cached in this process: a marker once there stays (the cache is not emptied
+#: under a running process), so predict's backend choice costs a dict lookup after the first
+_seen_cached = set()
 
 
 def _path(s, suffix):
@@ -67,8 +79,14 @@ def _path(s, suffix):
 
 def is_cached(s):
     """Whether the kernels of spec `s` were compiled into Numba's cache (a marker says so)."""
+    seen = (s["dtype"], s["x_dtype"], s["n_features"])
+    if seen in _seen_cached:
+        return True
     marker = _path(s, "")
-    return marker is not None and os.path.exists(marker)
+    if marker is not None and os.path.exists(marker):
+        _seen_cached.add(seen)
+        return True
+    return False
 
 
 def mark_cached(s):
@@ -99,7 +117,8 @@ def compile_spec(s):
     with contextlib.suppress(DivergedError):  # compiled all the same
         model.fit(X, y, epochs=1, batch_size=64, optimizer="adam", backend="numba",
                   validation_data=(X, y), progress=False, compile="wait")
-    model.predict_proba(X[:3], backend="numba")
+    model.predict_proba(X[:3], backend="numba")  # one image's path, and a batch's
+    model.predict_proba(X, backend="numba")
     mark_cached(s)
 
 

@@ -64,8 +64,15 @@ def activation_code(activation):
                      f"{', '.join(ACTIVATIONS)}")
 
 
+_loaded = {}
+
+
 def get(name):
     """Return the backend module called `name` ("numpy" or "numba")."""
+    module = _loaded.get(name) if isinstance(name, str) else None
+    if module is not None:
+        return module
     if not isinstance(name, str) or name not in _MODULES:
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
-    return import_module(_MODULES[name])
+    module = _loaded[name] = import_module(_MODULES[name])
+    return module

@@ -644,6 +644,71 @@ def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, 
                     o[j] = _logistic(p[j]) if head == 1 else p[j]
 
 
+@jit
+def _infer_row(ws, bs, x_idx, x_val, n_nz, scale, act, head, a, b, out):
+    """One row through the network given layer by layer, ws[l] = W_l (d_l * d_l+1,) and
+    bs[l] (tuples: no flattened copy of the weights), its layer-1 input as nonzero pixels;
+    hidden outputs alternate between a and b (width,), the output head's values into out."""
+    L = len(ws)
+    src = a
+    for l in range(L):
+        d_out = bs[l].shape[0]
+        dst = a if l % 2 == 0 else b
+        z = dst[:d_out]
+        hidden = l < L - 1
+        if l == 0:
+            _input_forward(ws[0], 0, bs[0], d_out, x_idx, x_val, n_nz, scale,
+                           hidden and act == 0, z)
+        else:
+            d_in = bs[l - 1].shape[0]
+            _input_forward(ws[l], 0, bs[l], d_out, None, src[:d_in], d_in, None,
+                           hidden and act == 0, z)
+        if hidden and act != 0:
+            _activate(z, act)
+        src = dst
+    p = src[:out.shape[0]]
+    if head == 0:
+        _softmax_row(p, out)
+    else:
+        for j in range(p.shape[0]):
+            out[j] = _logistic(p[j]) if head == 1 else p[j]
+
+
+@jit
+def _infer_rows(ws, bs, x, lo, hi, scale, act, head, out):
+    """out[lo:hi] (C each) for the dense rows x[lo:hi] (n, d) uint8 or float, zero inputs
+    skipped (each row's nonzeros gathered first)."""
+    d = x.shape[1]
+    width = 1
+    for l in range(len(bs)):
+        width = max(width, bs[l].shape[0])
+    a = np.empty(width, dtype=out.dtype)
+    b = np.empty(width, dtype=out.dtype)
+    cidx = np.empty(d, dtype=np.int32)
+    cval = np.empty(d, dtype=x.dtype)
+    for r in range(lo, hi):
+        row = x[r]
+        n_nz = 0
+        for k in range(d):
+            if row[k] != 0:
+                cidx[n_nz] = k
+                cval[n_nz] = row[k]
+                n_nz += 1
+        _infer_row(ws, bs, cidx, cval, n_nz, scale, act, head, a, b, out[r])
+
+
+@pjit
+def _infer_par(ws, bs, x, scale, act, head, out, T):
+    """``_infer_rows`` over all rows, T fixed parts on threads."""
+    n = x.shape[0]
+    for t in prange(T):
+        _infer_rows(ws, bs, x, t * n // T, (t + 1) * n // T, scale, act, head, out)
+
+
+#: rows below which ``forward`` runs on the calling thread (a parallel region costs more)
+_SERIAL_ROWS = 64
+
+
 # ---- CSR of the images, built once per dataset ---------------------------------------------
 
 @pjit
@@ -1027,6 +1092,8 @@ def forward(params, x, activation="relu", output="softmax"):
     act = activation_code(activation)
     head = output_code(output)
     dtype = _check_params(params)
+    if not isinstance(x, Prepared):
+        return _forward_dense(params, x, dtype, act, head)
     sizes, woff, P = _layout(params)
     flat = _flatten(params, dtype, P)
     data = _input(x, dtype, sizes[0])
@@ -1036,6 +1103,25 @@ def forward(params, x, activation="relu", output="softmax"):
     _forward_rows(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
                   data.iota, _scale_for(data.values, dtype, data.scale), A, CI, CV, out, T, act,
                   head)
+    return out
+
+
+def _forward_dense(params, x, dtype, act, head):
+    """:func:`forward` of rows x (n, d_in), uint8 or float, by ``_infer_rows``: the layers
+    passed as they are (no flattened copy), a single image on the calling thread."""
+    x = np.asarray(x)
+    d_in = params[0][0].shape[0]
+    if x.ndim != 2 or x.shape[1] != d_in:
+        raise InputError(f"x must be (n, {d_in}), got shape {x.shape}")
+    x = np.ascontiguousarray(x if x.dtype == np.uint8 else x.astype(dtype, copy=False))
+    ws = tuple([np.ascontiguousarray(W).reshape(-1) for W, _ in params])
+    bs = tuple([np.ascontiguousarray(b) for _, b in params])
+    out = np.empty((len(x), len(bs[-1])), dtype=dtype)
+    scale = _scale_for(x, dtype, None)
+    if len(x) < _SERIAL_ROWS:
+        _infer_rows(ws, bs, x, 0, len(x), scale, act, head, out)
+    else:
+        _infer_par(ws, bs, x, scale, act, head, out, n_parts(len(x)))
     return out
 
 
