@@ -15,7 +15,7 @@ from .errors import InputError
 DPI = 120
 
 
-def _figure(width, height):
+def figure(width, height):
     """A matplotlib Figure on an Agg canvas (width, height in inches)."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -27,7 +27,8 @@ def _figure(width, height):
     return fig
 
 
-def _save(fig, path):
+def save_png(fig, path):
+    """Write fig as a PNG at path, atomically; returns the path."""
     with atomic_write(path) as f:
         fig.savefig(f, format="png", dpi=DPI)
     return os.fspath(path)
@@ -65,7 +66,7 @@ def plot_confusion_matrix(y_true, y_pred, path, n_classes=10, title="test set"):
     cm = confusion_matrix(y_true, y_pred, n_classes)
     n = int(cm.sum())
     acc = np.trace(cm) / max(n, 1)
-    fig = _figure(7.0, 6.0)
+    fig = figure(7.0, 6.0)
     from matplotlib.colors import PowerNorm
     ax = fig.add_subplot()
     # a square-root color scale: the diagonal (~1000) would otherwise wash out the mistakes
@@ -83,7 +84,7 @@ def plot_confusion_matrix(y_true, y_pred, path, n_classes=10, title="test set"):
     ax.set_title(f"Confusion matrix, {title}: accuracy {100 * acc:.2f}% "
                  f"({n - int(np.trace(cm))} of {n} wrong)")
     fig.colorbar(im, ax=ax, label="images (square-root scale)", shrink=0.85)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_worst_mistakes(X, y_true, probs, path, n=24, side=28):
@@ -116,7 +117,7 @@ def plot_worst_mistakes(X, y_true, probs, path, n=24, side=28):
     worst = wrong[np.argsort(-conf[wrong], kind="stable")][:n]
     cols = 8 if len(worst) > 4 else max(len(worst), 1)
     rows = max(1, -(-len(worst) // cols))
-    fig = _figure(max(1.25 * cols + 0.2, 6.0), 1.5 * rows + 0.8)
+    fig = figure(max(1.25 * cols + 0.2, 6.0), 1.5 * rows + 0.8)
     fig.suptitle(f"Most confident mistakes: {len(worst)} shown of {len(wrong)} wrong "
                  f"out of {len(y_true)}\n(true label, predicted label, probability of the "
                  f"prediction)", fontsize=11)
@@ -132,7 +133,7 @@ def plot_worst_mistakes(X, y_true, probs, path, n=24, side=28):
         ax.set_title(f"true {y_true[i]}, pred {pred[i]}\np = {conf[i]:.3f}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_training_curves(history, path):
@@ -153,7 +154,7 @@ def plot_training_curves(history, path):
     """
     if not history or not history.get("loss"):
         raise InputError("no training history to plot (the model was not trained with fit)")
-    fig = _figure(10.0, 4.0)
+    fig = figure(10.0, 4.0)
     from matplotlib.ticker import MaxNLocator
     marker = "o" if len(history["loss"]) <= 30 else None
     panels = (("loss", "cross-entropy loss (nats per image)", 1.0, "Loss"),
@@ -184,7 +185,7 @@ def plot_training_curves(history, path):
                      f"{100 * history['val_accuracy'][best]:.2f}% at epoch {best + 1}")
     else:
         fig.suptitle("Training curves")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def write_evaluation_plots(model, X, y, out_dir, probs=None, backend="numpy"):

@@ -74,8 +74,9 @@ def _progress_bar(total, progress, initial):
     return tqdm(total=total, initial=initial, unit="epoch", leave=True, dynamic_ncols=True)
 
 
-def _evaluate(be, params, X, y, batch=10000, activation="relu"):
-    """(mean cross-entropy, accuracy) of the network on X, y."""
+def evaluate(be, params, X, y, batch=10000, activation="relu"):
+    """(mean cross-entropy, accuracy) of the network `params` on X (n, d), y (n,), with the
+    backend module `be`, `batch` rows per forward call."""
     loss, correct = 0.0, 0
     for i in range(0, len(X), batch):
         p = be.forward(params, X[i:i + batch], activation)
@@ -301,7 +302,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                 history["lr"].append(float(lrs[t - 1]))
                 postfix = {"loss": f"{loss_sum / rows:.4f}", "acc": f"{n_correct / rows:.4f}"}
                 if validation_data is not None:
-                    vloss, vacc = _evaluate(be, model.params, Xv, yv,
+                    vloss, vacc = evaluate(be, model.params, Xv, yv,
                                             activation=model.activation)
                     history["val_loss"].append(vloss)
                     history["val_accuracy"].append(vacc)

@@ -236,7 +236,7 @@ def test_divergence_exit_2(capsys, fake_mnist):
 def _sigint_after_first_epoch(monkeypatch):
     """Send this process a real SIGINT when fit validates its first epoch on the 100 test
     images (the CLI's warm-up of the kernels validates on training rows: not that one)."""
-    real = train._evaluate
+    real = train.evaluate
     sent = []
 
     def evaluate(*args, **kwargs):
@@ -245,7 +245,7 @@ def _sigint_after_first_epoch(monkeypatch):
             os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "_evaluate", evaluate)
+    monkeypatch.setattr(train, "evaluate", evaluate)
     return real
 
 
@@ -268,7 +268,7 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches(capsys, tmp_path, fake_mnist
     # stopped at the end of epoch 1 (5 steps), where the SIGINT arrived
     assert (int(extra["epoch"]), int(extra["step"]), int(extra["t"])) == (1, 0, 5)
     assert all(len(v) == 1 for v in model.history.values())  # epoch 1 complete, no more
-    monkeypatch.setattr(train, "_evaluate", real_evaluate)
+    monkeypatch.setattr(train, "evaluate", real_evaluate)
 
     # no --threads: the checkpoint's thread count is kept, so the results are bit-identical
     rc, out, err = run_cli(capsys, "train", "--resume", ckpt, "--out", ckpt, "--no-progress")
@@ -375,7 +375,7 @@ def test_broken_pipe_is_quiet(capsys, monkeypatch):
 def test_ctrl_c_during_the_last_evaluation_is_not_lost(capsys, fake_mnist, monkeypatch):
     """Ctrl-C that lands after the last chunk of steps (in the evaluation) still stops the CLI
     with 130, the run complete; during the kernels' warm-up it stops before any training."""
-    real = train._evaluate
+    real = train.evaluate
     calls = []
 
     def evaluate(*args, **kwargs):
@@ -383,13 +383,13 @@ def test_ctrl_c_during_the_last_evaluation_is_not_lost(capsys, fake_mnist, monke
         if len(calls) == 2:  # warm-up's evaluation, then the one after epoch 1 of 1
             os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
-    monkeypatch.setattr(train, "_evaluate", evaluate)
+    monkeypatch.setattr(train, "evaluate", evaluate)
     rc, out, err = run_cli(capsys, "train", "--hidden", "8", "--epochs", "1", "--threads", "1",
                            "--no-progress", "--backend", "numba")
     assert rc == 130 and errors(err) == ["fastmnist train: interrupted"]
     assert "epoch    1/1" in out and "test accuracy" not in out
     calls.clear()
-    monkeypatch.setattr(train, "_evaluate", lambda *a, **k: (calls.append(1), os.kill(
+    monkeypatch.setattr(train, "evaluate", lambda *a, **k: (calls.append(1), os.kill(
         os.getpid(), signal.SIGINT), real(*a, **k))[-1])
     rc, out, err = run_cli(capsys, "train", "--hidden", "8", "--epochs", "1", "--threads", "1",
                            "--no-progress", "--backend", "numba")

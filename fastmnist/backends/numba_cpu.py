@@ -3,7 +3,7 @@
 Dimensions: ``n`` batch rows, ``d_in`` input features, ``d_out`` output features, ``C``
 classes, ``L`` layers, ``P`` parameters in all, ``T`` threads.
 
-Where the speed comes from (see DESIGN.md, "Where the speed comes from"):
+Where the speed comes from (docs/performance.md tells the measurements behind each):
 
 * Whole runs of optimizer steps in one compiled call (:func:`train_epoch`); no Python per step.
 * Parameters travel as one flat vector ``flat (P,)``: layer ``l`` holds ``W_l`` row-major at
@@ -208,7 +208,7 @@ def _head_grad(z, yrow, inv_n, head, dz):
 # ---- one row through the network: forward and backward side by side -------------------------
 
 @jit
-def _input_forward(flat, wo, b, h, x_idx, x_val, n_nz, scale, relu, z):
+def input_forward(flat, wo, b, h, x_idx, x_val, n_nz, scale, relu, z):
     """z (h,) = b (h,) + sum over nonzero pixels k of (x_k * scale) * W[k, :]; W at flat[wo:];
     then ReLU if relu.
 
@@ -222,7 +222,7 @@ def _input_forward(flat, wo, b, h, x_idx, x_val, n_nz, scale, relu, z):
 
 
 @jit
-def _input_backward(g, wo, bo, h, x_idx, x_val, n_nz, scale, dz):
+def input_backward(g, wo, bo, h, x_idx, x_val, n_nz, scale, dz):
     """G[W] += x (outer) dz over nonzero pixels, G[b] += dz; dz (h,)."""
     if h <= LANES:
         nz_outer(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz)
@@ -233,7 +233,7 @@ def _input_backward(g, wo, bo, h, x_idx, x_val, n_nz, scale, dz):
 @jit
 def _dense_forward(flat, wo, bo, d_in, d_out, a, relu, z):
     """z (d_out,) = b + a (d_in,) @ W (d_in, d_out); then ReLU if relu."""
-    _input_forward(flat, wo, flat[bo:bo + d_out], d_out, None, a, d_in, None, relu, z)
+    input_forward(flat, wo, flat[bo:bo + d_out], d_out, None, a, d_in, None, relu, z)
 
 
 @jit
@@ -272,7 +272,7 @@ def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act):
         hidden = l < L - 1
         relu = hidden and act == 0  # fused ReLU on every hidden layer
         if l == 0:
-            _input_forward(flat, wo, flat[bo:bo + d_out], d_out, x_idx, x_val, n_nz, scale,
+            input_forward(flat, wo, flat[bo:bo + d_out], d_out, x_idx, x_val, n_nz, scale,
                            relu, z)
         else:
             _dense_forward(flat, wo, bo, d_in, d_out, acts[aoff[l - 1]:aoff[l]], relu, z)
@@ -323,7 +323,7 @@ def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, i
         bo = wo + d_in * d_out
         dz = deltas[aoff[l]:aoff[l + 1]]
         if l == 0:
-            _input_backward(g, wo, bo, d_out, x_idx, x_val, n_nz, scale, dz)
+            input_backward(g, wo, bo, d_out, x_idx, x_val, n_nz, scale, dz)
         else:
             a = acts[aoff[l - 1]:aoff[l]]
             da = deltas[aoff[l - 1]:aoff[l]]
@@ -369,8 +369,9 @@ def _prefetch_row(indptr, indices, values, r_next, r_after):
 def _row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval):
     """(pixel indices, pixel values, count) of row r's layer-1 input.
 
-    mode 0: the CSR row (nonzeros only); 1: the dense row (every pixel); 2: the dense row's
-    nonzeros, gathered on the fly into cidx, cval (d_in,).
+    mode MODE_CSR (0): the CSR row (nonzeros only); MODE_DENSE_SKIP (1): the dense row's
+    nonzeros, gathered on the fly into cidx, cval (d_in,); MODE_DENSE (2): the dense row
+    (every pixel).
     """
     if mode == MODE_CSR:
         a, b = indptr[r], indptr[r + 1]
@@ -433,7 +434,7 @@ def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iot
         stop = counts[k]
         if stop > start:  # gw = gw + sum over the bucket of x * dz[row]: bias and output gw
             gw = g[wo + k * h:wo + (k + 1) * h]
-            _input_forward(dz, 0, gw, h, e_row[start:stop], e_val[start:stop], stop - start,
+            input_forward(dz, 0, gw, h, e_row[start:stop], e_val[start:stop], stop - start,
                            scale, False, gw)
         start = stop
     gb = g[bo:bo + h]
@@ -449,7 +450,7 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
     """Forward + backward the batch `rows`, thread t's rows (a fixed chunk) into G[t] (P,).
 
     A, D (T, sum of widths): per-thread activations and deltas; CI, CV (T, d_in): per-thread
-    pixel buffers for mode 2; loss_t, corr_t (T,): per-thread loss sums and right answers.
+    pixel buffers for MODE_DENSE_SKIP; loss_t, corr_t (T,): per-thread loss sums and right answers.
     wide: per-thread buffers of ``_block_input_backward`` (counts, e_row, e_val, dz), used
     when layer 1 is wider than LANES; the rows then go in blocks of BLOCK. act: the hidden
     activation's code (0, ReLU, fused into the matmuls). task (head, Yt, sw): the output's
@@ -657,11 +658,11 @@ def _infer_row(ws, bs, x_idx, x_val, n_nz, scale, act, head, a, b, out):
         z = dst[:d_out]
         hidden = l < L - 1
         if l == 0:
-            _input_forward(ws[0], 0, bs[0], d_out, x_idx, x_val, n_nz, scale,
+            input_forward(ws[0], 0, bs[0], d_out, x_idx, x_val, n_nz, scale,
                            hidden and act == 0, z)
         else:
             d_in = bs[l - 1].shape[0]
-            _input_forward(ws[l], 0, bs[l], d_out, None, src[:d_in], d_in, None,
+            input_forward(ws[l], 0, bs[l], d_out, None, src[:d_in], d_in, None,
                            hidden and act == 0, z)
         if hidden and act != 0:
             _activate(z, act)
@@ -992,7 +993,7 @@ def _buffers(sizes, T, dtype, d_in, values_dtype):
 
 
 def _input(x, dtype, d_in):
-    """x (n, d_in) -> (Prepared in mode 2, n): uint8 kept, anything else cast to `dtype`."""
+    """x (n, d_in) -> Prepared in MODE_DENSE_SKIP: uint8 kept, anything else cast to `dtype`."""
     if isinstance(x, Prepared):
         return x
     x = np.asarray(x)
@@ -1082,7 +1083,7 @@ def _linear_rows(w, b, values, scale, d_in, CI, CV, out, T):
                     CI[t, n_nz] = k
                     CV[t, n_nz] = row[k]
                     n_nz += 1
-            _input_forward(w, 0, b, d_out, CI[t], CV[t], n_nz, scale, False, out[r])
+            input_forward(w, 0, b, d_out, CI[t], CV[t], n_nz, scale, False, out[r])
 
 
 def forward(params, x, activation="relu", output="softmax"):
@@ -1144,7 +1145,7 @@ def _task(head, y, n, dtype, sample_weight):
 
 
 def _grads(params, x, y, act=0, head=0, sample_weight=None):
-    """(loss, n_correct, G (T, P) with the summed gradient in G.sum(0), layout, flat, T)."""
+    """(loss, G (T, P) with the summed gradient in G.sum(0), sizes, woff, flat, T)."""
     dtype = _check_params(params)
     sizes, woff, P = _layout(params)
     flat = _flatten(params, dtype, P)

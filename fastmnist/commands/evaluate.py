@@ -21,7 +21,7 @@ def run(args):
     from ..data import load_mnist
     from ..errors import InputError
     from ..model import MLP
-    from ..train import _evaluate
+    from ..train import evaluate
 
     if args.plots:  # before the evaluation, not after it
         require("matplotlib", "--plots", "matplotlib", "plot")
@@ -30,7 +30,7 @@ def run(args):
         raise InputError(f"{args.model}: {model!r} does not take MNIST (784 pixels in, "
                          "10 classes out)")
     _, _, X_test, y_test = load_mnist(args.data_dir, verbose=True)
-    loss, acc = _evaluate(backends.get(args.backend), model.params,
+    loss, acc = evaluate(backends.get(args.backend), model.params,
                           X_test, y_test.astype(np.int64))
     print(f"{args.model}: {model!r}")
     print(f"test accuracy {acc:.4f}  test loss {loss:.4f}  ({len(y_test)} images)")

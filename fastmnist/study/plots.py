@@ -34,7 +34,7 @@ def write_plots(study, out_dir):
 
 
 def _figure(w, h):
-    from ..plots import _figure as figure
+    from ..plots import figure
     return figure(w, h)
 
 
@@ -46,7 +46,7 @@ def _two_panels(title):
 
 
 def _save(fig, path):
-    from ..plots import _save as save
+    from ..plots import save_png as save
     return save(fig, path)
 
 
