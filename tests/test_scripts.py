@@ -18,3 +18,21 @@ def test_start_time_child_trains_a_step():
     other tests; a cold cache only makes it slower): both timings come back, positive."""
     imp, step = _load("start_time")._run()
     assert imp > 0 and step > 0
+
+
+def test_ab_copies_import_side_by_side(tmp_path):
+    """benchmarks/ab.py's renamed copy of the package imports beside fastmnist, and its
+    string module paths (the backends table) point into the copy."""
+    import subprocess
+    import sys
+    ab = _load("ab")
+    ab._renamed_copy(ab._files_here(), str(tmp_path), "fm_b")
+    out = subprocess.run([sys.executable, "-c", (
+        "import sys; sys.path.insert(0, sys.argv[1]); import fm_b, fastmnist; "
+        "print(fm_b.backends.get('numpy').__name__, fastmnist.backends.get('numpy').__name__)"),
+        str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["fm_b.backends.numpy_ref", "fastmnist.backends.numpy_ref"]
+
+
+def test_threads_script_loads():
+    assert callable(_load("threads").main)
