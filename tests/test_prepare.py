@@ -81,3 +81,13 @@ def test_fingerprint_moves_with_any_word(big):
         X.reshape(-1)[where] ^= 0x10
         seen.add(fast._fingerprint_of(X))
     assert len(seen) == 5
+
+
+def test_the_kept_csr_goes_with_its_array():
+    import gc
+    X = random_pixels(2000, 784, 5, 0.2)
+    fast.prepare(X)
+    assert fast._LAST.get("entry") is not None
+    del X
+    gc.collect()
+    assert fast._LAST.get("entry") is None

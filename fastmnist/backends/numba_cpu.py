@@ -841,10 +841,19 @@ def prepare(x, mode=MODE_CSR, scale=None):
     if key is not None:
         import weakref
         try:
-            _LAST["entry"] = (key, fingerprint, weakref.ref(x), data)
+            ref = weakref.ref(x, _forget)
         except TypeError:  # an array type without weak references: no reuse
             _LAST.pop("entry", None)
+        else:
+            _LAST["entry"] = (key, fingerprint, ref, data)
     return data
+
+
+def _forget(ref):
+    """Drop the kept CSR when its array is collected (not a newer entry's)."""
+    entry = _LAST.get("entry")
+    if entry is not None and entry[2] is ref:
+        _LAST.pop("entry", None)
 
 
 #: the last CSR :func:`prepare` built: (key, fingerprint, weak reference to the array,
