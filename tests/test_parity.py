@@ -121,7 +121,8 @@ def test_twenty_train_steps_float64():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-@pytest.mark.parametrize("mode", [fast.MODE_CSR, fast.MODE_DENSE, fast.MODE_DENSE_SKIP])
+@pytest.mark.parametrize("mode", [fast.MODE_CSR, fast.MODE_DENSE, fast.MODE_DENSE_SKIP,
+                                  fast.MODE_GEMM])
 @pytest.mark.parametrize("sizes", [[50, 16, 8, 5], [50, 24, 8, 5]], ids=["narrow", "wide"])
 def test_epoch_kernel_matches_reference_loop(dtype, optimizer, mode, sizes):
     """Same batch order, a short last batch, weight decay: the same weights after it."""
@@ -162,6 +163,48 @@ def test_epoch_kernel_stops_before_a_nonfinite_update():
     for (W, b), (W0, b0) in zip(params, before):
         np.testing.assert_array_equal(W, W0)
         np.testing.assert_array_equal(b, b0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_inputs_go_to_blas_and_match_the_reference(dtype):
+    """Standardized-like float features: prepare chooses BLAS (MODE_GEMM), and a run of steps
+    with a short last batch ends where the reference loop does."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((75, 40)).astype(dtype)
+    y = rng.integers(0, 4, 75)
+    data = fast.prepare(x)
+    assert data.mode == fast.MODE_GEMM
+    assert fast.prepare(random_pixels(75, 40)).mode == fast.MODE_CSR  # 20% nonzero: the CSR
+    params_f = random_net([40, 32, 16, 4], dtype, scale=0.2)
+    params_r = [(W.copy(), b.copy()) for W, b in params_f]
+    opt = Optimizer("adam")
+    state_f, state_r = init_state(params_f, opt), init_state(params_r, opt)
+    order = rng.permutation(75)
+    losses_f, correct_f = fast.train_epoch(params_f, state_f, opt, data, y, order, 16,
+                                           np.full(5, 1e-2), 0)
+    losses_r, correct_r = ref.train_epoch(params_r, state_r, opt, x, y, order, 16,
+                                          np.full(5, 1e-2), 0)
+    assert correct_f == correct_r
+    close(losses_f, losses_r, dtype)
+    params_close(params_f, params_r, dtype)
+
+
+def test_blas_path_is_bit_identical_whatever_the_threads():
+    """BLAS sums a product's inner dimension differently on 1 and 2 threads; the dense path
+    runs it on a fixed count, so Numba's thread count does not change a bit."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((300, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 300)
+    results = []
+    for n in (1, fast.n_parts(1 << 30)):
+        params = random_net([784, 24, 10], np.float32, scale=0.05)
+        opt = Optimizer("adam")
+        with fast.threads(n):
+            fast.train_epoch(params, init_state(params, opt), opt, fast.prepare(x), y,
+                             np.arange(300), 64, np.full(5, 1e-3), 0)
+        results.append(params)
+    for (W1, b1), (W2, b2) in zip(*results):
+        assert W1.tobytes() == W2.tobytes() and b1.tobytes() == b2.tobytes()
 
 
 def test_same_thread_count_is_bit_identical():
@@ -277,9 +320,10 @@ def test_forward_and_grads_of_other_activations(dtype, activation):
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("sizes", [[50, 16, 8, 5], [50, 24, 8, 5], [784, 10, 10]],
                          ids=["narrow", "wide", "narrow2"])
-def test_epoch_kernel_nesterov_scale_and_activations(dtype, activation, sizes):
+@pytest.mark.parametrize("mode", [fast.MODE_CSR, fast.MODE_GEMM], ids=["csr", "gemm"])
+def test_epoch_kernel_nesterov_scale_and_activations(dtype, activation, sizes, mode):
     """Nesterov momentum, a uint8 scale of 1 (features used as given) and each activation:
-    the epoch kernel and the reference loop end with the same weights."""
+    the epoch kernel (rows or BLAS) and the reference loop end with the same weights."""
     n, batch = 53, 10
     params_f = random_net(sizes, dtype, scale=0.02)
     params_r = [(W.copy(), b.copy()) for W, b in params_f]
@@ -289,8 +333,9 @@ def test_epoch_kernel_nesterov_scale_and_activations(dtype, activation, sizes):
     y = np.random.default_rng(0).integers(0, sizes[-1], n)
     order = np.random.default_rng(1).permutation(n)
     lrs = np.full(6, 1e-3)
-    losses_f, correct_f = fast.train_epoch(params_f, state_f, opt, fast.prepare(x, scale=1.0),
-                                           y, order, batch, lrs, 0, activation=activation)
+    losses_f, correct_f = fast.train_epoch(params_f, state_f, opt,
+                                           fast.prepare(x, mode=mode, scale=1.0), y, order,
+                                           batch, lrs, 0, activation=activation)
     losses_r, correct_r = ref.train_epoch(params_r, state_r, opt, ref.prepare(x, scale=1.0),
                                           y, order, batch, lrs, 0, activation=activation)
     assert correct_f == correct_r
@@ -316,7 +361,8 @@ def _targets(head, n, c, seed):
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("sizes", [[50, 16, 8, 5], [50, 24, 3], [9, 1], [784, 10, 10]],
                          ids=["narrow", "wide", "one-output", "narrow2"])
-def test_output_heads_sample_weights_and_l2(dtype, head, weighted, sizes):
+@pytest.mark.parametrize("mode", [fast.MODE_CSR, fast.MODE_GEMM], ids=["csr", "gemm"])
+def test_output_heads_sample_weights_and_l2(dtype, head, weighted, sizes, mode):
     """Logistic and identity outputs, row weights and scikit-learn's L2 (alpha / batch) in
     forward, loss_and_grads and the epoch kernel: the same as the reference."""
     if head == "softmax" and sizes[-1] == 1:
@@ -340,8 +386,8 @@ def test_output_heads_sample_weights_and_l2(dtype, head, weighted, sizes):
     state_f, state_r = init_state(params_f, opt), init_state(params_r, opt)
     order = np.random.default_rng(1).permutation(n)
     lrs = np.full(4, 1e-2)
-    out_f = fast.train_epoch(params_f, state_f, opt, fast.prepare(x, scale=0.01), y, order,
-                             batch, lrs, 0, "logistic", head, sw, 1e-2)
+    out_f = fast.train_epoch(params_f, state_f, opt, fast.prepare(x, mode=mode, scale=0.01), y,
+                             order, batch, lrs, 0, "logistic", head, sw, 1e-2)
     out_r = ref.train_epoch(params_r, state_r, opt, ref.prepare(x, scale=0.01), y, order,
                             batch, lrs, 0, "logistic", head, sw, 1e-2)
     assert out_f[1] == out_r[1]

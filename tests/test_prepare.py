@@ -25,7 +25,7 @@ def test_word_fill_is_the_csr(n, words, density, seed):
     X[0] = 0
     if n > 1:
         X[-1] = 255
-    data = fast.prepare(X)
+    data = fast.prepare(X, mode=fast.MODE_CSR)
     indptr, cols, vals = _csr_by_numpy(X)
     np.testing.assert_array_equal(data.indptr, indptr)
     np.testing.assert_array_equal(data.indices, cols)
