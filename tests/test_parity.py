@@ -9,6 +9,7 @@ from tolerances import STEPS_ATOL_F64, tol
 
 from fastmnist.backends import numba_cpu as fast
 from fastmnist.backends import numpy_ref as ref
+from fastmnist.errors import InputError
 from fastmnist.optim import Optimizer, init_state
 
 DTYPES = [np.float64, np.float32]
@@ -219,6 +220,27 @@ def test_same_thread_count_is_bit_identical():
         results.append(params)
     for (W1, b1), (W2, b2) in zip(*results):
         assert W1.tobytes() == W2.tobytes() and b1.tobytes() == b2.tobytes()
+
+
+@pytest.mark.parametrize("sizes", [[784, 128, 10], [784, 10, 10]])
+def test_batch_calls_reuse_buffers_without_leftovers(sizes):
+    """loss_and_grads and train_step keep their work buffers for the next call of the same
+    shapes: a call after them, and after one that failed halfway, gives the same result as
+    the first."""
+    x = random_pixels(128, 784)
+    y = np.random.default_rng(0).integers(0, 10, 128)
+    params = random_net(sizes, np.float32, scale=0.05)
+    loss0, grads0 = fast.loss_and_grads(params, x, y)
+    fast.train_step(random_net(sizes, np.float32, scale=0.05), x, y, 0.1)
+    with pytest.raises(InputError, match="labels must be in"):
+        fast.loss_and_grads(params, x, y + 100)  # labels out of range: refused, not read
+    with pytest.raises(InputError, match="labels must be in"):
+        fast.train_step(params, x, y - 1, 0.1)
+    for _ in range(2):
+        loss, grads = fast.loss_and_grads(params, x, y)
+        assert loss == loss0
+        for (dW, db), (dW0, db0) in zip(grads, grads0):
+            assert dW.tobytes() == dW0.tobytes() and db.tobytes() == db0.tobytes()
 
 
 @settings(max_examples=25, deadline=None)

@@ -27,6 +27,8 @@ Where the speed comes from (docs/performance.md tells the measurements behind ea
   per block instead of one per nonzero pixel.
 """
 
+import threading
+
 import numpy as np
 
 from ..errors import InputError
@@ -395,11 +397,11 @@ def _gather_nonzeros(row, cidx, cval):
     """The nonzero entries of row (d,): their indices into cidx, their values into cval
     (d,), in order; returns how many."""
     n_nz = 0
-    for k in range(row.shape[0]):
-        if row[k] != 0:
-            cidx[n_nz] = k
-            cval[n_nz] = row[k]
-            n_nz += 1
+    for k in range(row.shape[0]):  # branch-free: a zero is overwritten by the next entry
+        v = row[k]
+        cidx[n_nz] = k
+        cval[n_nz] = v
+        n_nz += v != 0
     return n_nz
 
 
@@ -1038,8 +1040,9 @@ def _buffers(sizes, T, dtype, d_in, values_dtype):
     return aoff, A, D, CI, CV
 
 
-def _input(x, dtype, d_in):
-    """x (n, d_in) -> Prepared in MODE_DENSE_SKIP: uint8 kept, anything else cast to `dtype`."""
+def _input(x, dtype, d_in, mode=MODE_DENSE_SKIP):
+    """x (n, d_in) -> Prepared in `mode` (MODE_DENSE_SKIP or MODE_CSR): uint8 kept, anything
+    else cast to `dtype`."""
     if isinstance(x, Prepared):
         return x
     x = np.asarray(x)
@@ -1047,13 +1050,17 @@ def _input(x, dtype, d_in):
         raise InputError(f"x must be (n, {d_in}), got shape {x.shape}")
     if x.dtype != np.uint8:
         x = x.astype(dtype, copy=False)
-    return prepare(x, mode=MODE_DENSE_SKIP)
+    return prepare(x, mode=mode)
 
 
-def _labels(y, n):
+def _labels(y, n, classes):
+    """y as (n,) int64 labels, each in [0, classes): the kernels index the logits by them."""
     y = np.ascontiguousarray(y, dtype=np.int64)
     if y.shape != (n,):
         raise InputError(f"y must be ({n},), got shape {y.shape}")
+    if n and not (0 <= y.min() and y.max() < classes):
+        raise InputError(f"labels must be in [0, {classes}) for {classes} outputs, got "
+                         f"{y.min()}..{y.max()}")
     return y
 
 
@@ -1167,16 +1174,16 @@ def _forward_dense(params, x, dtype, act, head):
     return out
 
 
-def _task(head, y, n, dtype, sample_weight):
-    """(labels (n,) int64, task tuple of the kernels) for integer labels (head 0) or target
-    rows y (n, C) (heads 1, 2), and optional sample weights (n,)."""
+def _task(head, y, n, classes, dtype, sample_weight):
+    """(labels (n,) int64, task tuple of the kernels) for integer labels in [0, classes)
+    (head 0) or target rows y (n, classes) (heads 1, 2), and optional sample weights (n,)."""
     if head == 0:
-        labels = _labels(y, n)
+        labels = _labels(y, n, classes)
         Yt = np.zeros((1, 1), dtype=dtype)
     else:
         Yt = np.ascontiguousarray(y, dtype=dtype)
-        if Yt.ndim != 2 or len(Yt) != n:
-            raise InputError(f"y must be (n, C) targets with n = {n}, got shape {Yt.shape}")
+        if Yt.shape != (n, classes):
+            raise InputError(f"y must be ({n}, {classes}) targets, got shape {Yt.shape}")
         labels = np.zeros(n, dtype=np.int64)
     sw = (np.zeros(0, dtype=dtype) if sample_weight is None
           else np.ascontiguousarray(sample_weight, dtype=dtype))
@@ -1185,27 +1192,53 @@ def _task(head, y, n, dtype, sample_weight):
     return labels, (np.int64(head), Yt, sw)
 
 
+#: the calling thread's work buffers of its last batch (``_workspace``)
+_WORK = threading.local()
+
+
+def _workspace(sizes, P, T, dtype, values_dtype):
+    """(key, (aoff, A, D, CI, CV, G, wide)): the per-thread buffers of ``_batch_grads`` for
+    this network, G zero. Taken from the calling Python thread's last batch of the same
+    shapes when there is one (fresh buffers cost page faults: on a 784-128-10 batch of 128
+    rows, more than the batch's arithmetic); hand them back with :func:`_keep` once G is zero
+    again (a call that fails does not, and the next one allocates anew)."""
+    key = (tuple(sizes.tolist()), T, np.dtype(dtype), np.dtype(values_dtype))
+    last = getattr(_WORK, "grads", None)
+    _WORK.grads = None
+    if last is not None and last[0] == key:
+        return last
+    aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], values_dtype)
+    G = _aligned_zeros((T, _stride(P, dtype)), dtype)
+    return key, (aoff, A, D, CI, CV, G, _wide_buffers(sizes, T, dtype, values_dtype))
+
+
+def _keep(work):
+    """Keep ``_workspace``'s buffers, G zero again, for the calling thread's next batch."""
+    _WORK.grads = work
+
+
 def _grads(params, x, y, act=0, head=0, sample_weight=None):
-    """(loss, G (T, P) with the summed gradient in G.sum(0), sizes, woff, flat, T)."""
+    """(loss, G (T, P) with the summed gradient in G.sum(0), sizes, woff, flat, T, work):
+    ``work`` from :func:`_workspace`, for :func:`_keep` once G is zero again."""
     dtype = _check_params(params)
     sizes, woff, P = _layout(params)
     flat = _flatten(params, dtype, P)
-    data = _input(x, dtype, sizes[0])
+    # a layer 1 wider than LANES walks each row's nonzeros three times (forward, then its
+    # blocked backward counts and fills buckets): gathered once into a CSR, not three times
+    data = _input(x, dtype, sizes[0], MODE_CSR if sizes[1] > LANES else MODE_DENSE_SKIP)
     if len(data) == 0:
         raise InputError("empty batch")
-    y, task = _task(head, y, len(data), dtype, sample_weight)
+    y, task = _task(head, y, len(data), sizes[-1], dtype, sample_weight)
     total = len(data) if sample_weight is None else float(np.sum(task[2], dtype=np.float64))
     T = n_parts(len(data))
-    aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
-    G = _aligned_zeros((T, _stride(P, dtype)), dtype)
+    work = _workspace(sizes, P, T, dtype, data.values.dtype)
+    aoff, A, D, CI, CV, G, wide = work[1]
     loss_t, corr_t = np.zeros(T), np.zeros(T, dtype=np.int64)
     rows = np.arange(len(data), dtype=np.int64)
     _batch_grads(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
                  data.iota, _scale_for(data.values, dtype, data.scale), y, rows,
-                 dtype.type(1.0 / total), G, A, D, CI, CV,
-                 _wide_buffers(sizes, T, dtype, data.values.dtype), loss_t, corr_t, T, act,
-                 task)
-    return loss_t.sum() / total, G, sizes, woff, flat, T
+                 dtype.type(1.0 / total), G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task)
+    return loss_t.sum() / total, G, sizes, woff, flat, T, work
 
 
 def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_weight=None):
@@ -1228,13 +1261,16 @@ def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_wei
     loss : float
     grads : list of (dW (d_in, d_out), db (d_out,))
     """
-    loss, G, sizes, woff, flat, T = _grads(params, x, y, activation_code(activation),
-                                           output_code(output), sample_weight)
-    g = G[0]
+    loss, G, sizes, woff, flat, T, work = _grads(params, x, y, activation_code(activation),
+                                                 output_code(output), sample_weight)
+    P = len(flat)
+    g = G[0, :P]
     for u in range(1, T):  # fixed order: deterministic for a fixed thread count
-        g += G[u]
+        g += G[u, :P]
     grads = [(np.empty_like(W), np.empty_like(b)) for W, b in params]
     _unflatten(g, grads)
+    G[:T, :P] = 0
+    _keep(work)
     return float(loss), grads
 
 
@@ -1254,12 +1290,13 @@ def _hypers(opt, dtype, t):
 
 def train_step(params, x, y, lr):
     """One SGD step in place (W -= lr * dW, b -= lr * db); returns the loss before it."""
-    loss, G, sizes, woff, flat, T = _grads(params, x, y)
+    loss, G, sizes, woff, flat, T, work = _grads(params, x, y)
     dtype = flat.dtype
     hp = _hyper(Optimizer("sgd"), dtype)
     _reduce_update(flat, flat[:1], flat[:1], G, T, sizes, woff, 0, dtype.type(lr), hp,
                    dtype.type(0), dtype.type(1), dtype.type(1),
                    dtype.type(flush_threshold(Optimizer("sgd"), dtype)), 1)
+    _keep(work)  # the update left G zero
     _unflatten(flat, params)
     return float(loss)
 
@@ -1287,7 +1324,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     if not isinstance(data, Prepared):
         data = prepare(data if data.dtype == np.uint8 else data.astype(dtype, copy=False))
     order = np.ascontiguousarray(order, dtype=np.int64)
-    y, task = _task(head, y, len(data), dtype, sample_weight)
+    y, task = _task(head, y, len(data), sizes[-1], dtype, sample_weight)
     lrs = np.asarray(lrs, dtype=np.float64)
     with np.errstate(over="ignore"):  # an absurd lr becomes inf: divergence, reported later
         lrs_t = lrs.astype(dtype)
