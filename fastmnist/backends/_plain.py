@@ -41,9 +41,20 @@ def _pixel(q, x_idx, x_val, scale):
 @jit
 def _axpy_rows(w, wo, h, x_idx, x_val, n_nz, scale, z):
     """z[:h] += sum over q < n_nz of (x_val[q] * scale) * w[wo + x_idx[q] * h:][:h]."""
-    for q in range(n_nz):
+    for q in range(0, n_nz - 3, 4):  # four pixels a pass: z loaded and stored once for four
+        k0, v0 = _pixel(q, x_idx, x_val, scale)
+        k1, v1 = _pixel(q + 1, x_idx, x_val, scale)
+        k2, v2 = _pixel(q + 2, x_idx, x_val, scale)
+        k3, v3 = _pixel(q + 3, x_idx, x_val, scale)
+        r0 = w[wo + k0 * h:wo + (k0 + 1) * h]  # slices: index j >= 0 lets LLVM vectorize
+        r1 = w[wo + k1 * h:wo + (k1 + 1) * h]
+        r2 = w[wo + k2 * h:wo + (k2 + 1) * h]
+        r3 = w[wo + k3 * h:wo + (k3 + 1) * h]
+        for j in range(h):
+            z[j] += (v0 * r0[j] + v1 * r1[j]) + (v2 * r2[j] + v3 * r3[j])
+    for q in range(n_nz - n_nz % 4, n_nz):
         k, v = _pixel(q, x_idx, x_val, scale)
-        row = w[wo + k * h:wo + (k + 1) * h]  # a slice: index j >= 0 lets LLVM vectorize
+        row = w[wo + k * h:wo + (k + 1) * h]
         for j in range(h):
             z[j] += v * row[j]
 
