@@ -88,6 +88,8 @@ class _KernelLocator(caching._CacheLocator):
 
     def __init__(self, inner):
         self._inner = inner
+        # Numba names this file in its "cannot cache" warning
+        self._py_file = getattr(inner, "_py_file", None)
 
     def ensure_cache_path(self):
         path = self.get_cache_path()

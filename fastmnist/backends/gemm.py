@@ -121,9 +121,9 @@ def _update(flat, s1, s2, G, sizes, woff, opt, lr, hp, wd, c1, c2, thr):
     for l in range(sizes.shape[0] - 1):
         wo = woff[l]
         bo = wo + sizes[l] * sizes[l + 1]
-        _update_range(flat, s1, s2, G, 1, wo, bo, opt, lr, hp, wd, c1, c2, thr)
+        _update_range(flat, s1, s2, G, 1, wo, bo, opt, lr, hp, wd, c1, c2, thr, 0)
         _update_range(flat, s1, s2, G, 1, bo, bo + sizes[l + 1], opt, lr, hp, wd * 0, c1, c2,
-                      thr)
+                      thr, 0)
 
 
 def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, task):
