@@ -128,7 +128,8 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         Threads for the Numba backend. None: each chunk of steps runs on one thread or on
         all, whichever :class:`fastmnist.governor.Governor` measured faster lately (a busy
         neighbour process makes the threads' barriers stall). Results are bit-identical for a
-        fixed seed whatever the thread count.
+        fixed seed whatever the thread count. Dense inputs (``MODE_GEMM``) run their products
+        in NumPy's BLAS on a thread count fixed per machine, whatever this says.
     shuffle : bool
         Shuffle rows every epoch (a permutation seeded by ``(seed, epoch)``).
     seed : int or None

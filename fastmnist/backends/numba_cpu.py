@@ -25,6 +25,10 @@ Where the speed comes from (docs/performance.md tells the measurements behind ea
 * A layer 1 wider than LANES goes in blocks of BLOCK rows per thread, its ``dW`` accumulated
   pixel by pixel (``_block_input_backward``): one update of each touched row of ``G[W1]``
   per block instead of one per nonzero pixel.
+* On two threads each thread writes only its own row of G: the update reads the other row
+  and leaves it for its owner to clear (``_reduce_update``, ``_zero_others``).
+* Inputs at least GEMM_MIN_DENSITY nonzero (standardized features) are kept dense
+  (``MODE_GEMM``) and each step's products run in NumPy's BLAS (``backends/gemm.py``).
 """
 
 import threading
