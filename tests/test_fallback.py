@@ -24,12 +24,20 @@ def test_intrinsics_flag_names_the_path():
         assert numba_cpu.nz_dot is _plain.nz_dot
 
 
+@pytest.fixture(scope="module")
+def plain_cache(tmp_path_factory):
+    """A fresh Numba cache folder shared by this module's subprocesses that run the plain
+    loops: each would otherwise compile them again (about 30 s)."""
+    return tmp_path_factory.mktemp("numba-cache-plain")
+
+
 @pytest.mark.slow
-def test_parity_suite_on_the_plain_loops(tmp_path):
-    """The whole parity and gradient suite, in a fresh process on the fallback path."""
-    env = dict(os.environ, FASTMNIST_INTRINSICS="0", NUMBA_CACHE_DIR=str(tmp_path))
+def test_parity_suite_on_the_plain_loops(plain_cache):
+    """The whole parity and gradient suite, in a fresh process on the fallback path (its
+    slow tests, subprocesses for another CPU's intrinsics, are not the fallback's)."""
+    env = dict(os.environ, FASTMNIST_INTRINSICS="0", NUMBA_CACHE_DIR=str(plain_cache))
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                          "tests/test_parity.py", "tests/test_gradients.py",
+                          "-m", "not slow", "tests/test_parity.py", "tests/test_gradients.py",
                           "tests/test_fallback.py::test_intrinsics_flag_names_the_path"],
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
@@ -39,7 +47,7 @@ def test_parity_suite_on_the_plain_loops(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                     reason="the intrinsics are only tried on x86-64")
-def test_failing_intrinsics_fall_back(tmp_path):
+def test_failing_intrinsics_fall_back(plain_cache):
     """A self-test that raises (as an LLVM without these intrinsics would) selects the plain
     loops, with a warning, and training still works."""
     script = """
@@ -60,7 +68,7 @@ y = np.arange(64) % 10
 fm.MLP(hidden=(8,)).fit(X, y, epochs=1, batch_size=16, backend="numba", progress=False)
 print("ok")
 """
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), FASTMNIST_INTRINSICS="1")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(plain_cache), FASTMNIST_INTRINSICS="1")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -49,6 +49,7 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
+@pytest.mark.slow  # the same checks as above on the other backend: CI, not the inner loop
 @parametrize_with_checks([MLPClassifier(backend="numpy"), MLPRegressor(backend="numpy")])
 def test_sklearn_estimator_checks_numpy_backend(estimator, check):
     check(estimator)
