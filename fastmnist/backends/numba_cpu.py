@@ -484,7 +484,8 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
     activation's code (0, ReLU, fused into the matmuls). task (head, Yt, sw): the output's
     code (0 softmax against y; 1, 2 against the target rows Yt (n, C)) and the rows' weights
     sw (n,) (empty: all 1), which multiply each row's gradient and loss. alone: G is all zero
-    (else each part first zeroes what ``_reduce_update`` left of its row).
+    (else, with two rows, each part first zeroes what ``_reduce_update`` left of its row;
+    with more, the update left them all zero: it folds them into G[0]).
     """
     nb = rows.shape[0]
     d_in, h, c = sizes[0], sizes[1], sizes[-1]
@@ -505,8 +506,8 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
         ip, ix, vs, io = borrow(indptr), borrow(indices), borrow(values), borrow(iota)
         ys, rs, yt, sws = borrow(y), borrow(rows), borrow(Yt), borrow(sw)
         cnt, er, ev, dzt = borrow(counts[t]), borrow(e_row[t]), borrow(e_val[t]), borrow(dzs[t])
-        if not alone:  # the update zeroed part t's own slices only
-            _zero_others(g, t, G.shape[0], sz, wof)
+        if not alone and G.shape[0] == 2:  # the update zeroed part t's own slices only
+            _zero_others(g, t, 2, sz, wof)
         for b0 in range(lo, hi, BLOCK if by_block else max(1, hi - lo)):
             b1 = min(hi, b0 + BLOCK) if by_block else hi
             for i in range(b0, b1):
