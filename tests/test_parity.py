@@ -225,8 +225,8 @@ def test_same_thread_count_is_bit_identical():
 @pytest.mark.parametrize("sizes", [[784, 128, 10], [784, 10, 10]])
 def test_batch_calls_reuse_buffers_without_leftovers(sizes):
     """loss_and_grads and train_step keep their work buffers for the next call of the same
-    shapes: a call after them, and after one that failed halfway, gives the same result as
-    the first."""
+    shapes: a call after them, and after calls refused for their labels, gives the same bits
+    as the first."""
     x = random_pixels(128, 784)
     y = np.random.default_rng(0).integers(0, 10, 128)
     params = random_net(sizes, np.float32, scale=0.05)
