@@ -18,19 +18,14 @@ import numpy as np
 from .._blas import blas_threads
 from ._jit import jit, n_parts
 from .numba_cpu import (
-    _FLUSH_LOGIT,
-    LANES,
     _activate,
     _aligned_zeros,
-    _argmax,
-    _head_grad,
+    _output_grad,
     _scale_for,
-    _softmax_row,
     _stride,
     _times_derivative,
     _update_range,
     prefetch,
-    softmax_grad,
 )
 
 
@@ -76,22 +71,7 @@ def _head(z, y, rows, task, inv_n, dz):
     for i in range(z.shape[0]):
         r = rows[i]
         w_r = inv_n * sw[r] if weighted else inv_n
-        p, d = z[i], dz[i]
-        if head != 0:
-            loss, ok = _head_grad(p, Yt[r], w_r, head, d)
-        elif p.shape[0] <= LANES:  # all of it in one vector
-            label = y[r]
-            se, mx, best = softmax_grad(p, p.shape[0], label, w_r, _FLUSH_LOGIT, d)
-            loss = np.log(se) + mx - p[label]
-            ok = 1 if best == label else 0
-        else:
-            label = y[r]
-            ok = 1 if _argmax(p) == label else 0
-            z_label = p[label]
-            loss = _softmax_row(p, p) - z_label  # log-sum-exp - z_y; tiny p flushed to 0
-            for j in range(p.shape[0]):  # softmax + cross-entropy backward: (p - onehot) w_r
-                d[j] = p[j] * w_r
-            d[label] = (p[label] - 1) * w_r
+        loss, ok = _output_grad(z[i], y[r], Yt[r] if head != 0 else Yt[0], w_r, head, dz[i])
         loss_sum += loss * sw[r] if weighted else loss
         correct += ok
     return loss_sum, correct

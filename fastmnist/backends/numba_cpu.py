@@ -304,6 +304,27 @@ def _argmax(v):
 
 
 @jit
+def _output_grad(p, label, yrow, inv_n, head, dz):
+    """The output head of one row from its logits p (C,): dz (C,) = the gradient of its loss,
+    scaled by inv_n; returns (loss, 1 if the prediction is right else 0). head 0: softmax
+    against the integer `label` (p overwritten with the probabilities when C > LANES); 1, 2:
+    logistic or identity outputs against the target row yrow (C,) (``_head_grad``)."""
+    if head != 0:
+        return _head_grad(p, yrow, inv_n, head, dz)
+    if p.shape[0] <= LANES:  # all of it in one vector
+        s, mx, best = softmax_grad(p, p.shape[0], label, inv_n, _FLUSH_LOGIT, dz)
+        return np.log(s) + mx - p[label], 1 if best == label else 0
+    correct = 1 if _argmax(p) == label else 0
+    z_label = p[label]
+    loss = _softmax_row(p, p) - z_label  # log-sum-exp - z_y: exact even for huge logits
+    # fused softmax + cross-entropy backward: dz = (p - onehot(y)) / n
+    for j in range(p.shape[0]):
+        dz[j] = p[j] * inv_n
+    dz[label] = (p[label] - 1) * inv_n
+    return loss, correct
+
+
+@jit
 def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, inv_n,
                           g, acts, deltas, aoff, lowest, act, head, yrow):
     """Forward and backward one row, adding its gradient (scaled by inv_n) into g (P,) for
@@ -315,22 +336,8 @@ def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, i
     """
     L = sizes.shape[0] - 1
     _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act)
-    p = acts[aoff[L - 1]:aoff[L]]
-    dz = deltas[aoff[L - 1]:aoff[L]]
-    if head != 0:
-        loss, correct = _head_grad(p, yrow, inv_n, head, dz)
-    elif p.shape[0] <= LANES:  # all of it in one vector
-        s, mx, best = softmax_grad(p, p.shape[0], label, inv_n, _FLUSH_LOGIT, dz)
-        loss = np.log(s) + mx - p[label]
-        correct = 1 if best == label else 0
-    else:
-        correct = 1 if _argmax(p) == label else 0
-        z_label = p[label]
-        loss = _softmax_row(p, p) - z_label  # log-sum-exp - z_y: exact even for huge logits
-        # fused softmax + cross-entropy backward: dz = (p - onehot(y)) / n
-        for j in range(p.shape[0]):
-            dz[j] = p[j] * inv_n
-        dz[label] = (p[label] - 1) * inv_n
+    loss, correct = _output_grad(acts[aoff[L - 1]:aoff[L]], label, yrow, inv_n, head,
+                                 deltas[aoff[L - 1]:aoff[L]])
     for l in range(L - 1, lowest - 1, -1):
         d_in, d_out = sizes[l], sizes[l + 1]
         wo = woff[l]
@@ -1393,9 +1400,6 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     flat = _flatten(params, dtype, P)
     s1 = _flatten(state[0], dtype, P) if len(state) > 0 else flat[:1]
     s2 = _flatten(state[1], dtype, P) if len(state) > 1 else flat[:1]
-    T = n_parts(batch_size)
-    aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
-    G = _aligned_zeros((T, _stride(P, dtype)), dtype)
     steps = np.arange(n_steps)
     counts = np.minimum(batch_size, len(order) - steps * batch_size)
     wsum = _step_sums(counts, order, batch_size, sample_weight)
@@ -1414,6 +1418,9 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
             (lrs_t, inv_ns, c1s, c2s, opt.code, _hypers(opt, dtype, t), wds, thrs, wsum,
              losses), act, task)
     else:
+        T = n_parts(batch_size)
+        aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
+        G = _aligned_zeros((T, _stride(P, dtype)), dtype)
         done, n_correct = _run_steps(
             flat, s1, s2, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
             data.iota, _scale_for(data.values, dtype, data.scale), y, order, batch_size, lrs_t,
