@@ -7,10 +7,13 @@ name (``fm_a``; ``fm_b`` for the working tree), so that both import side by side
 its own Numba cache there (the first run compiles both, once). Workloads: one SGD epoch of a
 network through the Numba backend's ``train_epoch`` on data prepared once (``epoch-784-10-10``,
 ``epoch-784-128-10``, ``epoch-784-256-128-10``), and a recipe's whole ``fit`` as users call it
-(``fit-default``, ``fit-fast98``). The two sides start from the same weights and must end
+(``fit-default``, ``fit-fast98``), and the kernels users call directly on uint8 rows of
+784-128-10: ``forward-10000`` (the first 10,000 images) and ``loss_and_grads-128`` (one
+batch, repeated 20 times a run). The two sides start from the same weights and must end
 bit-identical unless ``--allow-different`` (a change meant to move the rounding). Runs
 alternate A, B, A, B with a pause before each (:func:`fastmnist.harness.timing.interleaved`),
-and the report gives each side's median and B / A: a refactor is done when no B / A is above
+and the report gives each side's median and B / A (and the ratio of the fastest runs, steadier
+on a noisy machine): a refactor is done when no B / A is above
 1.03. Needs MNIST in $FASTMNIST_DATA or the cache.
 """
 
@@ -26,7 +29,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKLOADS = ("epoch-784-10-10", "epoch-784-128-10", "epoch-784-256-128-10", "fit-default",
-             "fit-fast98")
+             "fit-fast98", "forward-10000", "loss_and_grads-128")
 
 
 def _renamed_copy(files, dest, name):
@@ -79,6 +82,21 @@ def _epoch(pkg, sizes, X, y, threads):
     return run
 
 
+def _kernel(pkg, name, X, y, threads):
+    be = importlib.import_module(f"{pkg.__name__}.backends.numba_cpu")
+    init_params = importlib.import_module(f"{pkg.__name__}.model").init_params
+    params = init_params([784, 128, 10], np.dtype("float32"), "he", np.random.default_rng(0))
+
+    def run():
+        with be.threads(threads):
+            if name == "forward-10000":
+                return [(be.forward(params, X[:10000]),)]
+            for _ in range(20):
+                loss, grads = be.loss_and_grads(params, X[:128], y[:128])
+            return grads
+    return run
+
+
 def _fit(pkg, recipe, X, y, threads):
     recipes = importlib.import_module(f"{pkg.__name__}.recipes")
 
@@ -115,6 +133,8 @@ def main(argv=None):
         if w.startswith("epoch-"):
             sizes = [int(s) for s in w[len("epoch-"):].split("-")]
             fns = {k: _epoch(p, sizes, X, y, args.threads or None) for k, p in sides.items()}
+        elif w in ("forward-10000", "loss_and_grads-128"):
+            fns = {k: _kernel(p, w, X, y, args.threads or None) for k, p in sides.items()}
         else:
             fns = {k: _fit(p, w[len("fit-"):], X, y, args.threads) for k, p in sides.items()}
         outs = {k: fn() for k, fn in fns.items()}  # compile, warm up, compare
@@ -124,8 +144,9 @@ def main(argv=None):
             raise SystemExit(f"{w}: A and B end with different weights (--allow-different)")
         times = interleaved(fns, repeats=args.repeats, warmup=0)
         a, b = statistics.median(times["A"]), statistics.median(times["B"])
-        print(f"{w:22s} A {a:8.4f} s  B {b:8.4f} s  B/A {b / a:5.3f}"
-              f"{'' if same else '  (results differ)'}", flush=True)
+        lo_a, lo_b = min(times["A"]), min(times["B"])
+        print(f"{w:22s} A {a:8.4f} s  B {b:8.4f} s  B/A {b / a:5.3f}  (fastest runs: "
+              f"{lo_b / lo_a:5.3f}){'' if same else '  (results differ)'}", flush=True)
 
 
 if __name__ == "__main__":

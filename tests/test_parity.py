@@ -90,6 +90,35 @@ def test_forward_and_loss_and_grads(dtype, kind):
             close(db_f, db_r, dtype)
 
 
+@pytest.mark.parametrize("d", [784, 29])
+@pytest.mark.parametrize("kind", ["uint8", "float"])
+def test_forward_of_a_batch_equals_its_rows_one_by_one(kind, d):
+    """Batches of at least ``_SERIAL_ROWS`` rows run another kernel (rows on threads, weights
+    copied to the aligned layout) than one image does: the same bits either way."""
+    n = 2 * fast._SERIAL_ROWS + 3
+    params = random_net([d, 40, 10], np.float32, seed=d)
+    x = inputs(n, d, np.float32, kind, seed=d)
+    batch = fast.forward(params, x)
+    one_by_one = np.concatenate([fast.forward(params, x[i:i + 1]) for i in range(n)])
+    np.testing.assert_array_equal(batch, one_by_one)
+
+
+@pytest.mark.parametrize("d", [784, 16, 29, 7])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_gather_nonzeros(dtype, d):
+    """Each row's nonzeros, in order, whether the row is read a word (8 pixels) at a time or
+    pixel by pixel: all-zero, all-nonzero and sparse rows, a nonzero last pixel."""
+    x = random_pixels(40, d, seed=d, density=0.3).astype(dtype)
+    x[0] = 0
+    x[1] = 7
+    x[2, :-1], x[2, -1] = 0, 9
+    cidx, cval = np.empty(d, np.int32), np.empty(d, dtype)
+    for row in x:
+        n_nz = fast._gather_nonzeros(row, cidx, cval)
+        np.testing.assert_array_equal(cidx[:n_nz], np.flatnonzero(row))
+        np.testing.assert_array_equal(cval[:n_nz], row[row != 0])
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_loss_with_huge_logits_is_exact(dtype):
     """A confident wrong answer: the loss is the logit gap, not log(0) = inf."""

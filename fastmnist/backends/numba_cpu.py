@@ -406,9 +406,25 @@ def _row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval):
 @jit
 def _gather_nonzeros(row, cidx, cval):
     """The nonzero entries of row (d,): their indices into cidx, their values into cval
-    (d,), in order; returns how many."""
+    (d,), in order; returns how many.
+
+    Branch-free: a zero's entry is overwritten by the next one's (a branch on each pixel
+    mispredicts at every edge of a stroke). A uint8 row a whole number of 8-byte words long
+    skips each zero word (eight dark pixels: most of an MNIST row's border) by one test:
+    10,000 MNIST rows in 4.4 against 5.9 ms on one thread.
+    """
     n_nz = 0
-    for k in range(row.shape[0]):  # branch-free: a zero is overwritten by the next entry
+    if row.itemsize == 1 and row.shape[0] % 8 == 0:
+        words = row.view(np.uint64)
+        for j in range(words.shape[0]):
+            if words[j] != 0:
+                for k in range(j * 8, j * 8 + 8):
+                    v = row[k]
+                    cidx[n_nz] = k
+                    cval[n_nz] = v
+                    n_nz += v != 0
+        return n_nz
+    for k in range(row.shape[0]):
         v = row[k]
         cidx[n_nz] = k
         cval[n_nz] = v
@@ -775,14 +791,6 @@ def _infer_rows(ws, bs, x, lo, hi, scale, act, head, out):
     for r in range(lo, hi):
         n_nz = _gather_nonzeros(x[r], cidx, cval)
         _infer_row(ws, bs, cidx, cval, n_nz, scale, act, head, a, b, out[r])
-
-
-@pjit
-def _infer_par(ws, bs, x, scale, act, head, out, T):
-    """``_infer_rows`` over all rows, T fixed parts on threads."""
-    n = x.shape[0]
-    for t in prange(T):
-        _infer_rows(ws, bs, x, t * n // T, (t + 1) * n // T, scale, act, head, out)
 
 
 #: rows below which ``forward`` runs on the calling thread (a parallel region costs more)
@@ -1207,9 +1215,14 @@ def forward(params, x, activation="relu", output="softmax"):
     dtype = _check_params(params)
     if not isinstance(x, Prepared):
         return _forward_dense(params, x, dtype, act, head)
+    return _forward_prepared(params, x, dtype, act, head)
+
+
+def _forward_prepared(params, data, dtype, act, head):
+    """:func:`forward` of a :class:`Prepared` input, rows on threads (``_forward_rows``)."""
     sizes, woff, P = _layout(params)
     flat = _flatten(params, dtype, P)
-    data = _input(x, dtype, sizes[0])
+    data = _input(data, dtype, sizes[0])
     T = n_parts(len(data))
     aoff, A, _, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
     out = np.empty((len(data), sizes[-1]), dtype=dtype)
@@ -1220,21 +1233,23 @@ def forward(params, x, activation="relu", output="softmax"):
 
 
 def _forward_dense(params, x, dtype, act, head):
-    """:func:`forward` of rows x (n, d_in), uint8 or float, by ``_infer_rows``: the layers
-    passed as they are (no flattened copy), a single image on the calling thread."""
+    """:func:`forward` of rows x (n, d_in), uint8 or float. Fewer than _SERIAL_ROWS rows run
+    on the calling thread by ``_infer_rows``, the layers used in place (a flattened copy of
+    the weights would cost a single image more than its arithmetic). More rows run as a
+    :class:`Prepared` in MODE_DENSE_SKIP (no copy of x), each row's nonzeros gathered on the
+    fly, with the weights copied into the 64-byte-aligned flat layout: weight rows that
+    straddle cache lines made 10,000 MNIST rows 1.35x slower."""
     x = np.asarray(x)
     d_in = params[0][0].shape[0]
     if x.ndim != 2 or x.shape[1] != d_in:
         raise InputError(f"x must be (n, {d_in}), got shape {x.shape}")
     x = np.ascontiguousarray(x if x.dtype == np.uint8 else x.astype(dtype, copy=False))
+    if len(x) >= _SERIAL_ROWS:
+        return _forward_prepared(params, prepare(x, mode=MODE_DENSE_SKIP), dtype, act, head)
     ws = tuple([np.ascontiguousarray(W).reshape(-1) for W, _ in params])
     bs = tuple([np.ascontiguousarray(b) for _, b in params])
     out = np.empty((len(x), len(bs[-1])), dtype=dtype)
-    scale = _scale_for(x, dtype, None)
-    if len(x) < _SERIAL_ROWS:
-        _infer_rows(ws, bs, x, 0, len(x), scale, act, head, out)
-    else:
-        _infer_par(ws, bs, x, scale, act, head, out, n_parts(len(x)))
+    _infer_rows(ws, bs, x, 0, len(x), _scale_for(x, dtype, None), act, head, out)
     return out
 
 
