@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from . import backends, warmup
+from . import augment, backends, warmup
 from ._blas import blas_threads
 from .checks import check_Xy
 from .errors import DivergedError, InputError
@@ -101,7 +101,7 @@ def _all_finite(params):
 def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", schedule=None,
         backend="numba", validation_data=None, progress=None, threads=None, shuffle=True,
         seed=None, early_stopping=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
-        weight_decay=0.0, checkpoint=None, on_epoch=None, compile="wait"):
+        weight_decay=0.0, checkpoint=None, on_epoch=None, compile="wait", shift=0):
     """Train `model` in place on X, y.
 
     Parameters
@@ -152,6 +152,12 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         ready; the run's results then equal a waiting run's within the backends' parity
         tolerance instead of bit for bit. ``model.steps_on_numpy`` counts the steps that
         ran on NumPy. With cached kernels both do the same.
+    shift : int
+        Augmentation: every training row is moved by a random shift of up to `shift` pixels
+        in each direction (uniform in [-shift, shift] rows and columns, drawn anew for every
+        step from ``(seed, step, row)``: :mod:`fastmnist.augment`), inside the compiled
+        epoch, without a copy of the data. Needs square images (784 = 28 x 28 features).
+        0 (the default) trains on the rows as they are.
 
     Returns
     -------
@@ -200,12 +206,14 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     if compiler is not None:
         be = backends.get("numpy")
     seed = model.seed if seed is None else seed
+    shifts = augment.shift_for(shift, model.n_features, seed)
     steps_per_epoch = math.ceil(n / batch_size)
     lrs = lr_schedule(schedule, lr, epochs * steps_per_epoch)
     config = dict(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                   optimizer=optimizer, schedule=schedule, backend=backend, shuffle=shuffle,
                   seed=seed, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
-                  weight_decay=weight_decay, threads=threads, early_stopping=early_stopping)
+                  weight_decay=weight_decay, threads=threads, early_stopping=early_stopping,
+                  shift=int(shift or 0))
 
     state = init_state(model.params, opt)
     history = {k: [] for k in HISTORY_KEYS if validation_data is not None or "val" not in k}
@@ -218,8 +226,11 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     model.steps_on_numpy = 0
 
     data = be.prepare(X)
-    # the activation only when it is not the default: a ReLU model calls train_epoch as before
-    act_kw = {} if model.activation == "relu" else {"activation": model.activation}
+    # the activation only when it is not the default (a ReLU model calls train_epoch as
+    # before), the shifts only when asked for
+    epoch_kw = {} if model.activation == "relu" else {"activation": model.activation}
+    if shifts is not None:
+        epoch_kw["shift"] = shifts
     model.config = config
     best = (-1.0, None)
     snapshot = None  # the weights at the start of the current chunk of steps
@@ -264,7 +275,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                     with be.threads(n_threads) if governor else contextlib.nullcontext():
                         losses, correct = be.train_epoch(model.params, state, opt, data, y,
                                                          rows_chunk, batch_size, lrs_chunk, t,
-                                                         **act_kw)
+                                                         **epoch_kw)
                     took = time.perf_counter() - t_start
                     seconds += took
                     if compiler is not None:

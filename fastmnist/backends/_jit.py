@@ -5,7 +5,7 @@ be written, Numba is pointed at a temporary folder, so caching degrades instead 
 
 The kernels of this package are cached under a key that covers more than Numba's own (the
 source file of the function): the sources of the modules compiled into them (``_lanes``,
-``_plain``, this one) and the kernel path in use (``lanes`` or ``plain``, see
+``_plain``, ``_shift``, this one) and the kernel path in use (``lanes`` or ``plain``, see
 :data:`PATH`), each path in a folder of its own. An edit to ``_lanes.py`` alone therefore
 recompiles the kernels that inline it, and switching paths never loads the other's code.
 """
@@ -68,7 +68,8 @@ PATH = ("lanes" if os.environ.get("FASTMNIST_INTRINSICS", "1").strip() != "0"
         and platform.machine().lower() in ("x86_64", "amd64") else "plain")
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-_INLINED = ("_lanes.py", "_plain.py", "_jit.py")  # compiled into the kernels that call them
+# compiled into the kernels that call them
+_INLINED = ("_lanes.py", "_plain.py", "_shift.py", "_jit.py")
 
 
 def _sources_hash():

@@ -59,6 +59,8 @@ if _jit.PATH == "lanes" and not _jit.self_test_passed():
                       "the plain Numba loops (FASTMNIST_INTRINSICS=0 chooses them)",
                       RuntimeWarning, stacklevel=2)
         _jit.PATH = "plain"
+from ._shift import row_shifts, shift_nonzeros  # noqa: E402
+
 if _jit.PATH == "lanes":
     from ._lanes import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
 else:
@@ -387,20 +389,40 @@ def _prefetch_row(indptr, indices, values, r_next, r_after):
 
 
 @jit
-def _row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval):
+def _row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval, shift):
     """(pixel indices, pixel values, count) of row r's layer-1 input.
 
     mode MODE_CSR (0): the CSR row (nonzeros only); MODE_DENSE_SKIP (1): the dense row's
     nonzeros, gathered on the fly into cidx, cval (d_in,); MODE_DENSE (2): the dense row
-    (every pixel).
+    (every pixel). shift (k, side, key): with k > 0, the row's nonzeros moved by its random
+    shift of the step `key` (``_shift.row_shifts``), into cidx, cval.
     """
+    k, side, key = shift
     if mode == MODE_CSR:
         a, b = indptr[r], indptr[r + 1]
-        return indices[a:b], values[a:b], b - a
+        if k == 0:
+            return indices[a:b], values[a:b], b - a
+        dy, dx = row_shifts(key, r, k)
+        return cidx, cval, shift_nonzeros(indices[a:b], values[a:b], b - a, dy, dx, side,
+                                          cidx, cval)
     row = values[r * d_in:(r + 1) * d_in]
-    if mode == MODE_DENSE:
+    if mode == MODE_DENSE and k == 0:
         return iota, row, d_in
-    return cidx, cval, _gather_nonzeros(row, cidx, cval)
+    n_nz = _gather_nonzeros(row, cidx, cval)
+    if k == 0:
+        return cidx, cval, n_nz
+    dy, dx = row_shifts(key, r, k)
+    return cidx, cval, shift_nonzeros(cidx, cval, n_nz, dy, dx, side, cidx, cval)
+
+
+@jit
+def _no_shift():
+    """The ``shift`` argument of ``_row_input`` that leaves rows as they are."""
+    return np.int64(0), np.int64(1), np.uint64(0)
+
+
+#: ``_no_shift()`` for calls from Python (the same types)
+_NO_SHIFT = (np.int64(0), np.int64(1), np.uint64(0))
 
 
 @jit
@@ -453,7 +475,7 @@ BLOCK = 64
 
 @jit
 def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iota, scale,
-                          d_in, cidx, cval, counts, e_row, e_val, dz):
+                          d_in, cidx, cval, counts, e_row, e_val, dz, shift):
     """G[W1] += X_blk^T dZ_blk and G[b1] += dZ_blk.sum(0) for a block of rows, pixel by pixel.
 
     rows (m <= BLOCK,): the block's rows; dz (m * h,): their layer-1 deltas. The block's
@@ -466,14 +488,14 @@ def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iot
     counts[:] = 0
     for i in range(m):
         x_idx, x_val, n_nz = _row_input(rows[i], mode, indptr, indices, values, iota, d_in,
-                                        cidx, cval)
+                                        cidx, cval, shift)
         for q in range(n_nz):
             counts[x_idx[q] + 1] += 1
     for k in range(d_in):
         counts[k + 1] += counts[k]
     for i in range(m):  # fill, counts[k] moving from bucket k's start to its end
         x_idx, x_val, n_nz = _row_input(rows[i], mode, indptr, indices, values, iota, d_in,
-                                        cidx, cval)
+                                        cidx, cval, shift)
         for q in range(n_nz):
             k = x_idx[q]
             e = counts[k]
@@ -497,7 +519,7 @@ def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iot
 
 @pjit
 def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y, rows,
-                 inv_n, G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task, alone):
+                 inv_n, G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task, alone, shift):
     """Forward + backward the batch `rows`, thread t's rows (a fixed chunk) into G[t] (P,).
 
     A, D (T, sum of widths): per-thread activations and deltas; CI, CV (T, d_in): per-thread
@@ -508,7 +530,8 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
     code (0 softmax against y; 1, 2 against the target rows Yt (n, C)) and the rows' weights
     sw (n,) (empty: all 1), which multiply each row's gradient and loss. alone: G is all zero
     (else, with two rows, each part first zeroes what ``_reduce_update`` left of its row;
-    with more, the update left them all zero: it folds them into G[0]).
+    with more, the update left them all zero: it folds them into G[0]). shift: the step's
+    random shifts of the rows (``_row_input``).
     """
     nb = rows.shape[0]
     d_in, h, c = sizes[0], sizes[1], sizes[-1]
@@ -537,7 +560,8 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
                 r = rs[i]
                 if mode == MODE_CSR and i + 2 < b1:  # shuffled rows: fetch ahead
                     _prefetch_row(ip, ix, vs, rs[i + 1], rs[i + 2])
-                x_idx, x_val, n_nz = _row_input(r, mode, ip, ix, vs, io, d_in, cidx, cval)
+                x_idx, x_val, n_nz = _row_input(r, mode, ip, ix, vs, io, d_in, cidx, cval,
+                                                shift)
                 if narrow2:
                     loss, ok = _row_narrow2(fl, d_in, h, c, x_idx, x_val, n_nz, scale, ys[r],
                                             inv_n, g, acts, deltas)
@@ -555,7 +579,8 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
                 ct += ok
             if by_block:
                 _block_input_backward(g, wof[0], wof[0] + d_in * h, h, rs[b0:b1], mode,
-                                      ip, ix, vs, io, scale, d_in, cidx, cval, cnt, er, ev, dzt)
+                                      ip, ix, vs, io, scale, d_in, cidx, cval, cnt, er, ev, dzt,
+                                      shift)
         loss_t[t] = lt
         corr_t[t] = ct
 
@@ -691,7 +716,7 @@ def _zero_others(g, t, n_parts, sizes, woff):
 @jit
 def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, iota, scale,
                y, order, batch_size, lrs, inv_ns, c1s, c2s, opt, hps, wds, T, G, A, D, CI, CV,
-               wide, losses, thrs, act, task, wsum, alone):
+               wide, losses, thrs, act, task, wsum, alone, aug):
     """len(lrs) optimizer steps over `order` in batches, all in one compiled call.
 
     After step s, the weights and optimizer state are flushed below thrs[s] when it is > 0
@@ -700,7 +725,9 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
     code; task: see ``_batch_grads``; hps (n_steps, 6): the optimizer's hyperparameters of
     each step (``_update_range``); wds (n_steps,): the weight decay of each step; wsum
     (n_steps,): what each step's summed loss is divided by (its rows, or their weights);
-    alone: one thread runs the parts (who zeroes G: ``_reduce_update``).
+    alone: one thread runs the parts (who zeroes G: ``_reduce_update``); aug (k, side, keys
+    (n_steps,) uint64): random shifts of up to k pixels of side x side images, drawn with the
+    key of each step (k 0: none).
     """
     m = order.shape[0]
     loss_t = np.zeros(T)
@@ -712,7 +739,7 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
         Ts = min(T, hi - lo)
         _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y,
                      order[lo:hi], inv_ns[s], G, A, D, CI, CV, wide, loss_t, corr_t, Ts, act,
-                     task, alone)
+                     task, alone, (aug[0], aug[1], aug[2][s]))
         loss = loss_t[:Ts].sum() / wsum[s]
         losses[s] = loss
         if not np.isfinite(loss):
@@ -735,7 +762,7 @@ def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, 
         acts = A[t]
         for r in range(t * n // T, (t + 1) * n // T):
             x_idx, x_val, n_nz = _row_input(r, mode, indptr, indices, values, iota, d_in,
-                                            CI[t], CV[t])
+                                            CI[t], CV[t], _no_shift())
             _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act)
             p = acts[aoff[L - 1]:aoff[L]]
             if head == 0:
@@ -1317,7 +1344,7 @@ def _grads(params, x, y, act=0, head=0, sample_weight=None):
     _batch_grads(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
                  data.iota, _scale_for(data.values, dtype, data.scale), y, rows,
                  dtype.type(1.0 / total), G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task,
-                 True)
+                 True, _NO_SHIFT)
     return loss_t.sum() / total, G, sizes, woff, flat, T, work
 
 
@@ -1391,7 +1418,7 @@ def _step_sums(counts, order, batch_size, sample_weight):
 
 
 def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
-                output="softmax", sample_weight=None, l2=None):
+                output="softmax", sample_weight=None, l2=None, shift=None):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in one compiled call.
 
     Same contract as :func:`fastmnist.backends.numpy_ref.train_epoch`; `data` is the
@@ -1426,12 +1453,15 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     c2s = (1 - opt.beta2 ** t).astype(dtype)
     losses = np.empty(n_steps)
     thrs = np.where(flush_steps(t0, n_steps), flush_threshold(opt, dtype), 0).astype(dtype)
+    # random shifts: (k, side, the key of each step); k 0 moves nothing
+    aug = ((np.int64(0), np.int64(1), np.zeros(n_steps, np.uint64)) if shift is None else
+           (np.int64(shift.k), np.int64(shift.side), shift.keys(t)))
     if data.mode == MODE_GEMM:
         from . import gemm
         done, n_correct = gemm.train_steps(
             flat, (s1, s2), (sizes, woff, P), data, y, order, batch_size,
             (lrs_t, inv_ns, c1s, c2s, opt.code, _hypers(opt, dtype, t), wds, thrs, wsum,
-             losses), act, task)
+             losses), act, task, aug)
     else:
         T = n_parts(batch_size)
         aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
@@ -1441,7 +1471,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
             data.iota, _scale_for(data.values, dtype, data.scale), y, order, batch_size, lrs_t,
             inv_ns, c1s, c2s, opt.code, _hypers(opt, dtype, t), wds, T, G, A,
             D, CI, CV, _wide_buffers(sizes, T, dtype, data.values.dtype), losses, thrs, act,
-            task, wsum, n_threads() == 1)
+            task, wsum, n_threads() == 1, aug)
     _unflatten(flat, params)
     if len(state) > 0:
         _unflatten(s1, state[0])

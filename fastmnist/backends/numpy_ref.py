@@ -8,6 +8,7 @@ last layer is softmax. The loss is the mean cross-entropy.
 
 import numpy as np
 
+from .. import augment
 from ..optim import Optimizer, flush_small, flush_steps
 from . import activation_code, output_code
 
@@ -263,7 +264,7 @@ def prepare(x, scale=None):
 
 
 def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
-                output="softmax", sample_weight=None, l2=None):
+                output="softmax", sample_weight=None, l2=None, shift=None):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in batches, in place.
 
     Parameters
@@ -286,6 +287,9 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     l2 : float or None
         scikit-learn's ``alpha``: each step's weight decay is ``l2 / n`` (n the step's rows,
         or the sum of their weights) instead of ``opt.weight_decay``.
+    shift : fastmnist.augment.Shift or None
+        Move each batch row by its random shift (:mod:`fastmnist.augment`, drawn from the
+        step's key and the row's index) before it goes in.
 
     Returns
     -------
@@ -296,11 +300,20 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
         return _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0,
                             activation_code(activation), output_code(output), sample_weight,
-                            l2)
+                            l2, shift)
+
+
+def _shifted(xb, rows, shift, key):
+    """The batch xb (m, side * side) (or its :class:`Scaled`) with each row moved by its
+    random shift in the step of `key`."""
+    dy, dx = augment.row_shifts(key, rows, shift.k)
+    if isinstance(xb, Scaled):
+        return Scaled(augment.shift_rows(xb.values, dy, dx, shift.side), xb.scale)
+    return augment.shift_rows(xb, dy, dx, shift.side)
 
 
 def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, head=0,
-                 sample_weight=None, l2=None):
+                 sample_weight=None, l2=None, shift=None):
     losses = np.empty(len(lrs))
     n_correct = 0
     full = len(order) == len(data) and batch_size >= len(data)
@@ -313,6 +326,8 @@ def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, h
             xb, yb = data, y  # full batch in order: no copy of the dataset
         else:
             xb, yb = data[rows], y[rows]
+        if shift is not None:
+            xb = _shifted(xb, rows, shift, shift.keys(t0 + s + 1))
         sw = None if sample_weight is None else np.asarray(sample_weight)[rows]
         loss, grads, correct = _forward_backward(params, xb, yb, act, head, sw)
         losses[s] = loss

@@ -41,6 +41,17 @@ def _positive(kind):
     return parse
 
 
+def _pixels(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels, got {text!r}") \
+            from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0") from None
+    return value
+
+
 #: --compile's choices; $FASTMNIST_COMPILE sets the default
 COMPILE_CHOICES = ("auto", "wait", "background")
 
@@ -59,6 +70,9 @@ def add_parser(sub):
     p.add_argument("--optimizer", choices=tuple(OPTIMIZERS))
     p.add_argument("--schedule", choices=SCHEDULES)
     p.add_argument("--weight-decay", type=float)
+    p.add_argument("--shift", type=_pixels, metavar="PIXELS",
+                   help="augmentation: move each training image by a random shift of up to "
+                        "PIXELS in each direction, drawn anew every step (0: none)")
     p.add_argument("--init", choices=("he", "glorot", "uniform"))
     p.add_argument("--dtype", choices=("float32", "float64"))
     p.add_argument("--backend", choices=("numba", "numpy"), default="numba")
@@ -91,7 +105,7 @@ def _build(args):
                     seed=args.seed)
     for opt, key in (("epochs", "epochs"), ("lr", "lr"), ("optimizer", "optimizer"),
                      ("schedule", "schedule"), ("weight_decay", "weight_decay"),
-                     ("threads", "threads")):
+                     ("threads", "threads"), ("shift", "shift")):
         if getattr(args, opt) is not None:
             kw[key] = getattr(args, opt)
     if args.batch_size is not None:
@@ -101,7 +115,7 @@ def _build(args):
 
 #: options that define the run; a resumed run takes them from its checkpoint
 _RUN_OPTIONS = ("hidden", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
-                "init", "dtype")
+                "init", "dtype", "shift")
 
 
 def _resume(args):

@@ -1,0 +1,101 @@
+"""On-the-fly augmentation of the training images: random shifts, drawn by a counter-based
+generator.
+
+Every random choice is a pure function of (seed, optimizer step, row): the step's key is
+``mix64(mix64(seed) ^ t)`` for the global step t (1, 2, ... over the whole run), a row's
+draw ``mix64(key ^ row)`` with ``row`` its index in the dataset. The NumPy reference and the
+Numba kernels (:mod:`fastmnist.backends._shift`, the same functions) therefore move every
+row identically, whatever the thread count, and a resumed run draws what an uninterrupted
+one would have. No copy of the dataset is ever made: the Numba backend moves each row's
+nonzero pixels as it reads them; the reference shifts the batch it has gathered anyway.
+
+A shift of (dy, dx), each uniform in [-k, k], moves the image dy rows down and dx columns
+right; pixels moved out are lost and the uncovered border is 0 (the background).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import InputError
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+
+
+class Shift(NamedTuple):
+    """Random shifts of up to ``k`` pixels of side x side images, seeded by ``seed``."""
+
+    k: int
+    side: int
+    seed: int
+
+    def keys(self, t):
+        """The keys (n,) uint64 of the global steps t (n,) (1 for the run's first step)."""
+        return mix64(mix64(np.uint64(self.seed & (2**64 - 1))) ^ np.asarray(t, np.uint64))
+
+
+def shift_for(k, d_in, seed):
+    """A :class:`Shift` of up to k pixels for rows of d_in features, or None when k is 0.
+
+    The rows must be square images (d_in = side * side); k must be below the side.
+    """
+    if k is None or k == 0:
+        return None
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise InputError(f"shift must be a whole number of pixels >= 0, got {k!r}")
+    side = int(round(np.sqrt(d_in)))
+    if side * side != d_in:
+        raise InputError(f"shift needs square images; rows of {d_in} features are not")
+    if k >= side:
+        raise InputError(f"shift {k} must be below the image side {side}")
+    return Shift(int(k), side, 0 if seed is None else int(seed))
+
+
+def mix64(x):
+    """SplitMix64's finalizer of x (uint64 or an array of them), elementwise."""
+    with np.errstate(over="ignore"):  # arithmetic mod 2^64, as the kernels do it
+        z = np.asarray(x, dtype=np.uint64) + _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+
+def row_shifts(key, rows, k):
+    """(dy, dx) int64 arrays in [-k, k] of the rows `rows` (dataset indices) in the step of
+    `key` (uint64)."""
+    h = mix64(np.uint64(key) ^ np.asarray(rows, dtype=np.uint64))
+    m = np.uint64(2 * k + 1)
+    dy = (h % m).astype(np.int64) - k
+    dx = ((h >> np.uint64(32)) % m).astype(np.int64) - k
+    return dy, dx
+
+
+def shift_nonzeros(x_idx, x_val, n_nz, dy, dx, side, cidx, cval):
+    """NumPy twin of the kernel: the nonzero pixels (x_idx, x_val)[:n_nz] of a side x side
+    image moved by (dy, dx), into cidx, cval; returns how many stay inside."""
+    k = np.asarray(x_idx[:n_nz], dtype=np.int64)
+    r, c = k // side + dy, k % side + dx
+    inside = (r >= 0) & (r < side) & (c >= 0) & (c < side)
+    n = int(inside.sum())
+    cidx[:n] = (r * side + c)[inside]
+    cval[:n] = np.asarray(x_val[:n_nz])[inside]
+    return n
+
+
+def shift_rows(x, dy, dx, side):
+    """Rows x (n, side * side) moved by (dy[i], dx[i]) each, zero where uncovered."""
+    n = len(x)
+    img = np.asarray(x).reshape(n, side, side)
+    out = np.zeros_like(img)
+    for a in np.unique(dy):
+        for b in np.unique(dx):
+            m = (dy == a) & (dx == b)
+            if not m.any():
+                continue
+            src = img[m][:, max(0, -a):side - max(0, a), max(0, -b):side - max(0, b)]
+            out[np.flatnonzero(m)[:, None, None],
+                np.arange(max(0, a), side - max(0, -a))[None, :, None],
+                np.arange(max(0, b), side - max(0, -b))[None, None, :]] = src
+    return out.reshape(n, side * side)

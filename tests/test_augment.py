@@ -1,0 +1,141 @@
+"""Random shifts (fastmnist.augment): the counter-based generator, its Numba twins, and training
+with shifts in both backends."""
+
+import numpy as np
+import pytest
+from conftest import random_net, random_pixels
+from tolerances import STEPS_ATOL_F64, tol
+
+from fastmnist import augment
+from fastmnist.backends import _shift
+from fastmnist.backends import numba_cpu as fast
+from fastmnist.backends import numpy_ref as ref
+from fastmnist.errors import InputError
+from fastmnist.optim import Optimizer, init_state
+
+KEYS = [0, 1, 2**63 + 12345, 2**64 - 1]
+
+
+def test_mix64_twins_agree():
+    x = np.array([0, 1, 2, 2**32, 2**63, 2**64 - 1, 0x9E3779B97F4A7C15], dtype=np.uint64)
+    got = np.array([_shift.mix64(v) for v in x], dtype=np.uint64)
+    np.testing.assert_array_equal(got, augment.mix64(x))
+    assert len(set(got.tolist())) == len(x)  # a bijection: no collisions here
+
+
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_row_shifts_twins_agree_and_cover_the_range(k):
+    rows = np.arange(20000, dtype=np.int64)
+    for key in KEYS:
+        dy, dx = augment.row_shifts(np.uint64(key), rows, k)
+        for r in (0, 1, 777, 19999):
+            assert _shift.row_shifts(np.uint64(key), r, k) == (dy[r], dx[r])
+        # every shift in [-k, k]^2, about equally often (expected 20000 / (2k+1)^2 each)
+        counts = np.zeros((2 * k + 1, 2 * k + 1))
+        np.add.at(counts, (dy + k, dx + k), 1)
+        expected = len(rows) / counts.size
+        assert counts.min() > 0.75 * expected and counts.max() < 1.25 * expected
+
+
+def test_step_keys_differ_by_step_and_seed():
+    a = augment.Shift(1, 28, 0).keys(np.arange(1, 1001))
+    b = augment.Shift(1, 28, 1).keys(np.arange(1, 1001))
+    assert len(set(a.tolist())) == 1000 and not np.intersect1d(a, b).size
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_shift_nonzeros_twins_agree_and_match_the_dense_shift(dtype):
+    side = 28
+    x = random_pixels(30, side * side, seed=3, density=0.3).astype(dtype)
+    x[0, -1] = 200  # the last pixel lit: moved out by any shift down or right
+    for i, row in enumerate(x):
+        dy, dx = [(0, 0), (2, -1), (-3, 3), (side - 1, 0)][i % 4]
+        idx = np.flatnonzero(row).astype(np.uint16)
+        val = row[idx]
+        dense = augment.shift_rows(row[None], np.array([dy]), np.array([dx]), side)[0]
+        outs = []
+        for twin in (augment.shift_nonzeros, _shift.shift_nonzeros):
+            cidx, cval = np.zeros(side * side, np.uint16), np.zeros(side * side, dtype)
+            n = twin(idx, val, len(idx), dy, dx, side, cidx, cval)
+            outs.append((cidx[:n].copy(), cval[:n].copy()))
+            np.testing.assert_array_equal(cidx[:n], np.flatnonzero(dense))
+            np.testing.assert_array_equal(cval[:n], dense[dense != 0])
+        # in place, as _row_input calls it on the gathered row
+        cidx, cval = idx.copy(), val.copy()
+        n = _shift.shift_nonzeros(cidx, cval, len(idx), dy, dx, side, cidx, cval)
+        np.testing.assert_array_equal(cidx[:n], outs[0][0])
+        np.testing.assert_array_equal(cval[:n], outs[0][1])
+
+
+def test_shift_rows_moves_an_image():
+    img = np.zeros((1, 5, 5), np.uint8)
+    img[0, 1, 2] = 9
+    out = augment.shift_rows(img.reshape(1, 25), np.array([2]), np.array([-1]), 5)
+    assert out.reshape(5, 5)[3, 1] == 9 and out.sum() == 9
+
+
+@pytest.mark.parametrize("k, d_in", [(-1, 784), (1.5, 784), (True, 784), (1, 785), (28, 784)])
+def test_shift_for_refuses(k, d_in):
+    with pytest.raises(InputError):
+        augment.shift_for(k, d_in, 0)
+
+
+def test_shift_for_none_for_zero():
+    assert augment.shift_for(0, 784, 0) is None and augment.shift_for(None, 5, 0) is None
+
+
+def _epoch(be, data, params, dtype, x, y, shift, opt_name="adam"):
+    opt = Optimizer(opt_name)
+    p = [(W.copy(), b.copy()) for W, b in params]
+    state = init_state(p, opt)
+    order = np.random.default_rng(1).permutation(len(x)).astype(np.int64)
+    lrs = np.full(-(-len(x) // 32), 0.01)
+    losses, correct = be.train_epoch(p, state, opt, data, y, order, 32, lrs, 3, shift=shift)
+    return p, losses, correct
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("hidden", [10, 40])
+@pytest.mark.parametrize("mode", ["csr", "dense_skip", "gemm", "float"])
+def test_train_epoch_with_shifts_matches_the_reference(dtype, hidden, mode):
+    """Layer 1 at most LANES wide (row kernels) and wider (blocked backward); CSR, dense rows,
+    BLAS; uint8 and float inputs: the same shifts and the same training as the reference."""
+    x = random_pixels(200, 784, seed=5)
+    y = np.random.default_rng(5).integers(0, 10, len(x))
+    if mode == "float":
+        x = (x / 255.0).astype(dtype)
+    params = random_net([784, hidden, 10], dtype, seed=hidden, scale=0.05)
+    shift = augment.shift_for(2, 784, 11)
+    data = {"csr": fast.prepare(x, mode=fast.MODE_CSR) if mode != "float" else fast.prepare(x),
+            "dense_skip": fast.prepare(x, mode=fast.MODE_DENSE_SKIP),
+            "gemm": fast.prepare(x, mode=fast.MODE_GEMM),
+            "float": fast.prepare(x, mode=fast.MODE_CSR)}[mode]
+    p_f, l_f, c_f = _epoch(fast, data, params, dtype, x, y, shift)
+    p_r, l_r, c_r = _epoch(ref, ref.prepare(x), params, dtype, x, y, shift)
+    rtol, atol = tol(dtype)
+    np.testing.assert_allclose(l_f, l_r, rtol=rtol, atol=atol)
+    assert c_f == c_r
+    for layer_f, layer_r in zip(p_f, p_r):
+        for a, b in zip(layer_f, layer_r):  # W, then b
+            if dtype == np.float64:
+                np.testing.assert_allclose(a, b, rtol=0, atol=STEPS_ATOL_F64)
+            else:
+                np.testing.assert_allclose(a, b, rtol=rtol * 10, atol=atol * 10)
+    # and the shifts changed the training
+    p_0, l_0, _ = _epoch(fast, data, params, dtype, x, y, None)
+    assert not np.allclose(l_0, l_f)
+
+
+def test_shifted_training_is_bit_identical_whatever_the_threads():
+    x = random_pixels(256, 784, seed=6)
+    y = np.random.default_rng(6).integers(0, 10, len(x))
+    params = random_net([784, 40, 10], np.float32, seed=1, scale=0.05)
+    data = fast.prepare(x)
+    shift = augment.shift_for(1, 784, 0)
+    outs = []
+    for n in (1, 2):
+        with fast.threads(n):
+            outs.append(_epoch(fast, data, params, np.float32, x, y, shift))
+    for (W1, b1), (W2, b2) in zip(outs[0][0], outs[1][0]):
+        np.testing.assert_array_equal(W1, W2)
+        np.testing.assert_array_equal(b1, b2)
