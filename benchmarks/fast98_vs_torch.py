@@ -1,14 +1,18 @@
-"""The fast98 recipe in fastmnist against the same recipe in PyTorch, each in its own process.
+"""A recipe (fast98 unless told) in fastmnist against the same recipe in PyTorch, each in its
+own process.
 
-    python benchmarks/fast98_vs_torch.py [--rounds 3] [--seed 0]
+    python benchmarks/fast98_vs_torch.py [--rounds 3] [--seed 0] [--recipe fast98]
 
-Same network (784-256-10, He-initialized by each library), Adam with a OneCycle schedule
-(PyTorch's OneCycleLR, ``cycle_momentum=False``), the recipe's peak lr, batch size and epochs,
-float32, 2 threads (or all cores). Processes alternate, fastmnist then PyTorch, `rounds` times,
-so that a noisy neighbour slows both; medians are reported. Timed: the training loop only (data
-loaded, fastmnist's kernels loaded from the cache by a warm-up fit on a slice first; PyTorch
-warmed up by its first steps being inside the timing, as a user would see). Separate processes
-because Numba's and PyTorch's OpenMP runtimes in one process slow PyTorch's Adam (see README).
+Same network (He-initialized by each library), Adam with a OneCycle schedule (PyTorch's
+OneCycleLR, ``cycle_momentum=False``), the recipe's peak lr, batch size and epochs, float32, 2
+threads (or all cores). A recipe with random shifts (``fast985``, ``best``) gets them in
+PyTorch as its users write them: torchvision's ``RandomCrop(28, padding=k)`` (zero padding,
+then a crop at a random offset per image), done on the whole batch at once with one gather.
+Processes alternate, fastmnist then PyTorch, `rounds` times, so that a noisy neighbour slows
+both; medians are reported. Timed: the training loop only (data loaded, fastmnist's kernels
+loaded from the cache by a warm-up fit on a slice first; PyTorch warmed up by its first steps
+being inside the timing, as a user would see). Separate processes because Numba's and
+PyTorch's OpenMP runtimes in one process slow PyTorch's Adam (see README).
 Needs torch; MNIST via $FASTMNIST_DATA or the cache.
 """
 
@@ -21,24 +25,38 @@ import sys
 import time
 
 
-def _fastmnist(seed):
+def _fastmnist(seed, recipe):
     import fastmnist as fm
     X, y, X_test, y_test = fm.load_mnist(download=False)
-    warm, kw = fm.recipes.get("fast98")
+    warm, kw = fm.recipes.get(recipe)
     warm.fit(X[:640], y[:640], progress=False, **{**kw, "epochs": 1})
-    model, kw = fm.recipes.get("fast98", seed=seed)
+    model, kw = fm.recipes.get(recipe, seed=seed)
     t0 = time.perf_counter()
     model.fit(X, y, progress=False, **kw)
     return time.perf_counter() - t0, model.score(X_test, y_test)
 
 
-def _torch(seed):
+def _random_crop(xb, k, gen):
+    """torchvision's RandomCrop(28, padding=k) on a batch xb (m, 784) at once: each image
+    zero-padded by k and cropped at its own random offset, i.e. shifted by up to k pixels."""
+    import torch
+    m = xb.shape[0]
+    padded = torch.nn.functional.pad(xb.view(m, 28, 28), (k, k, k, k))
+    oy = torch.randint(0, 2 * k + 1, (m, 1, 1), generator=gen)
+    ox = torch.randint(0, 2 * k + 1, (m, 1, 1), generator=gen)
+    r = torch.arange(28).view(1, 28, 1) + oy
+    c = torch.arange(28).view(1, 1, 28) + ox
+    return padded[torch.arange(m).view(m, 1, 1), r, c].reshape(m, 784)
+
+
+def _torch(seed, recipe):
     import numpy as np
     import torch
 
     import fastmnist as fm
     X, y, X_test, y_test = fm.load_mnist(download=False)
-    model, kw = fm.recipes.get("fast98", seed=seed)
+    model, kw = fm.recipes.get(recipe, seed=seed)
+    k = kw.get("shift", 0)
     torch.manual_seed(seed)
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # all cores, as fastmnist uses
     Xt = torch.from_numpy(X).float().div_(255.0)
@@ -59,7 +77,8 @@ def _torch(seed):
     for _ in range(kw["epochs"]):
         for rows in torch.randperm(len(X), generator=gen).split(kw["batch_size"]):
             opt.zero_grad(set_to_none=True)
-            loss_fn(net(Xt[rows]), yt[rows]).backward()
+            xb = _random_crop(Xt[rows], k, gen) if k else Xt[rows]
+            loss_fn(net(xb), yt[rows]).backward()
             opt.step()
             sched.step()
     seconds = time.perf_counter() - t0
@@ -72,17 +91,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recipe", default="fast98")
     ap.add_argument("--worker", choices=["fastmnist", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        seconds, acc = (_fastmnist if args.worker == "fastmnist" else _torch)(args.seed)
+        seconds, acc = (_fastmnist if args.worker == "fastmnist" else _torch)(args.seed,
+                                                                              args.recipe)
         print(json.dumps({"seconds": seconds, "accuracy": acc}))
         return
     results = {"fastmnist": [], "torch": []}
     for r in range(args.rounds):
         for who in results:
             out = subprocess.run([sys.executable, __file__, "--worker", who, "--seed",
-                                  str(args.seed)], capture_output=True, text=True, check=True)
+                                  str(args.seed), "--recipe", args.recipe],
+                                 capture_output=True, text=True, check=True)
             res = json.loads(out.stdout.strip().splitlines()[-1])
             results[who].append(res)
             print(f"round {r + 1}: {who:9s} {res['seconds']:6.2f} s  "

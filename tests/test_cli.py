@@ -249,13 +249,15 @@ def _sigint_after_first_epoch(monkeypatch):
     return real
 
 
+@pytest.mark.parametrize("shift", ["0", "1"])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_ctrl_c_saves_checkpoint_and_resume_matches(capsys, tmp_path, fake_mnist, monkeypatch,
-                                                    backend):
+                                                    backend, shift):
+    """Random shifts too: a resumed run draws what the uninterrupted one drew."""
     monkeypatch.setattr(train, "CHUNK_STEPS", 2)  # 5 steps an epoch: stop mid-epoch
     full, ckpt = tmp_path / "full.npz", tmp_path / "ckpt.npz"
     # 600 rows in batches of 128 (given, not the recipe's): 5 steps an epoch
-    opts = (*SMALL, "--batch-size", "128", "--backend", backend)
+    opts = (*SMALL, "--batch-size", "128", "--backend", backend, "--shift", shift)
     assert run_cli(capsys, "train", *opts, "--out", full)[0] == 0
 
     real_evaluate = _sigint_after_first_epoch(monkeypatch)
@@ -279,6 +281,11 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches(capsys, tmp_path, fake_mnist
     assert weights(done[0]) == weights(want)
     for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
         assert done[0].history[key] == want.history[key], key
+
+
+def test_train_refuses_a_negative_shift(capsys, fake_mnist):
+    rc, _, err = run_cli(capsys, "train", *SMALL, "--shift", "-1")
+    assert rc == 2 and "--shift" in err
 
 
 def test_ctrl_c_without_out(capsys, fake_mnist, monkeypatch, tmp_path):

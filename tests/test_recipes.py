@@ -73,3 +73,11 @@ def test_fast98_reaches_98(mnist, seed):
         if i < len(model.params) - 1:
             a = np.maximum(a, 0.0)
     assert np.mean(a.argmax(axis=1) == mnist[3]) >= 0.98
+
+
+def test_fast985_reaches_98_5(mnist):
+    """The shifted-images recipe on seed 0 (its docstring lists seeds 0-2)."""
+    model, kw = fm.recipes.get("fast985", seed=0)
+    assert kw["shift"] == 1
+    model.fit(mnist[0], mnist[1], progress=False, **kw)
+    assert model.score(mnist[2], mnist[3]) >= 0.985
