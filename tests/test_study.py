@@ -26,7 +26,7 @@ from fastmnist.cli import main
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 #: the plots the report shows, one per sweep, plus the GFLOP/s summary
 PNGS = {"batch_size.png", "threads.png", "dtype.png", "python_overhead.png", "sparsity.png",
-        "gflops.png", "accuracy_vs_time.png"}
+        "gflops.png", "accuracy_vs_time.png", "frontier.png"}
 #: section headings of report.md, in order
 HEADINGS = [
     "# fastmnist trade-off study",
@@ -39,6 +39,7 @@ HEADINGS = [
     "## 5. Dense vs zero-skipping layer 1",
     "## 6. Achieved GFLOP/s and % of the GEMM roof",
     "## 7. Test accuracy vs training time",   # the recipes
+    "## 8. The accuracy-time frontier",       # the recipes and each trick alone
     "## Files",
 ]
 SWEEPS = ("batch_size", "threads", "dtype", "python_overhead", "sparsity")
@@ -140,7 +141,10 @@ def test_study_json_timings_are_positive_and_finite(study_json):
             for field in ("median_s", "epoch_s", "images_per_s", "gflops", "pct_roof", "roof"):
                 assert _positive_finite(t[field]), (t["name"], field, t[field])
             assert 0 < t["rows"] <= t["n"]
-    for name in ("seed", "default", "fast98"):
+    assert set(results["recipes"]) == {"seed", "default", "fast98", "fast985", "best",
+                                       "fast98+shift1"}
+    assert results["recipes"]["fast98+shift1"]["trick"] == {"shift": 1}
+    for name in results["recipes"]:
         r = results["recipes"][name]
         assert len(r["epoch_seconds"]) == r["epochs"] == len(r["val_accuracy"]) > 0
         assert all(_positive_finite(s) for s in r["epoch_seconds"]), name
@@ -212,3 +216,23 @@ def test_unwritable_out_fails_before_measuring(tmp_path, capsys, monkeypatch, no
     monkeypatch.setattr(fastmnist.study.run.tempfile, "TemporaryFile", refuse)
     assert main(["study", "--quick", "--out", str(tmp_path / "out")]) == 2
     assert "cannot write the report there (Permission denied)" in _one_line_error(capsys)
+
+
+def _run(seconds, acc, base=None, trick=None):
+    return dict(epoch_seconds=[seconds / 2, seconds / 2], val_accuracy=[acc - 0.01, acc],
+                base=base, trick=trick or {})
+
+
+def test_frontier_points_and_trick_gains():
+    from fastmnist.study import frontier
+    rec = {"a": _run(1.0, 0.97), "b": _run(2.0, 0.985), "c": _run(3.0, 0.98),
+           "d": _run(2.0, 0.985), "b+t": _run(3.0, 0.99, base="b", trick={"shift": 1})}
+    for name in ("a", "b", "c", "d"):
+        rec[name]["base"] = name
+    pts = {n: (s, a, on) for n, s, a, on in frontier.points(rec)}
+    # c is slower and less accurate than b; b and d tie (neither dominates the other)
+    assert [n for n, (s, a, on) in pts.items() if on] == ["a", "b", "d", "b+t"]
+    assert not pts["c"][2] and pts["c"][:2] == (3.0, 0.98)
+    (name, base, trick, gain, cost, per), = frontier.trick_gains(rec)
+    assert (name, base, trick) == ("b+t", "b", {"shift": 1})
+    assert gain == pytest.approx(0.5) and cost == pytest.approx(1.0) and per == pytest.approx(0.5)

@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from .._atomic import atomic_write
+from . import frontier
 from .plots import PLOTS
 from .timing import select, select_one
 from .words import SAME, TIMING_HEADER, compare, fmt_s, fmt_x, md_table, timing_row
@@ -337,6 +338,50 @@ def _section_recipes(study):
     return _with_bullets(lines, words)
 
 
+def _section_frontier(study):
+    rec = study["results"]["recipes"]
+    lines = ["## 8. The accuracy-time frontier", "",
+             "The runs of section 7 as points (training seconds, final test accuracy). A run is "
+             "on the frontier when no other run is at least as accurate in at most its time. "
+             "A trick switched on alone over a recipe (`fast98+shift1`: fast98 with "
+             "`shift=1`) is compared with that recipe's own run. "
+             f"![frontier]({PLOTS['frontier']})", ""]
+    if study["plan"].quick:
+        lines += ["`--quick` cuts the epochs: the points are not the recipes' own.", ""]
+    pts = frontier.points(rec)
+    lines += [md_table(["run", "training s", "test %", "on the frontier"],
+                       [[n, f"{s:.2f}", f"{100 * a:.2f}", "yes" if on else "no"]
+                        for n, s, a, on in pts]), ""]
+    gains = frontier.trick_gains(rec)
+    if gains:
+        lines += [md_table(["trick", "over", "points gained", "seconds added",
+                            "points per second"],
+                           [[", ".join(f"{k}={v}" for k, v in trick.items()), base,
+                             f"{gain:+.2f}", f"{cost:+.2f}",
+                             "free" if per is None else f"{per:+.3f}"]
+                            for _, base, trick, gain, cost, per in gains]), ""]
+    words = []
+    front = [p for p in pts if p[3]]
+    words.append("On the frontier, fastest first: " + ", ".join(
+        f"{n} ({100 * a:.2f}% in {fmt_s(s)})" for n, s, a, _ in front) + ".")
+    top = max(pts, key=lambda p: p[2])
+    words.append(f"The most accurate run is {top[0]}: {100 * top[2]:.2f}% after "
+                 f"{fmt_s(top[1])} of training.")
+    for mark in (0.98, 0.985, 0.988):
+        reach = [p for p in pts if p[2] >= mark]
+        if reach:
+            first = min(reach, key=lambda p: p[1])
+            words.append(f"Fastest to {100 * mark:g}%: {first[0]} ({fmt_s(first[1])}).")
+        else:
+            words.append(f"No run reached {100 * mark:g}%.")
+    for _, base, trick, gain, cost, per in gains:
+        what = ", ".join(f"{k}={v}" for k, v in trick.items())
+        words.append(f"{what} over {base}: {gain:+.2f} points of test accuracy for "
+                     + (f"{cost:+.2f} s of training ({per:+.3f} points per second)."
+                        if per is not None else f"no added time ({cost:+.2f} s)."))
+    return _with_bullets(lines, words)
+
+
 def write_markdown(study, out_dir):
     """report.md: machine, settings, roof, and per sweep a table plus derived sentences."""
     plan = study["plan"]
@@ -348,7 +393,8 @@ def write_markdown(study, out_dir):
              "Numbers on a shared machine are indicative; ratios measured within one sweep "
              "are the robust part.", ""]
     for section in (_section_machine, _section_batch, _section_threads, _section_dtype,
-                    _section_overhead, _section_sparsity, _section_gflops, _section_recipes):
+                    _section_overhead, _section_sparsity, _section_gflops, _section_recipes,
+                    _section_frontier):
         lines += section(study)
     lines += ["## Files", "", "- `study.json`: every timing (all runs, not only medians) and "
               "the recipes' histories."] + [f"- `{p}`" for p in PLOTS.values()] + [""]

@@ -15,6 +15,7 @@ PLOTS = {
     "sparsity": "sparsity.png",
     "gflops": "gflops.png",
     "accuracy": "accuracy_vs_time.png",
+    "frontier": "frontier.png",
 }
 
 COLORS = {"numpy": "tab:blue", "numba": "tab:orange", "torch": "tab:green"}
@@ -26,7 +27,7 @@ def write_plots(study, out_dir):
     for key, fn in (("batch_size", _plot_batch), ("threads", _plot_threads),
                     ("dtype", _plot_dtype), ("python_overhead", _plot_overhead),
                     ("sparsity", _plot_sparsity), ("gflops", _plot_gflops),
-                    ("accuracy", _plot_recipes)):
+                    ("accuracy", _plot_recipes), ("frontier", _plot_frontier)):
         path = os.path.join(out_dir, PLOTS[key])
         fn(study, path)
         out.append(path)
@@ -226,7 +227,8 @@ def _plot_gflops(study, path):
 def _plot_recipes(study, path):
     rec = study["results"]["recipes"]
     fig, ax1, ax2 = _two_panels("Test accuracy vs training time of the recipes (numba backend)")
-    colors = {"seed": "tab:blue", "default": "tab:orange", "fast98": "tab:green"}
+    colors = {"seed": "tab:blue", "default": "tab:orange", "fast98": "tab:green",
+              "fast985": "tab:red", "best": "tab:purple", "fast98+shift1": "tab:olive"}
     hi = 0.0
     for name, r in rec.items():
         cum = np.cumsum(r["epoch_seconds"])
@@ -247,4 +249,35 @@ def _plot_recipes(study, path):
     lo = max(0.0, min(95.0, hi - 3.0))
     ax2.set_ylim(lo, max(hi + 0.5, 98.5))
     ax2.set_title(f"Zoom: {lo:.0f}% and up", fontsize=10)
+    return _save(fig, path)
+
+
+def _plot_frontier(study, path):
+    """Final test accuracy against training seconds of every run of sweep 7; the Pareto
+    front (``frontier.points``) joined by a step line. The axis starts a point below the
+    median run; a run below it is drawn on the axis as a triangle, its accuracy in its label."""
+    from . import frontier
+    pts = frontier.points(study["results"]["recipes"])
+    fig = _figure(7.5, 4.8)
+    ax = fig.add_subplot(1, 1, 1)
+    accs = [100 * a for _, _, a, _ in pts]
+    lo = min(sorted(accs)[len(accs) // 2] - 1.0, min(accs) - 0.2)
+    lo = max(lo, sorted(accs)[len(accs) // 2] - 3.0)
+    for name, s, a, on in pts:
+        below = 100 * a < lo
+        y = lo if below else 100 * a
+        ax.scatter([s], [y], s=36, marker="v" if below else "o", zorder=3,
+                   color="tab:red" if on else "tab:gray")
+        ax.annotate(f"{name} ({100 * a:.1f}%)" if below else name, (s, y),
+                    textcoords="offset points", xytext=(5, 4 if below else -10), fontsize=8)
+    front = [(s, max(lo, 100 * a)) for _, s, a, on in pts if on]
+    ax.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:red",
+            lw=1.2, label="frontier (no run more accurate in less time)")
+    ax.set_ylim(lo - 0.1, max(accs) + 0.3)
+    ax.set_xscale("log")
+    ax.set_xlabel("training seconds (log scale; evaluation excluded)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title("The accuracy-time frontier of the recipes (numba backend)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     return _save(fig, path)

@@ -154,21 +154,32 @@ def sweep_sparsity(ctx):
     return timings
 
 
+#: the recipes of sweep 7, in order of their training time
+RECIPE_NAMES = ("seed", "default", "fast98", "fast985", "best")
+
+#: the frontier's tricks, each switched on alone over a recipe: name -> (recipe, fit arguments
+#: added)
+TRICKS = {"fast98+shift1": ("fast98", {"shift": 1})}
+
+
 def sweep_recipes(ctx):
-    """7. Test accuracy vs cumulative training seconds of the named recipes (numba)."""
+    """7. Test accuracy vs cumulative training seconds of the named recipes, and of each trick
+    switched on alone over its recipe (8., the frontier) (numba)."""
     from .. import recipes
     X, y, Xt, yt, plan = ctx["X_all"], ctx["y_all"], ctx["X_test"], ctx["y_test"], ctx["plan"]
     out = {}
-    for name in ("seed", "default", "fast98"):
-        _, kw = recipes.get(name, seed=0, backend="numba")
+    for name in RECIPE_NAMES + tuple(TRICKS):
+        base, extra = TRICKS.get(name, (name, {}))
+        _, kw = recipes.get(base, seed=0, backend="numba")
+        kw.update(extra)
         if plan.recipe_epochs:
             kw["epochs"] = plan.recipe_epochs[name]
         # compile and warm up on a slice, so that the first epoch is not charged compilation
-        warm, wkw = recipes.get(name, seed=0, backend="numba")
-        wkw.update(epochs=1)
+        warm, wkw = recipes.get(base, seed=0, backend="numba")
+        wkw.update(extra, epochs=1)
         warm.fit(X[:1024], y[:1024], validation_data=(Xt[:256], yt[:256]), progress=False,
                  **wkw)
-        model, _ = recipes.get(name, seed=0, backend="numba")
+        model, _ = recipes.get(base, seed=0, backend="numba")
         ctx["log"](f"  recipe {name}: {model!r}, {kw['epochs']} epochs")
         t0 = time.perf_counter()
         hist = model.fit(X, y, validation_data=(Xt, yt), progress=False, **kw)
@@ -176,5 +187,5 @@ def sweep_recipes(ctx):
         out[name] = dict(model=repr(model), fit=dict(kw), epochs=len(hist["epoch_seconds"]),
                          epoch_seconds=list(hist["epoch_seconds"]),
                          val_accuracy=list(hist["val_accuracy"]), loss=list(hist["loss"]),
-                         wall_s=wall)
+                         wall_s=wall, base=base, trick=dict(extra))
     return out
