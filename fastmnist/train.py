@@ -101,7 +101,8 @@ def _all_finite(params):
 def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", schedule=None,
         backend="numba", validation_data=None, progress=None, threads=None, shuffle=True,
         seed=None, early_stopping=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
-        weight_decay=0.0, checkpoint=None, on_epoch=None, compile="wait", shift=0):
+        weight_decay=0.0, checkpoint=None, on_epoch=None, compile="wait", shift=0,
+        label_smoothing=0.0):
     """Train `model` in place on X, y.
 
     Parameters
@@ -158,6 +159,10 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         step from ``(seed, step, row)``: :mod:`fastmnist.augment`), inside the compiled
         epoch, without a copy of the data. Needs square images (784 = 28 x 28 features).
         0 (the default) trains on the rows as they are.
+    label_smoothing : float in [0, 1)
+        Train against the smoothed targets (1 - label_smoothing) onehot(y) +
+        label_smoothing / n_classes instead of onehot(y) (0, the default: none). The
+        reported training loss is then the smoothed cross-entropy.
 
     Returns
     -------
@@ -207,13 +212,14 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         be = backends.get("numpy")
     seed = model.seed if seed is None else seed
     shifts = augment.shift_for(shift, model.n_features, seed)
+    label_smoothing = backends.check_smoothing(label_smoothing)
     steps_per_epoch = math.ceil(n / batch_size)
     lrs = lr_schedule(schedule, lr, epochs * steps_per_epoch)
     config = dict(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                   optimizer=optimizer, schedule=schedule, backend=backend, shuffle=shuffle,
                   seed=seed, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
                   weight_decay=weight_decay, threads=threads, early_stopping=early_stopping,
-                  shift=int(shift or 0))
+                  shift=int(shift or 0), label_smoothing=label_smoothing)
 
     state = init_state(model.params, opt)
     history = {k: [] for k in HISTORY_KEYS if validation_data is not None or "val" not in k}
@@ -227,10 +233,12 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
 
     data = be.prepare(X)
     # the activation only when it is not the default (a ReLU model calls train_epoch as
-    # before), the shifts only when asked for
+    # before), the shifts and the label smoothing only when asked for
     epoch_kw = {} if model.activation == "relu" else {"activation": model.activation}
     if shifts is not None:
         epoch_kw["shift"] = shifts
+    if label_smoothing:
+        epoch_kw["label_smoothing"] = label_smoothing
     model.config = config
     best = (-1.0, None)
     snapshot = None  # the weights at the start of the current chunk of steps

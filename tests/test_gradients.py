@@ -105,3 +105,28 @@ def test_gradients_of_logistic_and_identity_outputs(be, output, sizes):
         for analytic, num in ((dW, nW), (db, nb)):
             err = np.abs(analytic - factor * num).max() / max(np.abs(factor * num).max(), 1e-8)
             assert err < GRAD_RTOL, err
+
+
+@pytest.mark.parametrize("be", [numpy_ref, numba_cpu], ids=["numpy", "numba"])
+@pytest.mark.parametrize("sizes", [[6, 3], [6, 5, 4], [6, 20]])  # 20 outputs: wider than LANES
+@pytest.mark.parametrize("weighted", [False, True])
+def test_label_smoothing_gradients_match_central_differences(be, sizes, weighted):
+    """The smoothed cross-entropy's gradients, with and without row weights."""
+    params = random_net(sizes, np.float64, seed=3)
+    x = random_pixels(5, sizes[0], seed=2, density=0.7)
+    y = np.array([0, 1, 2, 0, 1]) % sizes[-1]
+    kw = dict(label_smoothing=0.2,
+              sample_weight=np.array([1.0, 2.0, 0.5, 1.0, 3.0]) if weighted else None)
+
+    class Smoothed:
+        @staticmethod
+        def loss_and_grads(params, x, y):
+            return be.loss_and_grads(params, x, y, **kw)
+
+    loss, grads = Smoothed.loss_and_grads(params, x, y)
+    assert loss != pytest.approx(be.loss_and_grads(params, x, y)[0])  # smoothing changed it
+    numeric = numeric_grads(Smoothed, params, x, y)
+    for (dW, db), (nW, nb) in zip(grads, numeric):
+        for analytic, num in ((dW, nW), (db, nb)):
+            err = np.abs(analytic - num).max() / max(np.abs(num).max(), 1e-8)
+            assert err < GRAD_RTOL, err

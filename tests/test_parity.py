@@ -120,6 +120,46 @@ def test_gather_nonzeros(dtype, d):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("sizes", [[784, 10, 10], [784, 40, 10], [29, 17, 20]])
+def test_label_smoothing_matches_the_reference(dtype, sizes):
+    """loss_and_grads and a training epoch with label smoothing: the row kernels (narrow and
+    wide layer 1; 20 outputs, wider than LANES) and the BLAS path, against the reference."""
+    params = random_net(sizes, dtype, seed=4, scale=0.1)
+    x = inputs(96, sizes[0], dtype, "uint8", seed=4)
+    y = np.random.default_rng(4).integers(0, sizes[-1], len(x))
+    loss_f, grads_f = fast.loss_and_grads(params, x, y, label_smoothing=0.1)
+    loss_r, grads_r = ref.loss_and_grads(params, x, y, label_smoothing=0.1)
+    close(loss_f, loss_r, dtype)
+    for (dW_f, db_f), (dW_r, db_r) in zip(grads_f, grads_r):
+        close(dW_f, dW_r, dtype)
+        close(db_f, db_r, dtype)
+    opt = Optimizer("adam")
+    order = np.random.default_rng(5).permutation(len(x)).astype(np.int64)
+    lrs = np.full(3, 1e-3)
+    p_r = [(W.copy(), b.copy()) for W, b in params]
+    l_r, c_r = ref.train_epoch(p_r, init_state(p_r, opt), opt, ref.prepare(x), y, order, 32,
+                               lrs, 0, label_smoothing=0.1)
+    for mode in (fast.MODE_CSR, fast.MODE_GEMM):
+        p_f = [(W.copy(), b.copy()) for W, b in params]
+        l_f, c_f = fast.train_epoch(p_f, init_state(p_f, opt), opt, fast.prepare(x, mode=mode),
+                                    y, order, 32, lrs, 0, label_smoothing=0.1)
+        close(l_f, l_r, dtype)
+        assert c_f == c_r
+        params_close(p_f, p_r, dtype)
+
+
+@pytest.mark.parametrize("be", [fast, ref])
+def test_label_smoothing_refused_outside_its_range_and_heads(be):
+    params = random_net([6, 3], np.float64)
+    x, y = random_pixels(4, 6), np.array([0, 1, 2, 0])
+    for bad in (-0.1, 1.0, "x", True):
+        with pytest.raises(InputError, match="label_smoothing"):
+            be.loss_and_grads(params, x, y, label_smoothing=bad)
+    with pytest.raises(InputError, match="softmax"):
+        be.loss_and_grads(params, x, np.zeros((4, 3)), output="logistic", label_smoothing=0.1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_loss_with_huge_logits_is_exact(dtype):
     """A confident wrong answer: the loss is the logit gap, not log(0) = inf."""
     params = random_net([6, 3], dtype)

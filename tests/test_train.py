@@ -42,6 +42,26 @@ def test_backends_train_alike(dtype):
         np.testing.assert_allclose(b1, b2, atol=tol)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_backends_train_alike_with_shifts_and_label_smoothing(dtype):
+    """fit's tricks reach both backends' epochs: the same weights, and not the plain run's."""
+    X, y = toy(300)
+    results = []
+    for backend, kw in (("numpy", dict(shift=2, label_smoothing=0.1)),
+                        ("numba", dict(shift=2, label_smoothing=0.1)), ("numba", {})):
+        model = fm.MLP(hidden=(16,), dtype=dtype, seed=1)
+        model.fit(X, y, epochs=2, batch_size=50, lr=0.01, optimizer="adam", backend=backend,
+                  progress=False, **kw)
+        assert model.config["shift"] == kw.get("shift", 0)
+        assert model.config["label_smoothing"] == kw.get("label_smoothing", 0.0)
+        results.append(model)
+    tol = 1e-9 if dtype == "float64" else 1e-4
+    for (W1, b1), (W2, b2) in zip(results[0].params, results[1].params):
+        np.testing.assert_allclose(W1, W2, atol=tol)
+        np.testing.assert_allclose(b1, b2, atol=tol)
+    assert not np.allclose(results[1].params[0][0], results[2].params[0][0], atol=tol)
+
+
 def test_full_batch_and_float_inputs():
     X, y = toy(200)
     model = fm.MLP(hidden=(10,), dtype="float64", init="uniform")
@@ -94,6 +114,7 @@ def test_bad_arguments():
     X, y = toy(50)
     model = fm.MLP(hidden=(4,))
     for kwargs in (dict(epochs=0), dict(batch_size=0), dict(lr=-1), dict(optimizer="lbfgs"),
-                   dict(schedule="zigzag"), dict(backend="cuda"), dict(early_stopping=2)):
+                   dict(schedule="zigzag"), dict(backend="cuda"), dict(early_stopping=2),
+                   dict(label_smoothing=1.5), dict(shift=-1), dict(shift=1.5)):
         with pytest.raises(InputError):
             model.fit(X, y, progress=False, **kwargs)

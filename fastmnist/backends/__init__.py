@@ -53,6 +53,20 @@ def output_code(output):
     raise InputError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
 
 
+def check_smoothing(label_smoothing, head=0):
+    """Label smoothing as a float in [0, 1), for the softmax output (head code 0) only."""
+    try:
+        eps = float(label_smoothing)
+    except (TypeError, ValueError):
+        raise InputError(f"label_smoothing must be a number in [0, 1), got "
+                         f"{label_smoothing!r}") from None
+    if isinstance(label_smoothing, bool) or not 0 <= eps < 1:
+        raise InputError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+    if eps and head != 0:
+        raise InputError("label_smoothing applies to the softmax output only")
+    return eps
+
+
 def activation_code(activation):
     """The integer code of `activation` (a name of ACTIVATIONS, or already a valid code)."""
     if isinstance(activation, str) and activation in ACTIVATIONS:

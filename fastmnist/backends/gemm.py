@@ -74,15 +74,16 @@ def _bias_act(z, b, act, hidden):
 def _head(z, y, rows, task, inv_n, dz):
     """The output head on logits z (m, C) of the rows `rows`: dz (m, C) = the gradient of the
     step's loss (scaled by inv_n, and by each row's weight); returns (weighted loss sum, right
-    answers). task (head, Yt, sw) as in ``numba_cpu._batch_grads``."""
-    head, Yt, sw = task
+    answers). task (head, Yt, sw, eps) as in ``numba_cpu._batch_grads``."""
+    head, Yt, sw, eps = task
     weighted = sw.shape[0] > 0
     loss_sum = 0.0
     correct = 0
     for i in range(z.shape[0]):
         r = rows[i]
         w_r = inv_n * sw[r] if weighted else inv_n
-        loss, ok = _output_grad(z[i], y[r], Yt[r] if head != 0 else Yt[0], w_r, head, dz[i])
+        loss, ok = _output_grad(z[i], y[r], Yt[r] if head != 0 else Yt[0], w_r, head, eps,
+                                dz[i])
         loss_sum += loss * sw[r] if weighted else loss
         correct += ok
     return loss_sum, correct

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..optim import Optimizer, flush_steps, flush_threshold
-from . import _jit, _plain, activation_code, output_code
+from . import _jit, _plain, activation_code, check_smoothing, output_code
 from ._jit import (  # noqa: F401  (threads, n_threads: the protocol)
     borrow,
     jit,
@@ -306,13 +306,16 @@ def _argmax(v):
 
 
 @jit
-def _output_grad(p, label, yrow, inv_n, head, dz):
+def _output_grad(p, label, yrow, inv_n, head, eps, dz):
     """The output head of one row from its logits p (C,): dz (C,) = the gradient of its loss,
     scaled by inv_n; returns (loss, 1 if the prediction is right else 0). head 0: softmax
-    against the integer `label` (p overwritten with the probabilities when C > LANES); 1, 2:
-    logistic or identity outputs against the target row yrow (C,) (``_head_grad``)."""
+    against the integer `label` (p overwritten with the probabilities when C > LANES), with
+    label smoothing eps (the target (1 - eps) onehot + eps / C; 0: none); 1, 2: logistic or
+    identity outputs against the target row yrow (C,) (``_head_grad``)."""
     if head != 0:
         return _head_grad(p, yrow, inv_n, head, dz)
+    if eps > 0:
+        return _smoothed_grad(p, label, inv_n, eps, dz)
     if p.shape[0] <= LANES:  # all of it in one vector
         s, mx, best = softmax_grad(p, p.shape[0], label, inv_n, _FLUSH_LOGIT, dz)
         return np.log(s) + mx - p[label], 1 if best == label else 0
@@ -327,18 +330,38 @@ def _output_grad(p, label, yrow, inv_n, head, dz):
 
 
 @jit
+def _smoothed_grad(p, label, inv_n, eps, dz):
+    """``_output_grad`` of softmax with label smoothing eps > 0: the cross-entropy against
+    q = (1 - eps) onehot(label) + eps / C is log-sum-exp(z) - (1 - eps) z_y - eps mean(z),
+    and its gradient (softmax(z) - q) * inv_n."""
+    c = p.shape[0]
+    z_label = p[label]
+    z_mean = p[0] * 0
+    for j in range(c):
+        z_mean += p[j]
+    z_mean /= c
+    correct = 1 if _argmax(p) == label else 0
+    loss = _softmax_row(p, p) - z_label + eps * (z_label - z_mean)
+    spread = eps / c
+    for j in range(c):
+        dz[j] = (p[j] - spread) * inv_n
+    dz[label] = (p[label] - (1 - eps) - spread) * inv_n
+    return loss, correct
+
+
+@jit
 def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, inv_n,
-                          g, acts, deltas, aoff, lowest, act, head, yrow):
+                          g, acts, deltas, aoff, lowest, act, head, yrow, eps):
     """Forward and backward one row, adding its gradient (scaled by inv_n) into g (P,) for
     layers `lowest` and up (layer 0's delta is left in deltas[:sizes[1]] either way).
 
-    head 0: softmax against the integer `label`; 1, 2: logistic or identity outputs against
-    the target row yrow (C,) (``_head_grad``). Returns (loss, 1 if the prediction is right
-    else 0).
+    head 0: softmax against the integer `label` (label smoothing eps); 1, 2: logistic or
+    identity outputs against the target row yrow (C,) (``_head_grad``). Returns (loss, 1 if
+    the prediction is right else 0).
     """
     L = sizes.shape[0] - 1
     _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act)
-    loss, correct = _output_grad(acts[aoff[L - 1]:aoff[L]], label, yrow, inv_n, head,
+    loss, correct = _output_grad(acts[aoff[L - 1]:aoff[L]], label, yrow, inv_n, head, eps,
                                  deltas[aoff[L - 1]:aoff[L]])
     for l in range(L - 1, lowest - 1, -1):
         d_in, d_out = sizes[l], sizes[l + 1]
@@ -526,7 +549,7 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
     pixel buffers for MODE_DENSE_SKIP; loss_t, corr_t (T,): per-thread loss sums and right answers.
     wide: per-thread buffers of ``_block_input_backward`` (counts, e_row, e_val, dz), used
     when layer 1 is wider than LANES; the rows then go in blocks of BLOCK. act: the hidden
-    activation's code (0, ReLU, fused into the matmuls). task (head, Yt, sw): the output's
+    activation's code (0, ReLU, fused into the matmuls). task (head, Yt, sw, eps): the output's
     code (0 softmax against y; 1, 2 against the target rows Yt (n, C)) and the rows' weights
     sw (n,) (empty: all 1), which multiply each row's gradient and loss. alone: G is all zero
     (else, with two rows, each part first zeroes what ``_reduce_update`` left of its row;
@@ -537,10 +560,10 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
     d_in, h, c = sizes[0], sizes[1], sizes[-1]
     counts, e_row, e_val, dzs = wide
     by_block = h > LANES
-    head, Yt, sw = task
+    head, Yt, sw, eps = task
     weighted = sw.shape[0] > 0
     narrow2 = (sizes.shape[0] == 3 and h <= LANES and c <= LANES and act == 0 and head == 0
-               and not weighted)
+               and not weighted and eps == 0)
     for t in prange(T):
         lt = 0.0
         ct = 0
@@ -570,7 +593,7 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
                     loss, ok = _row_forward_backward(fl, sz, wof, x_idx, x_val, n_nz,
                                                      scale, ys[r], w_r, g, acts, deltas,
                                                      aof, 1 if by_block else 0, act, head,
-                                                     yt[r] if head != 0 else yt[0])
+                                                     yt[r] if head != 0 else yt[0], eps)
                     if weighted:
                         loss = loss * sws[r]
                 if by_block:  # keep layer 1's delta for the block's backward
@@ -1280,9 +1303,11 @@ def _forward_dense(params, x, dtype, act, head):
     return out
 
 
-def _task(head, y, n, classes, dtype, sample_weight):
+def _task(head, y, n, classes, dtype, sample_weight, label_smoothing=0.0):
     """(labels (n,) int64, task tuple of the kernels) for integer labels in [0, classes)
-    (head 0) or target rows y (n, classes) (heads 1, 2), and optional sample weights (n,)."""
+    (head 0) or target rows y (n, classes) (heads 1, 2), optional sample weights (n,), and
+    the label smoothing of head 0 (``optim.check_smoothing``)."""
+    eps = check_smoothing(label_smoothing, head)
     if head == 0:
         labels = _labels(y, n, classes)
         Yt = np.zeros((1, 1), dtype=dtype)
@@ -1295,7 +1320,7 @@ def _task(head, y, n, classes, dtype, sample_weight):
           else np.ascontiguousarray(sample_weight, dtype=dtype))
     if sample_weight is not None and sw.shape != (n,):
         raise InputError(f"sample_weight must be ({n},), got shape {sw.shape}")
-    return labels, (np.int64(head), Yt, sw)
+    return labels, (np.int64(head), Yt, sw, dtype.type(eps))
 
 
 #: the calling thread's work buffers of its last batch (``_workspace``)
@@ -1323,7 +1348,7 @@ def _keep(work):
     _WORK.grads = work
 
 
-def _grads(params, x, y, act=0, head=0, sample_weight=None):
+def _grads(params, x, y, act=0, head=0, sample_weight=None, label_smoothing=0.0):
     """(loss, G (T, P) with the summed gradient in G.sum(0), sizes, woff, flat, T, work):
     ``work`` from :func:`_workspace`, for :func:`_keep` once G is zero again."""
     dtype = _check_params(params)
@@ -1334,7 +1359,7 @@ def _grads(params, x, y, act=0, head=0, sample_weight=None):
     data = _input(x, dtype, sizes[0], MODE_CSR if sizes[1] > LANES else MODE_DENSE_SKIP)
     if len(data) == 0:
         raise InputError("empty batch")
-    y, task = _task(head, y, len(data), sizes[-1], dtype, sample_weight)
+    y, task = _task(head, y, len(data), sizes[-1], dtype, sample_weight, label_smoothing)
     total = len(data) if sample_weight is None else float(np.sum(task[2], dtype=np.float64))
     T = n_parts(len(data))
     work = _workspace(sizes, P, T, dtype, data.values.dtype)
@@ -1348,7 +1373,8 @@ def _grads(params, x, y, act=0, head=0, sample_weight=None):
     return loss_t.sum() / total, G, sizes, woff, flat, T, work
 
 
-def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_weight=None):
+def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_weight=None,
+                   label_smoothing=0.0):
     """Mean loss of the network on (x, y) and its gradients.
 
     Parameters
@@ -1362,6 +1388,9 @@ def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_wei
         outputs, or half the squared error averaged over the outputs.
     sample_weight : ndarray (n,) or None
         Row weights; the loss and gradients are then weighted means.
+    label_smoothing : float in [0, 1)
+        Softmax only: the cross-entropy against (1 - label_smoothing) onehot(y) +
+        label_smoothing / C.
 
     Returns
     -------
@@ -1369,7 +1398,8 @@ def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_wei
     grads : list of (dW (d_in, d_out), db (d_out,))
     """
     loss, G, sizes, woff, flat, T, work = _grads(params, x, y, activation_code(activation),
-                                                 output_code(output), sample_weight)
+                                                 output_code(output), sample_weight,
+                                                 label_smoothing)
     P = len(flat)
     g = G[0, :P]
     for u in range(1, T):  # fixed order: deterministic for a fixed thread count
@@ -1418,7 +1448,7 @@ def _step_sums(counts, order, batch_size, sample_weight):
 
 
 def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
-                output="softmax", sample_weight=None, l2=None, shift=None):
+                output="softmax", sample_weight=None, l2=None, shift=None, label_smoothing=0.0):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in one compiled call.
 
     Same contract as :func:`fastmnist.backends.numpy_ref.train_epoch`; `data` is the
@@ -1431,7 +1461,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     if not isinstance(data, Prepared):
         data = prepare(data if data.dtype == np.uint8 else data.astype(dtype, copy=False))
     order = np.ascontiguousarray(order, dtype=np.int64)
-    y, task = _task(head, y, len(data), sizes[-1], dtype, sample_weight)
+    y, task = _task(head, y, len(data), sizes[-1], dtype, sample_weight, label_smoothing)
     lrs = np.asarray(lrs, dtype=np.float64)
     with np.errstate(over="ignore"):  # an absurd lr becomes inf: divergence, reported later
         lrs_t = lrs.astype(dtype)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import augment
 from ..optim import Optimizer, flush_small, flush_steps
-from . import activation_code, output_code
+from . import activation_code, check_smoothing, output_code
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype) on the way in
 SCALE = 1.0 / 255.0
@@ -155,11 +155,21 @@ def _head_rows(z, y, head):
     return 0.5 * (d * d).mean(axis=1), d, 0
 
 
-def _forward_backward(params, x, y, act=0, head=0, sw=None):
-    """(loss, grads, n_correct) for one batch; sw (n,) optional row weights."""
+def _forward_backward(params, x, y, act=0, head=0, sw=None, eps=0.0):
+    """(loss, grads, n_correct) for one batch; sw (n,) optional row weights; eps the label
+    smoothing of the softmax output."""
     acts = _forward_all(params, x, act)
     logits = acts[-1]
-    if head == 0 and sw is None:
+    if eps > 0:  # softmax against (1 - eps) onehot + eps / C: rows' losses and dz
+        rows, dz, n_correct = _head_rows(logits, y, head)
+        C = logits.shape[1]
+        rows = rows + eps * (logits[np.arange(len(y)), y] - logits.mean(axis=1))
+        dz = dz - eps / C  # softmax - q = (softmax - onehot) + eps onehot - eps / C
+        dz[np.arange(len(y)), y] += eps
+        w = np.ones(len(rows)) if sw is None else np.asarray(sw, dtype=np.float64)
+        loss = float(np.dot(w, rows) / w.sum())
+        dz = dz * (w / w.sum()).astype(dz.dtype)[:, None]
+    elif head == 0 and sw is None:
         loss = crossentropy(logits, y)
         n_correct = int(np.sum(np.argmax(logits, axis=1) == y))
         dz = crossentropy_softmax_backward(softmax(logits), y)
@@ -177,7 +187,8 @@ def _forward_backward(params, x, y, act=0, head=0, sw=None):
     return loss, grads, n_correct
 
 
-def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_weight=None):
+def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_weight=None,
+                   label_smoothing=0.0):
     """Mean loss of the network on (x, y) and its gradients.
 
     Parameters
@@ -193,14 +204,18 @@ def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_wei
         there, its gradient is that of the sum over the outputs, dz = prediction - target).
     sample_weight : ndarray (n,) or None
         Row weights; the loss and gradients are then weighted means.
+    label_smoothing : float in [0, 1)
+        Softmax only: the cross-entropy against (1 - label_smoothing) onehot(y) +
+        label_smoothing / C.
 
     Returns
     -------
     loss : float
     grads : list of (dW (d_in, d_out), db (d_out,)), same dtype as the parameters
     """
-    loss, grads, _ = _forward_backward(params, x, y, activation_code(activation),
-                                       output_code(output), sample_weight)
+    head = output_code(output)
+    loss, grads, _ = _forward_backward(params, x, y, activation_code(activation), head,
+                                       sample_weight, check_smoothing(label_smoothing, head))
     return loss, grads
 
 
@@ -264,7 +279,7 @@ def prepare(x, scale=None):
 
 
 def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
-                output="softmax", sample_weight=None, l2=None, shift=None):
+                output="softmax", sample_weight=None, l2=None, shift=None, label_smoothing=0.0):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in batches, in place.
 
     Parameters
@@ -290,6 +305,8 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     shift : fastmnist.augment.Shift or None
         Move each batch row by its random shift (:mod:`fastmnist.augment`, drawn from the
         step's key and the row's index) before it goes in.
+    label_smoothing : float in [0, 1)
+        Softmax only: train against (1 - label_smoothing) onehot(y) + label_smoothing / C.
 
     Returns
     -------
@@ -297,10 +314,11 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
         stops after the first non-finite loss, without applying that update.
     n_correct : int, rows classified correctly (before each update) in the steps run
     """
+    head = output_code(output)
+    eps = check_smoothing(label_smoothing, head)
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
         return _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0,
-                            activation_code(activation), output_code(output), sample_weight,
-                            l2, shift)
+                            activation_code(activation), head, sample_weight, l2, shift, eps)
 
 
 def _shifted(xb, rows, shift, key):
@@ -313,7 +331,7 @@ def _shifted(xb, rows, shift, key):
 
 
 def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, head=0,
-                 sample_weight=None, l2=None, shift=None):
+                 sample_weight=None, l2=None, shift=None, eps=0.0):
     losses = np.empty(len(lrs))
     n_correct = 0
     full = len(order) == len(data) and batch_size >= len(data)
@@ -329,7 +347,7 @@ def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, h
         if shift is not None:
             xb = _shifted(xb, rows, shift, shift.keys(t0 + s + 1))
         sw = None if sample_weight is None else np.asarray(sample_weight)[rows]
-        loss, grads, correct = _forward_backward(params, xb, yb, act, head, sw)
+        loss, grads, correct = _forward_backward(params, xb, yb, act, head, sw, eps)
         losses[s] = loss
         if not np.isfinite(loss):
             return losses[:s + 1], n_correct
