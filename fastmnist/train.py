@@ -102,7 +102,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         backend="numba", validation_data=None, progress=None, threads=None, shuffle=True,
         seed=None, early_stopping=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
         weight_decay=0.0, checkpoint=None, on_epoch=None, compile="wait", shift=0,
-        label_smoothing=0.0):
+        label_smoothing=0.0, max_norm=0.0):
     """Train `model` in place on X, y.
 
     Parameters
@@ -163,6 +163,10 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         Train against the smoothed targets (1 - label_smoothing) onehot(y) +
         label_smoothing / n_classes instead of onehot(y) (0, the default: none). The
         reported training loss is then the smoothed cross-entropy.
+    max_norm : float >= 0
+        The max-norm constraint: after every update, each unit's incoming weights (each
+        column of every W) are scaled down to Euclidean norm `max_norm` where longer (0, the
+        default: none).
 
     Returns
     -------
@@ -213,13 +217,14 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     seed = model.seed if seed is None else seed
     shifts = augment.shift_for(shift, model.n_features, seed)
     label_smoothing = backends.check_smoothing(label_smoothing)
+    max_norm = backends.check_max_norm(max_norm)
     steps_per_epoch = math.ceil(n / batch_size)
     lrs = lr_schedule(schedule, lr, epochs * steps_per_epoch)
     config = dict(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                   optimizer=optimizer, schedule=schedule, backend=backend, shuffle=shuffle,
                   seed=seed, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
                   weight_decay=weight_decay, threads=threads, early_stopping=early_stopping,
-                  shift=int(shift or 0), label_smoothing=label_smoothing)
+                  shift=int(shift or 0), label_smoothing=label_smoothing, max_norm=max_norm)
 
     state = init_state(model.params, opt)
     history = {k: [] for k in HISTORY_KEYS if validation_data is not None or "val" not in k}
@@ -233,12 +238,14 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
 
     data = be.prepare(X)
     # the activation only when it is not the default (a ReLU model calls train_epoch as
-    # before), the shifts and the label smoothing only when asked for
+    # before), the other tricks only when asked for
     epoch_kw = {} if model.activation == "relu" else {"activation": model.activation}
     if shifts is not None:
         epoch_kw["shift"] = shifts
     if label_smoothing:
         epoch_kw["label_smoothing"] = label_smoothing
+    if max_norm:
+        epoch_kw["max_norm"] = max_norm
     model.config = config
     best = (-1.0, None)
     snapshot = None  # the weights at the start of the current chunk of steps

@@ -148,6 +148,37 @@ def test_label_smoothing_matches_the_reference(dtype, sizes):
         params_close(p_f, p_r, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_norm(dtype):
+    """Columns longer than c scaled to c, the others untouched; a training epoch with the
+    constraint (row kernels, BLAS path) against the reference."""
+    params = random_net([784, 40, 10], dtype, seed=7, scale=0.1)
+    c = float(np.median(np.sqrt((params[0][0].astype(np.float64) ** 2).sum(axis=0))))
+    p_f = [(W.copy(), b.copy()) for W, b in params]
+    p_r = [(W.copy(), b.copy()) for W, b in params]
+    fast.max_norm(p_f, c)
+    ref.max_norm(p_r, c)
+    params_close(p_f, p_r, dtype)
+    norms = np.sqrt((params[0][0].astype(np.float64) ** 2).sum(axis=0))
+    after = np.sqrt((p_f[0][0].astype(np.float64) ** 2).sum(axis=0))
+    np.testing.assert_allclose(after[norms > c], c, rtol=1e-5)
+    np.testing.assert_array_equal(p_f[0][0][:, norms <= c], params[0][0][:, norms <= c])
+    x = inputs(96, 784, dtype, "uint8", seed=7)
+    y = np.random.default_rng(7).integers(0, 10, len(x))
+    opt = Optimizer("adam")
+    order = np.arange(len(x), dtype=np.int64)
+    lrs = np.full(3, 1e-2)
+    p_r = [(W.copy(), b.copy()) for W, b in params]
+    l_r, _ = ref.train_epoch(p_r, init_state(p_r, opt), opt, ref.prepare(x), y, order, 32,
+                             lrs, 0, max_norm=c)
+    for mode in (fast.MODE_CSR, fast.MODE_GEMM):
+        p_f = [(W.copy(), b.copy()) for W, b in params]
+        l_f, _ = fast.train_epoch(p_f, init_state(p_f, opt), opt, fast.prepare(x, mode=mode),
+                                  y, order, 32, lrs, 0, max_norm=c)
+        close(l_f, l_r, dtype)
+        params_close(p_f, p_r, dtype)
+
+
 @pytest.mark.parametrize("be", [fast, ref])
 def test_label_smoothing_refused_outside_its_range_and_heads(be):
     params = random_net([6, 3], np.float64)

@@ -47,19 +47,22 @@ def test_backends_train_alike_with_shifts_and_label_smoothing(dtype):
     """fit's tricks reach both backends' epochs: the same weights, and not the plain run's."""
     X, y = toy(300)
     results = []
-    for backend, kw in (("numpy", dict(shift=2, label_smoothing=0.1)),
-                        ("numba", dict(shift=2, label_smoothing=0.1)), ("numba", {})):
+    tricks = dict(shift=2, label_smoothing=0.1, max_norm=0.9)
+    for backend, kw in (("numpy", tricks), ("numba", tricks), ("numba", {})):
         model = fm.MLP(hidden=(16,), dtype=dtype, seed=1)
         model.fit(X, y, epochs=2, batch_size=50, lr=0.01, optimizer="adam", backend=backend,
                   progress=False, **kw)
         assert model.config["shift"] == kw.get("shift", 0)
         assert model.config["label_smoothing"] == kw.get("label_smoothing", 0.0)
+        assert model.config["max_norm"] == kw.get("max_norm", 0.0)
         results.append(model)
     tol = 1e-9 if dtype == "float64" else 1e-4
     for (W1, b1), (W2, b2) in zip(results[0].params, results[1].params):
         np.testing.assert_allclose(W1, W2, atol=tol)
         np.testing.assert_allclose(b1, b2, atol=tol)
     assert not np.allclose(results[1].params[0][0], results[2].params[0][0], atol=tol)
+    for W, _ in results[1].params:  # the max-norm held
+        assert np.sqrt((W.astype(np.float64) ** 2).sum(axis=0)).max() <= 0.9 * (1 + 1e-5)
 
 
 def test_full_batch_and_float_inputs():
@@ -115,6 +118,7 @@ def test_bad_arguments():
     model = fm.MLP(hidden=(4,))
     for kwargs in (dict(epochs=0), dict(batch_size=0), dict(lr=-1), dict(optimizer="lbfgs"),
                    dict(schedule="zigzag"), dict(backend="cuda"), dict(early_stopping=2),
-                   dict(label_smoothing=1.5), dict(shift=-1), dict(shift=1.5)):
+                   dict(label_smoothing=1.5), dict(shift=-1), dict(shift=1.5),
+                   dict(max_norm=-1), dict(max_norm="big")):
         with pytest.raises(InputError):
             model.fit(X, y, progress=False, **kwargs)

@@ -67,6 +67,17 @@ def check_smoothing(label_smoothing, head=0):
     return eps
 
 
+def check_max_norm(max_norm):
+    """The max-norm constraint as a float >= 0 (0: none)."""
+    try:
+        c = float(max_norm or 0.0)
+    except (TypeError, ValueError):
+        raise InputError(f"max_norm must be a number >= 0, got {max_norm!r}") from None
+    if isinstance(max_norm, bool) or not c >= 0 or c == float("inf"):
+        raise InputError(f"max_norm must be a finite number >= 0, got {max_norm!r}")
+    return c
+
+
 def activation_code(activation):
     """The integer code of `activation` (a name of ACTIVATIONS, or already a valid code)."""
     if isinstance(activation, str) and activation in ACTIVATIONS:

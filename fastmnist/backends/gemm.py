@@ -21,6 +21,7 @@ from ._shift import row_shifts
 from .numba_cpu import (
     _activate,
     _aligned_zeros,
+    _max_norm,
     _output_grad,
     _scale_for,
     _stride,
@@ -124,7 +125,8 @@ def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, tas
     flat, s1, s2 = state: the parameters and optimizer state (P,); layout (sizes (L + 1,),
     woff (L,), P); data: a Prepared in MODE_GEMM (values (n * d_0,)); steps: the per-step
     arrays of ``numba_cpu._run_steps`` (lrs, inv_ns, c1s, c2s, opt, hps, wds, thrs, wsum,
-    losses); aug (k, side, keys (n_steps,)): random shifts (``_run_steps``). Returns (steps
+    losses); aug (k, side, keys (n_steps,), max_norm): random shifts and the max-norm
+    constraint (``_run_steps``). Returns (steps
     run, right answers); stops before updating at a non-finite loss.
     """
     s1, s2 = state
@@ -184,4 +186,6 @@ def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, tas
                     _derivative(dZ[l - 1][:m], a_in, act)
             _update(flat, s1, s2, G, sizes, woff, opt, lrs[s], hps[s], wds[s], c1s[s], c2s[s],
                     thrs[s])
+            if aug[3] > 0:
+                _max_norm(flat, sizes, woff, aug[3])
     return len(lrs), n_correct

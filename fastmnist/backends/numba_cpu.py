@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..optim import Optimizer, flush_steps, flush_threshold
-from . import _jit, _plain, activation_code, check_smoothing, output_code
+from . import _jit, _plain, activation_code, check_max_norm, check_smoothing, output_code
 from ._jit import (  # noqa: F401  (threads, n_threads: the protocol)
     borrow,
     jit,
@@ -749,8 +749,9 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
     each step (``_update_range``); wds (n_steps,): the weight decay of each step; wsum
     (n_steps,): what each step's summed loss is divided by (its rows, or their weights);
     alone: one thread runs the parts (who zeroes G: ``_reduce_update``); aug (k, side, keys
-    (n_steps,) uint64): random shifts of up to k pixels of side x side images, drawn with the
-    key of each step (k 0: none).
+    (n_steps,) uint64, max_norm): random shifts of up to k pixels of side x side images, drawn
+    with the key of each step (k 0: none), and the max-norm constraint applied after each
+    update (``_max_norm``; 0: none).
     """
     m = order.shape[0]
     loss_t = np.zeros(T)
@@ -770,7 +771,45 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
         n_correct += corr_t[:Ts].sum()
         _reduce_update(flat, s1, s2, G, Ts, sizes, woff, opt, lrs[s], hps[s], wds[s], c1s[s],
                        c2s[s], thrs[s], alone)
+        if aug[3] > 0:
+            _max_norm(flat, sizes, woff, aug[3])
     return lrs.shape[0], n_correct
+
+
+@jit
+def _max_norm(flat, sizes, woff, c):
+    """The max-norm constraint, in place: every unit's incoming weights (each column of each
+    layer's W (d_in, d_out) in flat) scaled down to Euclidean norm c where longer."""
+    for l in range(sizes.shape[0] - 1):
+        d_in, d_out = sizes[l], sizes[l + 1]
+        w = flat[woff[l]:woff[l] + d_in * d_out]
+        sq = np.zeros(d_out, dtype=flat.dtype)
+        for k in range(d_in):
+            row = w[k * d_out:(k + 1) * d_out]
+            for j in range(d_out):
+                sq[j] += row[j] * row[j]
+        over = False
+        for j in range(d_out):
+            if sq[j] > c * c:
+                sq[j] = c / np.sqrt(sq[j])
+                over = True
+            else:
+                sq[j] = 1
+        if over:
+            for k in range(d_in):
+                row = w[k * d_out:(k + 1) * d_out]
+                for j in range(d_out):
+                    row[j] *= sq[j]
+
+
+def max_norm(params, c):
+    """Scale, in place, every unit's incoming weights (each column of every W) down to
+    Euclidean norm c where they are longer (the max-norm constraint of ``fit``)."""
+    dtype = _check_params(params)
+    sizes, woff, P = _layout(params)
+    flat = _flatten(params, dtype, P)
+    _max_norm(flat, sizes, woff, dtype.type(c))
+    _unflatten(flat, params)
 
 
 @pjit
@@ -1448,7 +1487,8 @@ def _step_sums(counts, order, batch_size, sample_weight):
 
 
 def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
-                output="softmax", sample_weight=None, l2=None, shift=None, label_smoothing=0.0):
+                output="softmax", sample_weight=None, l2=None, shift=None, label_smoothing=0.0,
+                max_norm=0.0):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in one compiled call.
 
     Same contract as :func:`fastmnist.backends.numpy_ref.train_epoch`; `data` is the
@@ -1483,9 +1523,10 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     c2s = (1 - opt.beta2 ** t).astype(dtype)
     losses = np.empty(n_steps)
     thrs = np.where(flush_steps(t0, n_steps), flush_threshold(opt, dtype), 0).astype(dtype)
-    # random shifts: (k, side, the key of each step); k 0 moves nothing
+    # random shifts: (k, side, the key of each step; k 0 moves nothing) and the max-norm
     aug = ((np.int64(0), np.int64(1), np.zeros(n_steps, np.uint64)) if shift is None else
            (np.int64(shift.k), np.int64(shift.side), shift.keys(t)))
+    aug = aug + (dtype.type(check_max_norm(max_norm)),)
     if data.mode == MODE_GEMM:
         from . import gemm
         done, n_correct = gemm.train_steps(

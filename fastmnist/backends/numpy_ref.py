@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import augment
 from ..optim import Optimizer, flush_small, flush_steps
-from . import activation_code, check_smoothing, output_code
+from . import activation_code, check_max_norm, check_smoothing, output_code
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype) on the way in
 SCALE = 1.0 / 255.0
@@ -279,7 +279,8 @@ def prepare(x, scale=None):
 
 
 def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
-                output="softmax", sample_weight=None, l2=None, shift=None, label_smoothing=0.0):
+                output="softmax", sample_weight=None, l2=None, shift=None, label_smoothing=0.0,
+                max_norm=0.0):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in batches, in place.
 
     Parameters
@@ -307,6 +308,8 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
         step's key and the row's index) before it goes in.
     label_smoothing : float in [0, 1)
         Softmax only: train against (1 - label_smoothing) onehot(y) + label_smoothing / C.
+    max_norm : float >= 0
+        After each update, :func:`max_norm` with this c (0: none).
 
     Returns
     -------
@@ -318,7 +321,17 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     eps = check_smoothing(label_smoothing, head)
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
         return _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0,
-                            activation_code(activation), head, sample_weight, l2, shift, eps)
+                            activation_code(activation), head, sample_weight, l2, shift, eps,
+                            check_max_norm(max_norm))
+
+
+def max_norm(params, c):
+    """Scale, in place, every unit's incoming weights (each column of every W) down to
+    Euclidean norm c where they are longer (the max-norm constraint of ``fit``)."""
+    for W, _ in params:
+        norms = np.sqrt(np.einsum("kj,kj->j", W, W))
+        W *= np.where(norms > c, c / np.maximum(norms, np.finfo(W.dtype).tiny), 1).astype(
+            W.dtype)
 
 
 def _shifted(xb, rows, shift, key):
@@ -331,7 +344,7 @@ def _shifted(xb, rows, shift, key):
 
 
 def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, head=0,
-                 sample_weight=None, l2=None, shift=None, eps=0.0):
+                 sample_weight=None, l2=None, shift=None, eps=0.0, c=0.0):
     losses = np.empty(len(lrs))
     n_correct = 0
     full = len(order) == len(data) and batch_size >= len(data)
@@ -354,4 +367,6 @@ def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, h
         n_correct += correct
         wd = None if l2 is None else l2 / (len(rows) if sw is None else float(np.sum(sw)))
         apply_update(params, grads, state, opt, lrs[s], t0 + s + 1, wd)
+        if c > 0:
+            max_norm(params, c)
     return losses, n_correct

@@ -160,7 +160,8 @@ RECIPE_NAMES = ("seed", "default", "fast98", "fast985", "best")
 #: the frontier's tricks, each switched on alone over a recipe: name -> (recipe, fit arguments
 #: added)
 TRICKS = {"fast98+shift1": ("fast98", {"shift": 1}),
-          "fast98+smooth0.1": ("fast98", {"label_smoothing": 0.1})}
+          "fast98+smooth0.1": ("fast98", {"label_smoothing": 0.1}),
+          "fast98+maxnorm3": ("fast98", {"max_norm": 3.0})}
 
 
 def sweep_recipes(ctx):
