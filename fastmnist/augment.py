@@ -33,7 +33,13 @@ class Shift(NamedTuple):
 
     def keys(self, t):
         """The keys (n,) uint64 of the global steps t (n,) (1 for the run's first step)."""
-        return mix64(mix64(np.uint64(self.seed & (2**64 - 1))) ^ np.asarray(t, np.uint64))
+        return step_keys(self.seed, t)
+
+
+def step_keys(seed, t):
+    """The keys (n,) uint64 of the global steps t (n,) of a run seeded by `seed`: every random
+    draw of a step (shifts, dropout masks) derives from its key."""
+    return mix64(mix64(np.uint64(int(seed) & (2**64 - 1))) ^ np.asarray(t, np.uint64))
 
 
 def shift_for(k, d_in, seed):
@@ -99,3 +105,78 @@ def shift_rows(x, dy, dx, side):
                 np.arange(max(0, a), side - max(0, -a))[None, :, None],
                 np.arange(max(0, b), side - max(0, -b))[None, None, :]] = src
     return out.reshape(n, side * side)
+
+
+# ---- dropout masks: the same draws as the kernels' -------------------------------------------
+
+_LAYER_SALT = np.uint64(0xD1B54A32D192ED03)
+
+
+def dropout_threshold(p):
+    """The 16-bit threshold of dropout rate p in [0, 1): a unit is dropped when its 16 random
+    bits are below it (so the rate is round(p * 65536) / 65536)."""
+    return int(round(float(p) * 65536))
+
+
+def layer_key(key, rows, layer):
+    """The keys (m,) of the dropout masks of the rows `rows` (dataset indices), layer `layer`
+    (0: the input pixels, l: the output of hidden layer l), in the step of `key`."""
+    with np.errstate(over="ignore"):
+        return mix64(mix64(np.uint64(key) ^ np.asarray(rows, dtype=np.uint64))
+                     ^ (_LAYER_SALT + np.uint64(layer)))
+
+
+def keeps(lkey, unit, threshold):
+    """Whether dropout keeps each unit (d,) of each mask lkey (m,): bool (m, d). Each unit
+    draws 16 bits, four units per hash, and is kept when they are >= threshold."""
+    unit = np.asarray(unit, dtype=np.uint64)
+    h = mix64(np.asarray(lkey, dtype=np.uint64)[..., None] ^ (unit >> np.uint64(2)))
+    u = (h >> (np.uint64(16) * (unit & np.uint64(3)))) & np.uint64(0xFFFF)
+    return u >= np.uint64(threshold)
+
+
+def drop_nonzeros(x_idx, x_val, n_nz, lkey, threshold, cidx, cval):
+    """NumPy twin of the kernel: the pixels (x_idx, x_val)[:n_nz] that the input mask `lkey`
+    keeps, into cidx, cval; returns how many."""
+    idx = np.asarray(x_idx[:n_nz])
+    kept = keeps(np.array([lkey], dtype=np.uint64), idx, threshold)[0]
+    n = int(kept.sum())
+    cidx[:n] = idx[kept]
+    cval[:n] = np.asarray(x_val[:n_nz])[kept]
+    return n
+
+
+class Dropout(NamedTuple):
+    """Inverted dropout, seeded by ``seed``: rates of the input pixels and of every hidden
+    layer's outputs. A kept unit is multiplied by 1 / (1 - rate)."""
+
+    p_in: float
+    p_hidden: float
+    seed: int
+
+    def keys(self, t):
+        """The keys of the global steps t (as :meth:`Shift.keys`)."""
+        return step_keys(self.seed, t)
+
+    def thresholds(self):
+        """(input, hidden) thresholds (``dropout_threshold``)."""
+        return dropout_threshold(self.p_in), dropout_threshold(self.p_hidden)
+
+
+def dropout_for(p_hidden, p_in, seed, activation="relu"):
+    """A :class:`Dropout`, or None when both rates are 0. Rates in [0, 1); hidden dropout
+    needs ReLU hidden layers (the kernels take the derivative from the dropped outputs)."""
+    rates = []
+    for name, p in (("dropout", p_hidden), ("input_dropout", p_in)):
+        try:
+            v = float(p or 0.0)
+        except (TypeError, ValueError):
+            raise InputError(f"{name} must be a rate in [0, 1), got {p!r}") from None
+        if isinstance(p, bool) or not 0 <= v < 1:
+            raise InputError(f"{name} must be a rate in [0, 1), got {p!r}")
+        rates.append(v)
+    if rates[0] and activation not in ("relu", 0):
+        raise InputError("dropout of hidden layers needs activation='relu'")
+    if not any(rates):
+        return None
+    return Dropout(rates[1], rates[0], 0 if seed is None else int(seed))

@@ -102,7 +102,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         backend="numba", validation_data=None, progress=None, threads=None, shuffle=True,
         seed=None, early_stopping=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
         weight_decay=0.0, checkpoint=None, on_epoch=None, compile="wait", shift=0,
-        label_smoothing=0.0, max_norm=0.0):
+        label_smoothing=0.0, max_norm=0.0, dropout=0.0, input_dropout=0.0):
     """Train `model` in place on X, y.
 
     Parameters
@@ -167,6 +167,12 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         The max-norm constraint: after every update, each unit's incoming weights (each
         column of every W) are scaled down to Euclidean norm `max_norm` where longer (0, the
         default: none).
+    dropout, input_dropout : float in [0, 1)
+        Inverted dropout of every hidden layer's outputs (ReLU models) and of the input
+        pixels: each unit is kept with probability 1 - rate and then multiplied by
+        1 / (1 - rate), in training only. The masks are drawn from ``(seed, step, row, unit)``
+        (:mod:`fastmnist.augment`): the same in both backends and on any thread count.
+        0 (the default): none.
 
     Returns
     -------
@@ -218,13 +224,15 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     shifts = augment.shift_for(shift, model.n_features, seed)
     label_smoothing = backends.check_smoothing(label_smoothing)
     max_norm = backends.check_max_norm(max_norm)
+    drop = augment.dropout_for(dropout, input_dropout, seed, model.activation)
     steps_per_epoch = math.ceil(n / batch_size)
     lrs = lr_schedule(schedule, lr, epochs * steps_per_epoch)
     config = dict(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                   optimizer=optimizer, schedule=schedule, backend=backend, shuffle=shuffle,
                   seed=seed, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
                   weight_decay=weight_decay, threads=threads, early_stopping=early_stopping,
-                  shift=int(shift or 0), label_smoothing=label_smoothing, max_norm=max_norm)
+                  shift=int(shift or 0), label_smoothing=label_smoothing, max_norm=max_norm,
+                  dropout=float(dropout or 0.0), input_dropout=float(input_dropout or 0.0))
 
     state = init_state(model.params, opt)
     history = {k: [] for k in HISTORY_KEYS if validation_data is not None or "val" not in k}
@@ -246,6 +254,8 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         epoch_kw["label_smoothing"] = label_smoothing
     if max_norm:
         epoch_kw["max_norm"] = max_norm
+    if drop is not None:
+        epoch_kw["dropout"] = drop
     model.config = config
     best = (-1.0, None)
     snapshot = None  # the weights at the start of the current chunk of steps

@@ -139,3 +139,101 @@ def test_shifted_training_is_bit_identical_whatever_the_threads():
     for (W1, b1), (W2, b2) in zip(outs[0][0], outs[1][0]):
         np.testing.assert_array_equal(W1, W2)
         np.testing.assert_array_equal(b1, b2)
+
+
+# ---- dropout --------------------------------------------------------------------------------
+
+def test_dropout_mask_twins_agree_and_keep_the_right_share():
+    rows = np.arange(300, dtype=np.int64)
+    for layer, p in ((0, 0.2), (1, 0.5), (2, 0.9)):
+        thr = augment.dropout_threshold(p)
+        lk = augment.layer_key(np.uint64(2**63 + 5), rows, layer)
+        keep = augment.keeps(lk, np.arange(256), thr)  # (300, 256)
+        for r in (0, 7, 299):
+            assert _shift.layer_key(np.uint64(2**63 + 5), r, layer) == lk[r]
+            got = [_shift.keeps(lk[r], j, thr) for j in range(256)]
+            np.testing.assert_array_equal(got, keep[r])
+        assert abs(keep.mean() - (1 - p)) < 0.01
+    # the layers' masks differ
+    a = augment.keeps(augment.layer_key(1, rows, 1), np.arange(64), 32768)
+    b = augment.keeps(augment.layer_key(1, rows, 2), np.arange(64), 32768)
+    assert 0.4 < (a == b).mean() < 0.6
+
+
+def test_drop_nonzeros_twins_agree():
+    idx = np.flatnonzero(random_pixels(1, 784, seed=9)[0]).astype(np.uint16)
+    val = np.arange(1, len(idx) + 1).astype(np.uint8)
+    lk, thr = np.uint64(12345), augment.dropout_threshold(0.4)
+    outs = []
+    for twin in (augment.drop_nonzeros, _shift.drop_nonzeros):
+        cidx, cval = np.zeros(784, np.uint16), np.zeros(784, np.uint8)
+        n = twin(idx, val, len(idx), lk, thr, cidx, cval)
+        outs.append((cidx[:n].copy(), cval[:n].copy()))
+    np.testing.assert_array_equal(outs[0][0], outs[1][0])
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    assert 0 < len(outs[0][0]) < len(idx)
+
+
+def _drop_epoch(be, data, params, x, y, dropout, shift=None):
+    opt = Optimizer("adam")
+    p = [(W.copy(), b.copy()) for W, b in params]
+    order = np.random.default_rng(1).permutation(len(x)).astype(np.int64)
+    lrs = np.full(-(-len(x) // 32), 0.01)
+    losses, correct = be.train_epoch(p, init_state(p, opt), opt, data, y, order, 32, lrs, 2,
+                                     shift=shift, dropout=dropout)
+    return p, losses, correct
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sizes", [[784, 10, 10], [784, 40, 10], [784, 24, 12, 10]])
+@pytest.mark.parametrize("rates", [(0.3, 0.0), (0.0, 0.2), (0.5, 0.2)])
+def test_train_epoch_with_dropout_matches_the_reference(dtype, sizes, rates):
+    """Hidden and input dropout (with shifts when both): the row kernels (narrow, wide,
+    deeper), dense rows and the BLAS path draw the reference's masks and train alike."""
+    x = random_pixels(160, 784, seed=5)
+    y = np.random.default_rng(5).integers(0, 10, len(x))
+    params = random_net(sizes, dtype, seed=1, scale=0.05)
+    drop = augment.dropout_for(rates[0], rates[1], 3)
+    shift = augment.shift_for(1, 784, 3) if all(rates) else None
+    p_r, l_r, c_r = _drop_epoch(ref, ref.prepare(x), params, x, y, drop, shift)
+    rtol, atol = tol(dtype)
+    for data in (fast.prepare(x), fast.prepare(x, mode=fast.MODE_DENSE_SKIP),
+                 fast.prepare(x, mode=fast.MODE_GEMM)):
+        p_f, l_f, c_f = _drop_epoch(fast, data, params, x, y, drop, shift)
+        np.testing.assert_allclose(l_f, l_r, rtol=rtol, atol=atol)
+        assert c_f == c_r
+        for layer_f, layer_r in zip(p_f, p_r):
+            for a, b in zip(layer_f, layer_r):
+                if dtype == np.float64:
+                    np.testing.assert_allclose(a, b, rtol=0, atol=STEPS_ATOL_F64)
+                else:
+                    np.testing.assert_allclose(a, b, rtol=rtol * 10, atol=atol * 10)
+    _, l_0, _ = _drop_epoch(fast, fast.prepare(x), params, x, y, None)
+    assert not np.allclose(l_0, l_r)  # the masks changed the training
+
+
+def test_dropout_training_is_bit_identical_whatever_the_threads():
+    x = random_pixels(256, 784, seed=6)
+    y = np.random.default_rng(6).integers(0, 10, len(x))
+    params = random_net([784, 40, 10], np.float32, seed=1, scale=0.05)
+    drop = augment.dropout_for(0.5, 0.2, 0)
+    outs = []
+    for n in (1, 2):
+        with fast.threads(n):
+            outs.append(_drop_epoch(fast, fast.prepare(x), params, x, y, drop)[0])
+    for (W1, b1), (W2, b2) in zip(*outs):
+        np.testing.assert_array_equal(W1, W2)
+        np.testing.assert_array_equal(b1, b2)
+
+
+@pytest.mark.parametrize("args", [(1.0, 0.0), (0.0, -0.1), ("x", 0.0), (True, 0.0)])
+def test_dropout_for_refuses_bad_rates(args):
+    with pytest.raises(InputError):
+        augment.dropout_for(*args, 0)
+
+
+def test_dropout_for_refuses_hidden_dropout_without_relu():
+    with pytest.raises(InputError, match="relu"):
+        augment.dropout_for(0.5, 0.0, 0, activation="tanh")
+    assert augment.dropout_for(0.0, 0.2, 0, activation="tanh").p_in == 0.2
+    assert augment.dropout_for(0, 0, 0) is None

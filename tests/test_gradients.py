@@ -130,3 +130,29 @@ def test_label_smoothing_gradients_match_central_differences(be, sizes, weighted
         for analytic, num in ((dW, nW), (db, nb)):
             err = np.abs(analytic - num).max() / max(np.abs(num).max(), 1e-8)
             assert err < GRAD_RTOL, err
+
+
+@pytest.mark.parametrize("sizes", [[6, 5, 4], [7, 5, 4, 3]])
+def test_dropout_gradients_match_central_differences(sizes):
+    """The reference's backward through fixed dropout masks (input and hidden), which the
+    Numba kernels match in the parity tests."""
+    from fastmnist import augment
+    params = random_net(sizes, np.float64, seed=5)
+    x = random_pixels(6, sizes[0], seed=3, density=0.8)
+    y = np.arange(6) % sizes[-1]
+    drop = augment.dropout_for(0.4, 0.3, 0)
+    masks = numpy_ref._dropout_masks(params, np.arange(6), np.uint64(99), drop)
+    assert all(m is not None and 0 < m.mean() < 1 for m, _ in masks)
+
+    class Masked:
+        @staticmethod
+        def loss_and_grads(params, x, y):
+            loss, grads, _ = numpy_ref._forward_backward(params, x, y, masks=masks)
+            return loss, grads
+
+    _, grads = Masked.loss_and_grads(params, x, y)
+    numeric = numeric_grads(Masked, params, x, y)
+    for (dW, db), (nW, nb) in zip(grads, numeric):
+        for analytic, num in ((dW, nW), (db, nb)):
+            err = np.abs(analytic - num).max() / max(np.abs(num).max(), 1e-8)
+            assert err < GRAD_RTOL, err

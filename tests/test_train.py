@@ -47,7 +47,7 @@ def test_backends_train_alike_with_shifts_and_label_smoothing(dtype):
     """fit's tricks reach both backends' epochs: the same weights, and not the plain run's."""
     X, y = toy(300)
     results = []
-    tricks = dict(shift=2, label_smoothing=0.1, max_norm=0.9)
+    tricks = dict(shift=2, label_smoothing=0.1, max_norm=0.9, dropout=0.3, input_dropout=0.1)
     for backend, kw in (("numpy", tricks), ("numba", tricks), ("numba", {})):
         model = fm.MLP(hidden=(16,), dtype=dtype, seed=1)
         model.fit(X, y, epochs=2, batch_size=50, lr=0.01, optimizer="adam", backend=backend,
@@ -55,6 +55,7 @@ def test_backends_train_alike_with_shifts_and_label_smoothing(dtype):
         assert model.config["shift"] == kw.get("shift", 0)
         assert model.config["label_smoothing"] == kw.get("label_smoothing", 0.0)
         assert model.config["max_norm"] == kw.get("max_norm", 0.0)
+        assert model.config["dropout"] == kw.get("dropout", 0.0)
         results.append(model)
     tol = 1e-9 if dtype == "float64" else 1e-4
     for (W1, b1), (W2, b2) in zip(results[0].params, results[1].params):
@@ -119,6 +120,7 @@ def test_bad_arguments():
     for kwargs in (dict(epochs=0), dict(batch_size=0), dict(lr=-1), dict(optimizer="lbfgs"),
                    dict(schedule="zigzag"), dict(backend="cuda"), dict(early_stopping=2),
                    dict(label_smoothing=1.5), dict(shift=-1), dict(shift=1.5),
-                   dict(max_norm=-1), dict(max_norm="big")):
+                   dict(max_norm=-1), dict(max_norm="big"), dict(dropout=1.0),
+                   dict(input_dropout=-0.5)):
         with pytest.raises(InputError):
             model.fit(X, y, progress=False, **kwargs)

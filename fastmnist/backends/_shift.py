@@ -51,3 +51,37 @@ def shift_nonzeros(x_idx, x_val, n_nz, dy, dx, side, cidx, cval):
         cval[n] = v
         n += 1 if (0 <= r < side and 0 <= c < side) else 0
     return n
+
+
+# ---- dropout masks ---------------------------------------------------------------------------
+
+_LAYER_SALT = np.uint64(0xD1B54A32D192ED03)
+
+
+@jit
+def layer_key(key, rows, layer):
+    """The key of the dropout mask of row `rows` (an int), layer `layer` (0: the input
+    pixels, l: the output of hidden layer l), in the step of `key` (uint64)."""
+    return mix64(mix64(np.uint64(key) ^ np.uint64(rows)) ^ (_LAYER_SALT + np.uint64(layer)))
+
+
+@jit
+def keeps(lkey, unit, threshold):
+    """Whether dropout keeps `unit` of the mask `lkey` (``layer_key``): each unit draws 16
+    bits (four units per hash) and is kept when they are >= threshold (round(p * 65536))."""
+    h = mix64(lkey ^ np.uint64(unit >> 2))
+    u = (h >> np.uint64(16 * (unit & 3))) & np.uint64(0xFFFF)
+    return u >= np.uint64(threshold)
+
+
+@jit
+def drop_nonzeros(x_idx, x_val, n_nz, lkey, threshold, cidx, cval):
+    """The pixels (x_idx, x_val)[:n_nz] that the input mask `lkey` keeps, into cidx, cval;
+    returns how many (in order). x_idx may be cidx itself."""
+    n = 0
+    for q in range(n_nz):  # branch-free: a dropped pixel is overwritten by the next one
+        k = x_idx[q]
+        cidx[n] = k
+        cval[n] = x_val[q]
+        n += 1 if keeps(lkey, np.int64(k), threshold) else 0
+    return n

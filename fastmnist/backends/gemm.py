@@ -17,10 +17,11 @@ import numpy as np
 
 from .._blas import blas_threads
 from ._jit import jit, n_parts
-from ._shift import row_shifts
+from ._shift import keeps, layer_key, row_shifts
 from .numba_cpu import (
     _activate,
     _aligned_zeros,
+    _drop_units,
     _max_norm,
     _output_grad,
     _scale_for,
@@ -36,9 +37,10 @@ def _gather(values, d_in, rows, scale, out, next_rows, shift):
     """out (m, d_in) = rows `rows` of values (n * d_in,), times scale (uint8 or any float in,
     out's dtype out); then prefetch the rows `next_rows` (the next step's), so that they come
     from cache, not memory, when their turn comes (measured: 51 against 17 us per step of
-    128 standardized MNIST rows). shift (k, side, key): with k > 0, each row moved by its
-    random shift (``_shift.row_shifts``), 0 where uncovered."""
-    k_max, side, key = shift
+    128 standardized MNIST rows). shift (k, side, key, thr_in): with k > 0, each row moved by
+    its random shift (``_shift.row_shifts``), 0 where uncovered; with thr_in > 0, the pixels
+    that input dropout drops set to 0 (``_shift.keeps``; the caller scales the rest)."""
+    k_max, side, key, thr_in = shift
     for i in range(rows.shape[0]):
         src = values[rows[i] * d_in:(rows[i] + 1) * d_in]
         dst = out[i]
@@ -52,6 +54,13 @@ def _gather(values, d_in, rows, scale, out, next_rows, shift):
                 sr, sc = r - dy, c - dx
                 inside = 0 <= sr < side and 0 <= sc < side
                 dst[r * side + c] = src[sr * side + sc] * scale if inside else src[0] * 0
+    if thr_in > 0:
+        for i in range(rows.shape[0]):
+            lkey = layer_key(key, rows[i], 0)
+            dst = out[i]
+            for k in range(d_in):
+                if not keeps(lkey, k, thr_in):
+                    dst[k] = 0
     per_line = max(1, 64 // values.itemsize)
     for i in range(next_rows.shape[0]):
         start = next_rows[i] * d_in
@@ -60,8 +69,10 @@ def _gather(values, d_in, rows, scale, out, next_rows, shift):
 
 
 @jit
-def _bias_act(z, b, act, hidden):
-    """z (m, d) += b (d,), then the hidden activation (code act) if hidden."""
+def _bias_act(z, b, act, hidden, rows, noise):
+    """z (m, d) += b (d,), then the hidden activation (code act) if hidden, then inverted
+    dropout (noise (key, layer, thr, s), thr > 0: ``numba_cpu._drop_units`` of each row's
+    mask ``layer_key(key, rows[i], layer)``)."""
     for i in range(z.shape[0]):
         row = z[i]
         for j in range(row.shape[0]):
@@ -69,6 +80,8 @@ def _bias_act(z, b, act, hidden):
             row[j] = v if (v > 0 or act != 0 or not hidden) else v * 0
         if hidden and act != 0:
             _activate(row, act)
+        if hidden and noise[2] > 0:
+            _drop_units(row, layer_key(noise[0], rows[i], noise[1]), noise[2], noise[3])
 
 
 @jit
@@ -101,10 +114,15 @@ def _bias_grad(dz, gb):
 
 
 @jit
-def _derivative(da, a, act):
-    """da (m, d) *= f'(z), from the hidden output a (m, d) = f(z)."""
+def _derivative(da, a, act, s):
+    """da (m, d) *= f'(z) * s, from the hidden output a (m, d) = f(z) (s: the dropout scale
+    of a, 1 without dropout)."""
     for i in range(da.shape[0]):
         _times_derivative(da[i], a[i], act)
+        if s != 1:
+            row = da[i]
+            for j in range(row.shape[0]):
+                row[j] *= s
 
 
 @jit
@@ -148,7 +166,7 @@ def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, tas
     xb = np.empty((B, d[0]), dtype=dtype)
     Z = [np.empty((B, d[l + 1]), dtype=dtype) for l in range(L)]  # layer outputs
     dZ = [np.empty((B, d[l + 1]), dtype=dtype) for l in range(L)]  # their deltas
-    scale = _scale_for(data.values, dtype, data.scale)
+    scale = _scale_for(data.values, dtype, data.scale) * aug[7]  # input dropout's 1 / (1 - p)
     values = data.values
     n_correct = 0
     m_all = len(order)
@@ -164,11 +182,11 @@ def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, tas
             m = hi - lo
             a = xb[:m]
             _gather(values, d[0], rows, scale, a, order[hi:hi + batch_size],
-                    (aug[0], aug[1], aug[2][s]))
+                    (aug[0], aug[1], aug[2][s], aug[4]))
             for l in range(L):  # forward: z = a @ W + b, then f
                 z = Z[l][:m]
                 np.matmul(a, Ws[l], out=z)
-                _bias_act(z, bs[l], act, l < L - 1)
+                _bias_act(z, bs[l], act, l < L - 1, rows, (aug[2][s], l + 1, aug[5], aug[6]))
                 a = z
             loss_sum, ok = _head(a, y, rows, task, inv_ns[s], dZ[L - 1][:m])
             loss = loss_sum / wsum[s]
@@ -183,7 +201,7 @@ def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, tas
                 _bias_grad(dz, Gbs[l])
                 if l > 0:  # da = dz W^T, times f'
                     np.matmul(dz, Ws[l].T, out=dZ[l - 1][:m])
-                    _derivative(dZ[l - 1][:m], a_in, act)
+                    _derivative(dZ[l - 1][:m], a_in, act, aug[6])
             _update(flat, s1, s2, G, sizes, woff, opt, lrs[s], hps[s], wds[s], c1s[s], c2s[s],
                     thrs[s])
             if aug[3] > 0:

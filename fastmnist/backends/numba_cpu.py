@@ -59,7 +59,7 @@ if _jit.PATH == "lanes" and not _jit.self_test_passed():
                       "the plain Numba loops (FASTMNIST_INTRINSICS=0 chooses them)",
                       RuntimeWarning, stacklevel=2)
         _jit.PATH = "plain"
-from ._shift import row_shifts, shift_nonzeros  # noqa: E402
+from ._shift import drop_nonzeros, keeps, layer_key, row_shifts, shift_nonzeros  # noqa: E402
 
 if _jit.PATH == "lanes":
     from ._lanes import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
@@ -276,9 +276,11 @@ def _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da, act):
 
 
 @jit
-def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act):
+def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act, noise):
     """Forward one row: acts[aoff[l]:aoff[l+1]] holds layer l+1's output, logits last; hidden
-    activation code act (ReLU, 0, fused into the matmuls)."""
+    activation code act (ReLU, 0, fused into the matmuls). noise (key, row, thr, s): with
+    thr > 0, inverted dropout of the hidden outputs: unit j of hidden layer l + 1 kept (times
+    s) where ``_shift.keeps(layer_key(key, row, l + 1), j, thr)``, else 0."""
     L = sizes.shape[0] - 1
     for l in range(L):
         d_in, d_out = sizes[l], sizes[l + 1]
@@ -294,6 +296,16 @@ def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act):
             _dense_forward(flat, wo, bo, d_in, d_out, acts[aoff[l - 1]:aoff[l]], relu, z)
         if hidden and act != 0:
             _activate(z, act)
+        if hidden and noise[2] > 0:
+            _drop_units(z, layer_key(noise[0], noise[1], l + 1), noise[2], noise[3])
+
+
+@jit
+def _drop_units(z, lkey, thr, s):
+    """Inverted dropout of z (d,) in place: unit j times s where the mask lkey keeps it, else
+    0 (``_shift.keeps``)."""
+    for j in range(z.shape[0]):
+        z[j] = z[j] * s if keeps(lkey, j, thr) else z[j] * 0
 
 
 @jit
@@ -351,16 +363,17 @@ def _smoothed_grad(p, label, inv_n, eps, dz):
 
 @jit
 def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, inv_n,
-                          g, acts, deltas, aoff, lowest, act, head, yrow, eps):
+                          g, acts, deltas, aoff, lowest, act, head, yrow, eps, noise):
     """Forward and backward one row, adding its gradient (scaled by inv_n) into g (P,) for
     layers `lowest` and up (layer 0's delta is left in deltas[:sizes[1]] either way).
 
     head 0: softmax against the integer `label` (label smoothing eps); 1, 2: logistic or
     identity outputs against the target row yrow (C,) (``_head_grad``). Returns (loss, 1 if
-    the prediction is right else 0).
+    the prediction is right else 0). noise: dropout of the hidden outputs (``_row_forward``;
+    ReLU only: the backward takes the derivative from the dropped outputs, then times s).
     """
     L = sizes.shape[0] - 1
-    _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act)
+    _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act, noise)
     loss, correct = _output_grad(acts[aoff[L - 1]:aoff[L]], label, yrow, inv_n, head, eps,
                                  deltas[aoff[L - 1]:aoff[L]])
     for l in range(L - 1, lowest - 1, -1):
@@ -374,6 +387,9 @@ def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, i
             a = acts[aoff[l - 1]:aoff[l]]
             da = deltas[aoff[l - 1]:aoff[l]]
             _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da, act)
+            if noise[2] > 0:  # the dropped units' deltas are 0 already (a = 0)
+                for j in range(da.shape[0]):
+                    da[j] *= noise[3]
     return loss, correct
 
 
@@ -417,35 +433,42 @@ def _row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval, shift):
 
     mode MODE_CSR (0): the CSR row (nonzeros only); MODE_DENSE_SKIP (1): the dense row's
     nonzeros, gathered on the fly into cidx, cval (d_in,); MODE_DENSE (2): the dense row
-    (every pixel). shift (k, side, key): with k > 0, the row's nonzeros moved by its random
-    shift of the step `key` (``_shift.row_shifts``), into cidx, cval.
+    (every pixel). shift (k, side, key, thr_in): with k > 0, the row's nonzeros moved by its
+    random shift of the step `key` (``_shift.row_shifts``); with thr_in > 0, the pixels that
+    input dropout drops left out (``_shift.drop_nonzeros``); either into cidx, cval.
     """
-    k, side, key = shift
+    k, side, key, thr_in = shift
     if mode == MODE_CSR:
         a, b = indptr[r], indptr[r + 1]
-        if k == 0:
+        if k == 0 and thr_in == 0:
             return indices[a:b], values[a:b], b - a
+        src_idx, src_val, n_nz = indices[a:b], values[a:b], b - a
+    else:
+        row = values[r * d_in:(r + 1) * d_in]
+        if mode == MODE_DENSE and k == 0 and thr_in == 0:
+            return iota, row, d_in
+        n_nz = _gather_nonzeros(row, cidx, cval)
+        if k == 0 and thr_in == 0:
+            return cidx, cval, n_nz
+        src_idx, src_val = cidx[:d_in], cval[:d_in]
+    if k > 0:
         dy, dx = row_shifts(key, r, k)
-        return cidx, cval, shift_nonzeros(indices[a:b], values[a:b], b - a, dy, dx, side,
-                                          cidx, cval)
-    row = values[r * d_in:(r + 1) * d_in]
-    if mode == MODE_DENSE and k == 0:
-        return iota, row, d_in
-    n_nz = _gather_nonzeros(row, cidx, cval)
-    if k == 0:
-        return cidx, cval, n_nz
-    dy, dx = row_shifts(key, r, k)
-    return cidx, cval, shift_nonzeros(cidx, cval, n_nz, dy, dx, side, cidx, cval)
+        n_nz = shift_nonzeros(src_idx, src_val, n_nz, dy, dx, side, cidx, cval)
+        src_idx, src_val = cidx[:d_in], cval[:d_in]
+    if thr_in > 0:
+        n_nz = drop_nonzeros(src_idx, src_val, n_nz, layer_key(key, r, 0), thr_in, cidx, cval)
+    return cidx, cval, n_nz
 
 
 @jit
 def _no_shift():
     """The ``shift`` argument of ``_row_input`` that leaves rows as they are."""
-    return np.int64(0), np.int64(1), np.uint64(0)
+    return np.int64(0), np.int64(1), np.uint64(0), np.int64(0)
 
 
-#: ``_no_shift()`` for calls from Python (the same types)
-_NO_SHIFT = (np.int64(0), np.int64(1), np.uint64(0))
+#: the per-step draws of ``_batch_grads`` that change nothing: (shift k, side, key, input
+#: dropout threshold, hidden dropout threshold, hidden dropout scale)
+_NO_DRAW = (np.int64(0), np.int64(1), np.uint64(0), np.int64(0), np.int64(0), 1.0)
 
 
 @jit
@@ -542,7 +565,7 @@ def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iot
 
 @pjit
 def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y, rows,
-                 inv_n, G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task, alone, shift):
+                 inv_n, G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task, alone, draw):
     """Forward + backward the batch `rows`, thread t's rows (a fixed chunk) into G[t] (P,).
 
     A, D (T, sum of widths): per-thread activations and deltas; CI, CV (T, d_in): per-thread
@@ -553,8 +576,9 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
     code (0 softmax against y; 1, 2 against the target rows Yt (n, C)) and the rows' weights
     sw (n,) (empty: all 1), which multiply each row's gradient and loss. alone: G is all zero
     (else, with two rows, each part first zeroes what ``_reduce_update`` left of its row;
-    with more, the update left them all zero: it folds them into G[0]). shift: the step's
-    random shifts of the rows (``_row_input``).
+    with more, the update left them all zero: it folds them into G[0]). draw (k, side, key,
+    thr_in, thr_hidden, s_hidden): the step's random draws: shifts of up to k pixels and input
+    dropout (``_row_input``), hidden dropout (``_row_forward``); see ``_NO_DRAW``.
     """
     nb = rows.shape[0]
     d_in, h, c = sizes[0], sizes[1], sizes[-1]
@@ -563,7 +587,8 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
     head, Yt, sw, eps = task
     weighted = sw.shape[0] > 0
     narrow2 = (sizes.shape[0] == 3 and h <= LANES and c <= LANES and act == 0 and head == 0
-               and not weighted and eps == 0)
+               and not weighted and eps == 0 and draw[4] == 0)
+    shift = (draw[0], draw[1], draw[2], draw[3])
     for t in prange(T):
         lt = 0.0
         ct = 0
@@ -593,7 +618,8 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
                     loss, ok = _row_forward_backward(fl, sz, wof, x_idx, x_val, n_nz,
                                                      scale, ys[r], w_r, g, acts, deltas,
                                                      aof, 1 if by_block else 0, act, head,
-                                                     yt[r] if head != 0 else yt[0], eps)
+                                                     yt[r] if head != 0 else yt[0], eps,
+                                                     (draw[2], r, draw[4], draw[5]))
                     if weighted:
                         loss = loss * sws[r]
                 if by_block:  # keep layer 1's delta for the block's backward
@@ -749,9 +775,10 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
     each step (``_update_range``); wds (n_steps,): the weight decay of each step; wsum
     (n_steps,): what each step's summed loss is divided by (its rows, or their weights);
     alone: one thread runs the parts (who zeroes G: ``_reduce_update``); aug (k, side, keys
-    (n_steps,) uint64, max_norm): random shifts of up to k pixels of side x side images, drawn
-    with the key of each step (k 0: none), and the max-norm constraint applied after each
-    update (``_max_norm``; 0: none).
+    (n_steps,) uint64, max_norm, thr_in, thr_hidden, s_hidden): random shifts of up to k pixels
+    of side x side images, drawn with the key of each step (k 0: none), the max-norm
+    constraint applied after each update (``_max_norm``; 0: none), and dropout
+    (``_batch_grads``'s draw; thresholds 0: none).
     """
     m = order.shape[0]
     loss_t = np.zeros(T)
@@ -763,7 +790,7 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
         Ts = min(T, hi - lo)
         _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y,
                      order[lo:hi], inv_ns[s], G, A, D, CI, CV, wide, loss_t, corr_t, Ts, act,
-                     task, alone, (aug[0], aug[1], aug[2][s]))
+                     task, alone, (aug[0], aug[1], aug[2][s], aug[4], aug[5], aug[6]))
         loss = loss_t[:Ts].sum() / wsum[s]
         losses[s] = loss
         if not np.isfinite(loss):
@@ -825,7 +852,8 @@ def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, 
         for r in range(t * n // T, (t + 1) * n // T):
             x_idx, x_val, n_nz = _row_input(r, mode, indptr, indices, values, iota, d_in,
                                             CI[t], CV[t], _no_shift())
-            _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act)
+            _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act,
+                         (np.uint64(0), r, np.int64(0), 1.0))
             p = acts[aoff[L - 1]:aoff[L]]
             if head == 0:
                 _softmax_row(p, out[r])
@@ -1408,7 +1436,7 @@ def _grads(params, x, y, act=0, head=0, sample_weight=None, label_smoothing=0.0)
     _batch_grads(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
                  data.iota, _scale_for(data.values, dtype, data.scale), y, rows,
                  dtype.type(1.0 / total), G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task,
-                 True, _NO_SHIFT)
+                 True, _NO_DRAW)
     return loss_t.sum() / total, G, sizes, woff, flat, T, work
 
 
@@ -1488,7 +1516,7 @@ def _step_sums(counts, order, batch_size, sample_weight):
 
 def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
                 output="softmax", sample_weight=None, l2=None, shift=None, label_smoothing=0.0,
-                max_norm=0.0):
+                max_norm=0.0, dropout=None):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in one compiled call.
 
     Same contract as :func:`fastmnist.backends.numpy_ref.train_epoch`; `data` is the
@@ -1524,9 +1552,17 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     losses = np.empty(n_steps)
     thrs = np.where(flush_steps(t0, n_steps), flush_threshold(opt, dtype), 0).astype(dtype)
     # random shifts: (k, side, the key of each step; k 0 moves nothing) and the max-norm
-    aug = ((np.int64(0), np.int64(1), np.zeros(n_steps, np.uint64)) if shift is None else
-           (np.int64(shift.k), np.int64(shift.side), shift.keys(t)))
-    aug = aug + (dtype.type(check_max_norm(max_norm)),)
+    # and dropout (thresholds 0: none; the input's scale folded into the pixels' scale)
+    keys = (shift.keys(t) if shift is not None else dropout.keys(t) if dropout is not None
+            else np.zeros(n_steps, np.uint64))
+    thr_in, thr_hid = (0, 0) if dropout is None else dropout.thresholds()
+    s_in = 1.0 if dropout is None else 1.0 / (1.0 - dropout.p_in)
+    s_hid = 1.0 if dropout is None else 1.0 / (1.0 - dropout.p_hidden)
+    aug = ((np.int64(0), np.int64(1), keys) if shift is None else
+           (np.int64(shift.k), np.int64(shift.side), keys))
+    aug = aug + (dtype.type(check_max_norm(max_norm)), np.int64(thr_in), np.int64(thr_hid),
+                 dtype.type(s_hid), s_in)
+    pixel_scale = dtype.type(_scale_for(data.values, dtype, data.scale) * s_in)
     if data.mode == MODE_GEMM:
         from . import gemm
         done, n_correct = gemm.train_steps(
@@ -1539,7 +1575,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
         G = _aligned_zeros((T, _stride(P, dtype)), dtype)
         done, n_correct = _run_steps(
             flat, s1, s2, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-            data.iota, _scale_for(data.values, dtype, data.scale), y, order, batch_size, lrs_t,
+            data.iota, pixel_scale, y, order, batch_size, lrs_t,
             inv_ns, c1s, c2s, opt.code, _hypers(opt, dtype, t), wds, T, G, A,
             D, CI, CV, _wide_buffers(sizes, T, dtype, data.values.dtype), losses, thrs, act,
             task, wsum, n_threads() == 1, aug)

@@ -119,13 +119,38 @@ def linear_backward(dz, a_prev, W):
 
 # ---- whole network --------------------------------------------------------------------------
 
-def _forward_all(params, x, act=0):
-    """Activations of every layer: [a0 = x, a1, ..., logits]; hidden activation code act."""
+def _forward_all(params, x, act=0, masks=None):
+    """Activations of every layer: [a0 = x, a1, ..., logits]; hidden activation code act.
+    masks: inverted dropout, a list of (keep (n, d) bool or None, scale) for the input and
+    each hidden layer's output (``_dropout_masks``)."""
     acts = [as_float(x, params[0][0].dtype)]
+    if masks is not None and masks[0][0] is not None:
+        acts[0] = np.where(masks[0][0], acts[0] * acts[0].dtype.type(masks[0][1]), 0)
     for i, (W, b) in enumerate(params):
         z = acts[-1] @ W + b
-        acts.append(activate(z, act) if i < len(params) - 1 else z)
+        if i < len(params) - 1:
+            z = activate(z, act)
+            if masks is not None and masks[i + 1][0] is not None:
+                z = np.where(masks[i + 1][0], z * z.dtype.type(masks[i + 1][1]), 0)
+        acts.append(z)
     return acts
+
+
+def _dropout_masks(params, rows, key, dropout):
+    """The masks of ``_forward_all`` for the batch rows `rows` (dataset indices) in the step
+    of `key`: the same draws as the Numba kernels' (``fastmnist.augment.keeps``)."""
+    thr_in, thr_hid = dropout.thresholds()
+    masks = []
+    widths = [params[0][0].shape[0]] + [W.shape[1] for W, _ in params[:-1]]
+    for layer, (width, thr, p) in enumerate(zip(
+            widths, [thr_in] + [thr_hid] * (len(widths) - 1),
+            [dropout.p_in] + [dropout.p_hidden] * (len(widths) - 1))):
+        if thr == 0:
+            masks.append((None, 1.0))
+            continue
+        keep = augment.keeps(augment.layer_key(key, rows, layer), np.arange(width), thr)
+        masks.append((keep, 1.0 / (1.0 - p)))
+    return masks
 
 
 def forward(params, x, activation="relu", output="softmax"):
@@ -155,10 +180,10 @@ def _head_rows(z, y, head):
     return 0.5 * (d * d).mean(axis=1), d, 0
 
 
-def _forward_backward(params, x, y, act=0, head=0, sw=None, eps=0.0):
+def _forward_backward(params, x, y, act=0, head=0, sw=None, eps=0.0, masks=None):
     """(loss, grads, n_correct) for one batch; sw (n,) optional row weights; eps the label
-    smoothing of the softmax output."""
-    acts = _forward_all(params, x, act)
+    smoothing of the softmax output; masks the dropout masks (``_forward_all``)."""
+    acts = _forward_all(params, x, act, masks)
     logits = acts[-1]
     if eps > 0:  # softmax against (1 - eps) onehot + eps / C: rows' losses and dz
         rows, dz, n_correct = _head_rows(logits, y, head)
@@ -184,6 +209,8 @@ def _forward_backward(params, x, y, act=0, head=0, sw=None, eps=0.0):
         grads[i] = (dW, db)
         if i > 0:
             dz = activate_backward(da, acts[i], act)
+            if masks is not None and masks[i][0] is not None:  # dropped units: a = 0, dz = 0
+                dz = dz * dz.dtype.type(masks[i][1])
     return loss, grads, n_correct
 
 
@@ -280,7 +307,7 @@ def prepare(x, scale=None):
 
 def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
                 output="softmax", sample_weight=None, l2=None, shift=None, label_smoothing=0.0,
-                max_norm=0.0):
+                max_norm=0.0, dropout=None):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in batches, in place.
 
     Parameters
@@ -310,6 +337,9 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
         Softmax only: train against (1 - label_smoothing) onehot(y) + label_smoothing / C.
     max_norm : float >= 0
         After each update, :func:`max_norm` with this c (0: none).
+    dropout : fastmnist.augment.Dropout or None
+        Inverted dropout of the input pixels and the hidden outputs (ReLU), masks drawn from
+        the step's key, the row and the unit (:mod:`fastmnist.augment`).
 
     Returns
     -------
@@ -322,7 +352,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
         return _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0,
                             activation_code(activation), head, sample_weight, l2, shift, eps,
-                            check_max_norm(max_norm))
+                            check_max_norm(max_norm), dropout)
 
 
 def max_norm(params, c):
@@ -344,7 +374,7 @@ def _shifted(xb, rows, shift, key):
 
 
 def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, head=0,
-                 sample_weight=None, l2=None, shift=None, eps=0.0, c=0.0):
+                 sample_weight=None, l2=None, shift=None, eps=0.0, c=0.0, dropout=None):
     losses = np.empty(len(lrs))
     n_correct = 0
     full = len(order) == len(data) and batch_size >= len(data)
@@ -357,10 +387,13 @@ def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, h
             xb, yb = data, y  # full batch in order: no copy of the dataset
         else:
             xb, yb = data[rows], y[rows]
+        key = (shift if shift is not None else dropout).keys(t0 + s + 1) if (
+            shift is not None or dropout is not None) else None
         if shift is not None:
-            xb = _shifted(xb, rows, shift, shift.keys(t0 + s + 1))
+            xb = _shifted(xb, rows, shift, key)
+        masks = None if dropout is None else _dropout_masks(params, rows, key, dropout)
         sw = None if sample_weight is None else np.asarray(sample_weight)[rows]
-        loss, grads, correct = _forward_backward(params, xb, yb, act, head, sw, eps)
+        loss, grads, correct = _forward_backward(params, xb, yb, act, head, sw, eps, masks)
         losses[s] = loss
         if not np.isfinite(loss):
             return losses[:s + 1], n_correct

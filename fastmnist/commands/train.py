@@ -72,6 +72,10 @@ def add_parser(sub):
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--label-smoothing", type=float, metavar="EPS",
                    help="train against (1 - EPS) onehot + EPS / 10 (0: none)")
+    p.add_argument("--dropout", type=float, metavar="RATE",
+                   help="inverted dropout of the hidden layers' outputs (0: none)")
+    p.add_argument("--input-dropout", type=float, metavar="RATE",
+                   help="inverted dropout of the input pixels (0: none)")
     p.add_argument("--max-norm", type=float, metavar="C",
                    help="after every update, scale each unit's incoming weights down to norm "
                         "C where longer (0: none)")
@@ -111,7 +115,8 @@ def _build(args):
     for opt, key in (("epochs", "epochs"), ("lr", "lr"), ("optimizer", "optimizer"),
                      ("schedule", "schedule"), ("weight_decay", "weight_decay"),
                      ("threads", "threads"), ("shift", "shift"),
-                     ("label_smoothing", "label_smoothing"), ("max_norm", "max_norm")):
+                     ("label_smoothing", "label_smoothing"), ("max_norm", "max_norm"),
+                     ("dropout", "dropout"), ("input_dropout", "input_dropout")):
         if getattr(args, opt) is not None:
             kw[key] = getattr(args, opt)
     if args.batch_size is not None:
@@ -121,7 +126,8 @@ def _build(args):
 
 #: options that define the run; a resumed run takes them from its checkpoint
 _RUN_OPTIONS = ("hidden", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
-                "init", "dtype", "shift", "label_smoothing", "max_norm")
+                "init", "dtype", "shift", "label_smoothing", "max_norm", "dropout",
+                "input_dropout")
 
 
 def _resume(args):
