@@ -116,21 +116,24 @@ def best(seed=0):
     pixels (``shift=2``).
 
     Chosen by measurement as :func:`fast985` was. Test accuracy on seeds 0-2 (one seed where
-    said); twice the hidden units bought nothing at this length:
+    said); twice the hidden units bought nothing at this length, nor did dropout (``drop``:
+    ``dropout=0.3`` on the hidden layer):
 
-    ============================  =======  =====  ==============  ========
-    network, batch, epochs        peak lr  shift  test accuracy   fit s
-    ============================  =======  =====  ==============  ========
-    784-1024-10, B=128, 30 (this) 0.003    2      98.96-99.08%    38-41
-    784-1024-10, B=128, 20        0.003    2      98.91-99.21%    22-29
-    784-1024-10, B=128, 20        0.003    1      99.05% (seed 0) 26
-    784-1024-10, B=128, 30        0.003    1      99.04% (seed 0) 39
-    784-2048-10, B=128, 20        0.002    2      99.10% (seed 0) 54
-    ============================  =======  =====  ==============  ========
+    ==============================  =======  =====  ===============  =====
+    network, batch, epochs          peak lr  shift  test accuracy    fit s
+    ==============================  =======  =====  ===============  =====
+    784-1024-10, B=128, 30 (this)   0.003    2      98.96-99.08%     38-41
+    784-1024-10, B=128, 20          0.003    2      98.91-99.21%     22-29
+    784-1024-10, B=128, 20          0.003    1      99.05% (seed 0)  26
+    784-1024-10, B=128, 30          0.003    1      99.04% (seed 0)  39
+    784-2048-10, B=128, 20          0.002    2      99.10% (seed 0)  54
+    784-1024-10, B=128, 20, drop    0.003    2      98.99% (seed 0)  25
+    ==============================  =======  =====  ===============  =====
 
     Published plain MLPs mark the way: 784-800-10 reaches 98.4% on the raw images and 98.9%
-    with affine distortions (Simard et al. 2003). Dropout, elastic distortions and weight
-    averaging, which go further, are not in fastmnist yet.
+    with affine distortions (Simard et al. 2003). Dropout pays after far longer training than
+    90 s (Srivastava et al. 2014); elastic distortions and weight averaging are not in
+    fastmnist yet.
     """
     model = MLP(hidden=(1024,), dtype="float32", init="he", seed=seed)
     return model, dict(epochs=30, batch_size=128, lr=0.003, optimizer="adam",

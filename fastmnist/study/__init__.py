@@ -1,6 +1,7 @@
 """The trade-off study behind ``fastmnist study``: sweeps -> numbers -> report.md + PNG plots.
 
-Seven sweeps, each answering "what does this buy, and when does it stop paying?":
+Seven sweeps and the frontier, each answering "what does this buy, and when does it stop
+paying?":
 
 1. epoch time vs batch size (NumPy reference, Numba, PyTorch when installed);
 2. 1 vs 2 (or more) threads;
@@ -8,7 +9,10 @@ Seven sweeps, each answering "what does this buy, and when does it stop paying?"
 4. the cost of Python in the loop (one compiled call per batch vs per epoch);
 5. dense vs zero-skipping layer 1;
 6. achieved GFLOP/s and percent of the machine's measured GEMM roof, for all of the above;
-7. test accuracy vs training seconds for the ``seed``, ``default`` and ``fast98`` recipes.
+7. test accuracy vs training seconds for every recipe, and for each trick of training
+   (shifts, label smoothing, max-norm, dropout) switched on alone over ``fast98``;
+8. the accuracy-time frontier of those runs (``frontier``): the Pareto-optimal ones and what
+   each trick buys per second it costs.
 
 Every timing is the median of runs interleaved round-robin with the other contenders of its
 sweep (:func:`fastmnist.bench.interleaved`), so that a noisy, shared machine slows them all
@@ -29,6 +33,7 @@ Modules, one concern each:
 - :mod:`.machine`: CPU, cores, memory, load, versions;
 - :mod:`.words`: numbers into sentences and Markdown tables;
 - :mod:`.markdown`: report.md, a section per sweep;
+- :mod:`.frontier`: the Pareto-optimal runs of sweep 7 and each trick's gain per second;
 - :mod:`.plots`: the PNGs (matplotlib imported only when drawing);
 - :mod:`.run`: :func:`run_study`, which runs it all and writes the files.
 """
