@@ -466,9 +466,11 @@ def _no_shift():
     return np.int64(0), np.int64(1), np.uint64(0), np.int64(0)
 
 
-#: the per-step draws of ``_batch_grads`` that change nothing: (shift k, side, key, input
-#: dropout threshold, hidden dropout threshold, hidden dropout scale)
-_NO_DRAW = (np.int64(0), np.int64(1), np.uint64(0), np.int64(0), np.int64(0), 1.0)
+def _no_draw(dtype):
+    """The per-step draws of ``_batch_grads`` that change nothing: (shift k, side, key, input
+    dropout threshold, hidden dropout threshold, hidden dropout scale), typed as
+    ``_run_steps`` passes them (one compiled ``_batch_grads`` serves both)."""
+    return np.int64(0), np.int64(1), np.uint64(0), np.int64(0), np.int64(0), dtype.type(1)
 
 
 @jit
@@ -578,7 +580,7 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
     (else, with two rows, each part first zeroes what ``_reduce_update`` left of its row;
     with more, the update left them all zero: it folds them into G[0]). draw (k, side, key,
     thr_in, thr_hidden, s_hidden): the step's random draws: shifts of up to k pixels and input
-    dropout (``_row_input``), hidden dropout (``_row_forward``); see ``_NO_DRAW``.
+    dropout (``_row_input``), hidden dropout (``_row_forward``); see ``_no_draw``.
     """
     nb = rows.shape[0]
     d_in, h, c = sizes[0], sizes[1], sizes[-1]
@@ -1436,7 +1438,7 @@ def _grads(params, x, y, act=0, head=0, sample_weight=None, label_smoothing=0.0)
     _batch_grads(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
                  data.iota, _scale_for(data.values, dtype, data.scale), y, rows,
                  dtype.type(1.0 / total), G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task,
-                 True, _NO_DRAW)
+                 True, _no_draw(dtype))
     return loss_t.sum() / total, G, sizes, woff, flat, T, work
 
 
