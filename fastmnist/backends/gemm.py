@@ -143,9 +143,10 @@ def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, tas
     flat, s1, s2 = state: the parameters and optimizer state (P,); layout (sizes (L + 1,),
     woff (L,), P); data: a Prepared in MODE_GEMM (values (n * d_0,)); steps: the per-step
     arrays of ``numba_cpu._run_steps`` (lrs, inv_ns, c1s, c2s, opt, hps, wds, thrs, wsum,
-    losses); aug (k, side, keys (n_steps,), max_norm): random shifts and the max-norm
-    constraint (``_run_steps``). Returns (steps
-    run, right answers); stops before updating at a non-finite loss.
+    losses); aug (k, side, keys (n_steps,), max_norm, thr_in, thr_hidden, s_hidden, s_in):
+    random shifts, the max-norm constraint and dropout as ``_run_steps`` takes them, and the
+    input dropout's 1 / (1 - p). Returns (steps run, right answers); stops before updating at
+    a non-finite loss.
     """
     s1, s2 = state
     sizes, woff, P = layout
