@@ -102,7 +102,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         backend="numba", validation_data=None, progress=None, threads=None, shuffle=True,
         seed=None, early_stopping=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
         weight_decay=0.0, checkpoint=None, on_epoch=None, compile="wait", shift=0,
-        label_smoothing=0.0, max_norm=0.0, dropout=0.0, input_dropout=0.0):
+        label_smoothing=0.0, max_norm=0.0, dropout=0.0, input_dropout=0.0, ema=0.0):
     """Train `model` in place on X, y.
 
     Parameters
@@ -173,6 +173,11 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         1 / (1 - rate), in training only. The masks are drawn from ``(seed, step, row, unit)``
         (:mod:`fastmnist.augment`): the same in both backends and on any thread count.
         0 (the default): none.
+    ema : float in [0, 1)
+        Keep an exponential moving average of the weights, updated after every step with
+        this decay (w_avg += (1 - ema) * (w - w_avg), from the initial weights). Validation
+        scores it, and the model ends with it (what it saves and predicts with); a
+        checkpoint carries it. Not with `early_stopping`. 0 (the default): none.
 
     Returns
     -------
@@ -225,6 +230,9 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     label_smoothing = backends.check_smoothing(label_smoothing)
     max_norm = backends.check_max_norm(max_norm)
     drop = augment.dropout_for(dropout, input_dropout, seed, model.activation)
+    ema = backends.check_ema(ema)
+    if ema and early_stopping is not None:
+        raise InputError("ema and early_stopping do not combine yet; choose one")
     steps_per_epoch = math.ceil(n / batch_size)
     lrs = lr_schedule(schedule, lr, epochs * steps_per_epoch)
     config = dict(epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
@@ -232,9 +240,12 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                   seed=seed, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
                   weight_decay=weight_decay, threads=threads, early_stopping=early_stopping,
                   shift=int(shift or 0), label_smoothing=label_smoothing, max_norm=max_norm,
-                  dropout=float(dropout or 0.0), input_dropout=float(input_dropout or 0.0))
+                  dropout=float(dropout or 0.0), input_dropout=float(input_dropout or 0.0),
+                  ema=ema)
 
     state = init_state(model.params, opt)
+    if ema:  # the average travels as one more slot of the state (and of a checkpoint)
+        state = state + [[(W.copy(), b.copy()) for W, b in model.params]]
     history = {k: [] for k in HISTORY_KEYS if validation_data is not None or "val" not in k}
     start_epoch, start_step, t = 0, 0, 0
     partial = np.zeros(4)  # loss sum, n_correct, rows, seconds of an interrupted epoch
@@ -256,6 +267,10 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         epoch_kw["max_norm"] = max_norm
     if drop is not None:
         epoch_kw["dropout"] = drop
+    averaged = state[-1] if ema else None  # the weights' moving average, updated in place
+    opt_state = state[:-1] if ema else state
+    if ema:
+        epoch_kw.update(ema=averaged, ema_decay=ema)
     model.config = config
     best = (-1.0, None)
     snapshot = None  # the weights at the start of the current chunk of steps
@@ -298,7 +313,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                     previous, snapshot = snapshot, [(W.copy(), b.copy()) for W, b in model.params]
                     t_start = time.perf_counter()
                     with be.threads(n_threads) if governor else contextlib.nullcontext():
-                        losses, correct = be.train_epoch(model.params, state, opt, data, y,
+                        losses, correct = be.train_epoch(model.params, opt_state, opt, data, y,
                                                          rows_chunk, batch_size, lrs_chunk, t,
                                                          **epoch_kw)
                     took = time.perf_counter() - t_start
@@ -339,7 +354,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                 history["lr"].append(float(lrs[t - 1]))
                 postfix = {"loss": f"{loss_sum / rows:.4f}", "acc": f"{n_correct / rows:.4f}"}
                 if validation_data is not None:
-                    vloss, vacc = evaluate(be, model.params, Xv, yv,
+                    vloss, vacc = evaluate(be, averaged if ema else model.params, Xv, yv,
                                             activation=model.activation)
                     history["val_loss"].append(vloss)
                     history["val_accuracy"].append(vacc)
@@ -369,6 +384,10 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
     finally:
         if bar is not None:
             bar.close()
+    if ema:  # the model ends with the averaged weights
+        for (W, b), (aW, ab) in zip(model.params, averaged):
+            W[...] = aW
+            b[...] = ab
     model.history = history
     model.checkpoint = None
     return history

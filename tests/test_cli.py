@@ -253,12 +253,13 @@ def _sigint_after_first_epoch(monkeypatch):
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_ctrl_c_saves_checkpoint_and_resume_matches(capsys, tmp_path, fake_mnist, monkeypatch,
                                                     backend, shift):
-    """Random shifts and dropout too: a resumed run draws what the uninterrupted one drew."""
+    """Random shifts, dropout and the weights' average too: a resumed run draws what the
+    uninterrupted one drew, and carries the average on."""
     monkeypatch.setattr(train, "CHUNK_STEPS", 2)  # 5 steps an epoch: stop mid-epoch
     full, ckpt = tmp_path / "full.npz", tmp_path / "ckpt.npz"
     # 600 rows in batches of 128 (given, not the recipe's): 5 steps an epoch
     opts = (*SMALL, "--batch-size", "128", "--backend", backend, "--shift", shift,
-            "--dropout", "0.2" if shift != "0" else "0")
+            "--dropout", "0.2" if shift != "0" else "0", "--ema", "0.9" if shift != "0" else "0")
     assert run_cli(capsys, "train", *opts, "--out", full)[0] == 0
 
     real_evaluate = _sigint_after_first_epoch(monkeypatch)

@@ -179,6 +179,29 @@ def test_max_norm(dtype):
         params_close(p_f, p_r, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weights_average_matches_the_reference(dtype):
+    """train_epoch(ema=, ema_decay=): the row kernels and the BLAS path update the average
+    after every step as the reference does."""
+    params = random_net([784, 40, 10], dtype, seed=8, scale=0.1)
+    x = inputs(96, 784, dtype, "uint8", seed=8)
+    y = np.random.default_rng(8).integers(0, 10, len(x))
+    opt = Optimizer("momentum")
+    order = np.arange(len(x), dtype=np.int64)
+    lrs = np.full(3, 0.05)
+    runs = []
+    for be, data in ((ref, ref.prepare(x)), (fast, fast.prepare(x, mode=fast.MODE_CSR)),
+                     (fast, fast.prepare(x, mode=fast.MODE_GEMM))):
+        p = [(W.copy(), b.copy()) for W, b in params]
+        avg = [(W.copy(), b.copy()) for W, b in params]
+        be.train_epoch(p, init_state(p, opt), opt, data, y, order, 32, lrs, 0, ema=avg,
+                       ema_decay=0.5)
+        runs.append(avg)
+        assert not np.allclose(avg[0][0], p[0][0]) and not np.allclose(avg[0][0], params[0][0])
+    for avg in runs[1:]:
+        params_close(avg, runs[0], dtype)
+
+
 @pytest.mark.parametrize("be", [fast, ref])
 def test_label_smoothing_refused_outside_its_range_and_heads(be):
     params = random_net([6, 3], np.float64)

@@ -121,6 +121,42 @@ def test_bad_arguments():
                    dict(schedule="zigzag"), dict(backend="cuda"), dict(early_stopping=2),
                    dict(label_smoothing=1.5), dict(shift=-1), dict(shift=1.5),
                    dict(max_norm=-1), dict(max_norm="big"), dict(dropout=1.0),
-                   dict(input_dropout=-0.5)):
+                   dict(input_dropout=-0.5), dict(ema=1.0), dict(ema=-0.1)):
         with pytest.raises(InputError):
             model.fit(X, y, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_ema_ends_with_the_average_and_refuses_early_stopping(backend):
+    """fit(ema=d) ends with the weights' moving average: full-batch steps (one an epoch),
+    the weights after each seen by on_epoch and averaged by hand, give the same weights; the
+    raw weights are those of a run without the average."""
+    X, y = toy(200)
+    d = 0.7
+    runs = []
+    for ema in (0.0, d):
+        model = fm.MLP(hidden=(8,), dtype="float64", seed=2)
+        start = [(W.copy(), b.copy()) for W, b in model.params]
+        seen = []
+
+        def on_epoch(epoch, history, model=model, seen=seen):
+            seen.append([(W.copy(), b.copy()) for W, b in model.params])
+
+        model.fit(X, y, epochs=4, batch_size=None, lr=0.5, optimizer="sgd", backend=backend,
+                  progress=False, ema=ema, on_epoch=on_epoch)
+        runs.append((model, start, seen))
+    for plain, averaged in zip(runs[0][2], runs[1][2]):
+        for (W1, _), (W2, _) in zip(plain, averaged):
+            np.testing.assert_array_equal(W1, W2)
+    by_hand = [(W.copy(), b.copy()) for W, b in runs[1][1]]
+    for weights in runs[1][2]:
+        for (aW, ab), (W, b) in zip(by_hand, weights):
+            aW += (1 - d) * (W - aW)
+            ab += (1 - d) * (b - ab)
+    for (aW, ab), (W, b) in zip(by_hand, runs[1][0].params):
+        np.testing.assert_allclose(W, aW, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b, ab, rtol=0, atol=1e-12)
+    assert not np.allclose(runs[0][0].params[0][0], runs[1][0].params[0][0])
+    with pytest.raises(InputError, match="early_stopping"):
+        fm.MLP(hidden=(4,)).fit(X, y, ema=0.9, early_stopping=1, validation_data=(X, y),
+                                progress=False)

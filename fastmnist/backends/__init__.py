@@ -78,6 +78,17 @@ def check_max_norm(max_norm):
     return c
 
 
+def check_ema(decay):
+    """The decay of the weights' moving average as a float in [0, 1) (0: none)."""
+    try:
+        d = float(decay or 0.0)
+    except (TypeError, ValueError):
+        raise InputError(f"ema must be a decay in [0, 1), got {decay!r}") from None
+    if isinstance(decay, bool) or not 0 <= d < 1:
+        raise InputError(f"ema must be a decay in [0, 1), got {decay!r}")
+    return d
+
+
 def activation_code(activation):
     """The integer code of `activation` (a name of ACTIVATIONS, or already a valid code)."""
     if isinstance(activation, str) and activation in ACTIVATIONS:

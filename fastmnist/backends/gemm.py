@@ -22,6 +22,7 @@ from .numba_cpu import (
     _activate,
     _aligned_zeros,
     _drop_units,
+    _ema_step,
     _max_norm,
     _output_grad,
     _scale_for,
@@ -143,10 +144,10 @@ def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, tas
     flat, s1, s2 = state: the parameters and optimizer state (P,); layout (sizes (L + 1,),
     woff (L,), P); data: a Prepared in MODE_GEMM (values (n * d_0,)); steps: the per-step
     arrays of ``numba_cpu._run_steps`` (lrs, inv_ns, c1s, c2s, opt, hps, wds, thrs, wsum,
-    losses); aug (k, side, keys (n_steps,), max_norm, thr_in, thr_hidden, s_hidden, s_in):
-    random shifts, the max-norm constraint and dropout as ``_run_steps`` takes them, and the
-    input dropout's 1 / (1 - p). Returns (steps run, right answers); stops before updating at
-    a non-finite loss.
+    losses); aug (k, side, keys (n_steps,), max_norm, thr_in, thr_hidden, s_hidden, s_in,
+    ema, a): random shifts, the max-norm constraint and dropout as ``_run_steps`` takes them,
+    the input dropout's 1 / (1 - p), and the weights' moving average (ema (P,), a = 1 - decay;
+    0: none). Returns (steps run, right answers); stops before updating at a non-finite loss.
     """
     s1, s2 = state
     sizes, woff, P = layout
@@ -207,4 +208,6 @@ def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, tas
                     thrs[s])
             if aug[3] > 0:
                 _max_norm(flat, sizes, woff, aug[3])
+            if aug[9] > 0:
+                _ema_step(aug[8], flat, aug[9])
     return len(lrs), n_correct

@@ -37,7 +37,15 @@ import numpy as np
 
 from ..errors import InputError
 from ..optim import Optimizer, flush_steps, flush_threshold
-from . import _jit, _plain, activation_code, check_max_norm, check_smoothing, output_code
+from . import (
+    _jit,
+    _plain,
+    activation_code,
+    check_ema,
+    check_max_norm,
+    check_smoothing,
+    output_code,
+)
 from ._jit import (  # noqa: F401  (threads, n_threads: the protocol)
     borrow,
     jit,
@@ -780,7 +788,8 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
     (n_steps,) uint64, max_norm, thr_in, thr_hidden, s_hidden): random shifts of up to k pixels
     of side x side images, drawn with the key of each step (k 0: none), the max-norm
     constraint applied after each update (``_max_norm``; 0: none), and dropout
-    (``_batch_grads``'s draw; thresholds 0: none).
+    (``_batch_grads``'s draw; thresholds 0: none); then s_in (unused here), the weights'
+    moving average ema (P,) and 1 - its decay (``_ema_step`` after each update; 0: none).
     """
     m = order.shape[0]
     loss_t = np.zeros(T)
@@ -802,7 +811,17 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
                        c2s[s], thrs[s], alone)
         if aug[3] > 0:
             _max_norm(flat, sizes, woff, aug[3])
+        if aug[9] > 0:
+            _ema_step(aug[8], flat, aug[9])
     return lrs.shape[0], n_correct
+
+
+@jit
+def _ema_step(ema, flat, a):
+    """The exponential moving average of the weights, one step: ema (P,) += a * (flat - ema),
+    a = 1 - decay."""
+    for i in range(ema.shape[0]):
+        ema[i] += a * (flat[i] - ema[i])
 
 
 @jit
@@ -1518,7 +1537,7 @@ def _step_sums(counts, order, batch_size, sample_weight):
 
 def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
                 output="softmax", sample_weight=None, l2=None, shift=None, label_smoothing=0.0,
-                max_norm=0.0, dropout=None):
+                max_norm=0.0, dropout=None, ema=None, ema_decay=0.0):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in one compiled call.
 
     Same contract as :func:`fastmnist.backends.numpy_ref.train_epoch`; `data` is the
@@ -1564,6 +1583,8 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
            (np.int64(shift.k), np.int64(shift.side), keys))
     aug = aug + (dtype.type(check_max_norm(max_norm)), np.int64(thr_in), np.int64(thr_hid),
                  dtype.type(s_hid), s_in)
+    ema_flat = _flatten(ema, dtype, P) if ema is not None else flat[:1]
+    aug = aug + (ema_flat, dtype.type(0 if ema is None else 1 - check_ema(ema_decay)))
     pixel_scale = dtype.type(_scale_for(data.values, dtype, data.scale) * s_in)
     if data.mode == MODE_GEMM:
         from . import gemm
@@ -1586,4 +1607,6 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
         _unflatten(s1, state[0])
     if len(state) > 1:
         _unflatten(s2, state[1])
+    if ema is not None:
+        _unflatten(ema_flat, ema)
     return losses[:done], int(n_correct)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import augment
 from ..optim import Optimizer, flush_small, flush_steps
-from . import activation_code, check_max_norm, check_smoothing, output_code
+from . import activation_code, check_ema, check_max_norm, check_smoothing, output_code
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype) on the way in
 SCALE = 1.0 / 255.0
@@ -307,7 +307,7 @@ def prepare(x, scale=None):
 
 def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
                 output="softmax", sample_weight=None, l2=None, shift=None, label_smoothing=0.0,
-                max_norm=0.0, dropout=None):
+                max_norm=0.0, dropout=None, ema=None, ema_decay=0.0):
     """Run ``len(lrs)`` optimizer steps over the rows ``order`` in batches, in place.
 
     Parameters
@@ -340,6 +340,9 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     dropout : fastmnist.augment.Dropout or None
         Inverted dropout of the input pixels and the hidden outputs (ReLU), masks drawn from
         the step's key, the row and the unit (:mod:`fastmnist.augment`).
+    ema : list of (W, b) or None, and ema_decay : float in [0, 1)
+        The weights' exponential moving average, updated in place after every step:
+        ema += (1 - ema_decay) * (weights - ema).
 
     Returns
     -------
@@ -352,7 +355,8 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported by the caller
         return _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0,
                             activation_code(activation), head, sample_weight, l2, shift, eps,
-                            check_max_norm(max_norm), dropout)
+                            check_max_norm(max_norm), dropout,
+                            None if ema is None else (ema, 1 - check_ema(ema_decay)))
 
 
 def max_norm(params, c):
@@ -374,7 +378,8 @@ def _shifted(xb, rows, shift, key):
 
 
 def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, head=0,
-                 sample_weight=None, l2=None, shift=None, eps=0.0, c=0.0, dropout=None):
+                 sample_weight=None, l2=None, shift=None, eps=0.0, c=0.0, dropout=None,
+                 average=None):
     losses = np.empty(len(lrs))
     n_correct = 0
     full = len(order) == len(data) and batch_size >= len(data)
@@ -402,4 +407,8 @@ def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, h
         apply_update(params, grads, state, opt, lrs[s], t0 + s + 1, wd)
         if c > 0:
             max_norm(params, c)
+        if average is not None:  # (ema, 1 - decay)
+            for pair, ema_pair in zip(params, average[0]):
+                for p, e in zip(pair, ema_pair):
+                    e += e.dtype.type(average[1]) * (p - e)
     return losses, n_correct

@@ -76,6 +76,9 @@ def add_parser(sub):
                    help="inverted dropout of the hidden layers' outputs (0: none)")
     p.add_argument("--input-dropout", type=float, metavar="RATE",
                    help="inverted dropout of the input pixels (0: none)")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="average the weights over the steps with this decay (e.g. 0.999); "
+                        "the model ends with the average (0: none)")
     p.add_argument("--max-norm", type=float, metavar="C",
                    help="after every update, scale each unit's incoming weights down to norm "
                         "C where longer (0: none)")
@@ -116,7 +119,8 @@ def _build(args):
                      ("schedule", "schedule"), ("weight_decay", "weight_decay"),
                      ("threads", "threads"), ("shift", "shift"),
                      ("label_smoothing", "label_smoothing"), ("max_norm", "max_norm"),
-                     ("dropout", "dropout"), ("input_dropout", "input_dropout")):
+                     ("dropout", "dropout"), ("input_dropout", "input_dropout"),
+                     ("ema", "ema")):
         if getattr(args, opt) is not None:
             kw[key] = getattr(args, opt)
     if args.batch_size is not None:
@@ -127,7 +131,7 @@ def _build(args):
 #: options that define the run; a resumed run takes them from its checkpoint
 _RUN_OPTIONS = ("hidden", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
                 "init", "dtype", "shift", "label_smoothing", "max_norm", "dropout",
-                "input_dropout")
+                "input_dropout", "ema")
 
 
 def _resume(args):
