@@ -19,10 +19,15 @@ def points(rec):
     return sorted(out, key=lambda p: p[1])
 
 
+#: an added time below this fraction of the recipe's own is within a single run's noise
+NOISE = 0.1
+
+
 def trick_gains(rec):
     """[(name, base, trick, accuracy points gained, seconds added, points per added second)]
     for every run that is a recipe with a trick switched on, against that recipe's own run
-    (points per second None when the trick cost no time)."""
+    (points per second None when the trick cost no measurable time: less than NOISE of the
+    recipe's)."""
     out = []
     for name, r in rec.items():
         base = r.get("base", name)
@@ -31,5 +36,6 @@ def trick_gains(rec):
         b = rec[base]
         gain = 100 * (r["val_accuracy"][-1] - b["val_accuracy"][-1])
         cost = sum(r["epoch_seconds"]) - sum(b["epoch_seconds"])
-        out.append((name, base, r["trick"], gain, cost, gain / cost if cost > 0 else None))
+        measurable = cost > NOISE * sum(b["epoch_seconds"])
+        out.append((name, base, r["trick"], gain, cost, gain / cost if measurable else None))
     return out

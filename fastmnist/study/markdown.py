@@ -360,7 +360,7 @@ def _section_frontier(study):
                             "points per second"],
                            [[", ".join(f"{k}={v}" for k, v in trick.items()), base,
                              f"{gain:+.2f}", f"{cost:+.2f}",
-                             "free" if per is None else f"{per:+.3f}"]
+                             "no measurable cost" if per is None else f"{per:+.3f}"]
                             for _, base, trick, gain, cost, per in gains]), ""]
     words = []
     front = [p for p in pts if p[3]]
@@ -380,7 +380,9 @@ def _section_frontier(study):
         what = ", ".join(f"{k}={v}" for k, v in trick.items())
         words.append(f"{what} over {base}: {gain:+.2f} points of test accuracy for "
                      + (f"{cost:+.2f} s of training ({per:+.3f} points per second)."
-                        if per is not None else f"no added time ({cost:+.2f} s)."))
+                        if per is not None else f"no measurable added time ({cost:+.2f} s, "
+                        f"within {100 * frontier.NOISE:.0f}% of the recipe's own: one run's "
+                        "noise)."))
     return _with_bullets(lines, words)
 
 
