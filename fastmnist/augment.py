@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .backends import check_number
 from .errors import InputError
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -166,15 +167,8 @@ class Dropout(NamedTuple):
 def dropout_for(p_hidden, p_in, seed, activation="relu"):
     """A :class:`Dropout`, or None when both rates are 0. Rates in [0, 1); hidden dropout
     needs ReLU hidden layers (the kernels take the derivative from the dropped outputs)."""
-    rates = []
-    for name, p in (("dropout", p_hidden), ("input_dropout", p_in)):
-        try:
-            v = float(p or 0.0)
-        except (TypeError, ValueError):
-            raise InputError(f"{name} must be a rate in [0, 1), got {p!r}") from None
-        if isinstance(p, bool) or not 0 <= v < 1:
-            raise InputError(f"{name} must be a rate in [0, 1), got {p!r}")
-        rates.append(v)
+    rates = [check_number(p, name, "a rate in [0, 1)", upper=1.0)
+             for name, p in (("dropout", p_hidden), ("input_dropout", p_in))]
     if rates[0] and activation not in ("relu", 0):
         raise InputError("dropout of hidden layers needs activation='relu'")
     if not any(rates):

@@ -53,15 +53,22 @@ def output_code(output):
     raise InputError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
 
 
+def check_number(value, name, what, upper=None, none_is_zero=True):
+    """`value` as a float in [0, upper) ([0, inf) when upper is None), else an InputError
+    "`name` must be `what`, got ..."; a bool is refused, None is 0 when none_is_zero."""
+    try:
+        v = float(0.0 if value is None and none_is_zero else value)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be {what}, got {value!r}") from None
+    if isinstance(value, bool) or not 0 <= v < (float("inf") if upper is None else upper):
+        raise InputError(f"{name} must be {what}, got {value!r}")
+    return v
+
+
 def check_smoothing(label_smoothing, head=0):
     """Label smoothing as a float in [0, 1), for the softmax output (head code 0) only."""
-    try:
-        eps = float(label_smoothing)
-    except (TypeError, ValueError):
-        raise InputError(f"label_smoothing must be a number in [0, 1), got "
-                         f"{label_smoothing!r}") from None
-    if isinstance(label_smoothing, bool) or not 0 <= eps < 1:
-        raise InputError(f"label_smoothing must be a number in [0, 1), got {label_smoothing!r}")
+    eps = check_number(label_smoothing, "label_smoothing", "a number in [0, 1)", upper=1.0,
+                       none_is_zero=False)
     if eps and head != 0:
         raise InputError("label_smoothing applies to the softmax output only")
     return eps
@@ -69,24 +76,12 @@ def check_smoothing(label_smoothing, head=0):
 
 def check_max_norm(max_norm):
     """The max-norm constraint as a float >= 0 (0: none)."""
-    try:
-        c = float(max_norm or 0.0)
-    except (TypeError, ValueError):
-        raise InputError(f"max_norm must be a number >= 0, got {max_norm!r}") from None
-    if isinstance(max_norm, bool) or not c >= 0 or c == float("inf"):
-        raise InputError(f"max_norm must be a finite number >= 0, got {max_norm!r}")
-    return c
+    return check_number(max_norm, "max_norm", "a finite number >= 0")
 
 
 def check_ema(decay):
     """The decay of the weights' moving average as a float in [0, 1) (0: none)."""
-    try:
-        d = float(decay or 0.0)
-    except (TypeError, ValueError):
-        raise InputError(f"ema must be a decay in [0, 1), got {decay!r}") from None
-    if isinstance(decay, bool) or not 0 <= d < 1:
-        raise InputError(f"ema must be a decay in [0, 1), got {decay!r}")
-    return d
+    return check_number(decay, "ema", "a decay in [0, 1)", upper=1.0)
 
 
 def activation_code(activation):
