@@ -30,6 +30,15 @@ def numeric_grads(be, params, x, y):
     return out
 
 
+def assert_close_to_numeric(grads, numeric):
+    """Every analytic gradient array within GRAD_RTOL of its central differences, relative to
+    the array's largest entry (ReLU kinks aside)."""
+    for (dW, db), (nW, nb) in zip(grads, numeric):
+        for analytic, num in ((dW, nW), (db, nb)):
+            err = np.abs(analytic - num).max() / max(np.abs(num).max(), 1e-8)
+            assert err < GRAD_RTOL, err
+
+
 @pytest.mark.parametrize("be", [numpy_ref, numba_cpu], ids=["numpy", "numba"])
 @pytest.mark.parametrize("sizes", [[6, 3], [6, 5, 4], [7, 5, 4, 3], [5, 4, 4, 4, 3]])
 def test_gradients_match_central_differences(be, sizes):
@@ -38,11 +47,7 @@ def test_gradients_match_central_differences(be, sizes):
     y = np.array([0, 1, 2, 0, 1]) % sizes[-1]
     _, grads = be.loss_and_grads(params, x, y)
     numeric = numeric_grads(be, params, x, y)
-    for (dW, db), (nW, nb) in zip(grads, numeric):
-        for analytic, num in ((dW, nW), (db, nb)):
-            # relative to the largest gradient entry of the array (ReLU kinks aside)
-            err = np.abs(analytic - num).max() / max(np.abs(num).max(), 1e-8)
-            assert err < GRAD_RTOL, err
+    assert_close_to_numeric(grads, numeric)
 
 
 def test_gradients_of_float_inputs():
@@ -72,10 +77,7 @@ def test_gradients_of_other_activations(be, activation, sizes):
             return be.loss_and_grads(p, x, y, activation)
 
     numeric = numeric_grads(Wrapped, params, x, y)
-    for (dW, db), (nW, nb) in zip(grads, numeric):
-        for analytic, num in ((dW, nW), (db, nb)):
-            err = np.abs(analytic - num).max() / max(np.abs(num).max(), 1e-8)
-            assert err < GRAD_RTOL, err
+    assert_close_to_numeric(grads, numeric)
 
 
 @pytest.mark.parametrize("be", [numpy_ref, numba_cpu], ids=["numpy", "numba"])
@@ -126,10 +128,7 @@ def test_label_smoothing_gradients_match_central_differences(be, sizes, weighted
     loss, grads = Smoothed.loss_and_grads(params, x, y)
     assert loss != pytest.approx(be.loss_and_grads(params, x, y)[0])  # smoothing changed it
     numeric = numeric_grads(Smoothed, params, x, y)
-    for (dW, db), (nW, nb) in zip(grads, numeric):
-        for analytic, num in ((dW, nW), (db, nb)):
-            err = np.abs(analytic - num).max() / max(np.abs(num).max(), 1e-8)
-            assert err < GRAD_RTOL, err
+    assert_close_to_numeric(grads, numeric)
 
 
 @pytest.mark.parametrize("sizes", [[6, 5, 4], [7, 5, 4, 3]])
@@ -152,7 +151,4 @@ def test_dropout_gradients_match_central_differences(sizes):
 
     _, grads = Masked.loss_and_grads(params, x, y)
     numeric = numeric_grads(Masked, params, x, y)
-    for (dW, db), (nW, nb) in zip(grads, numeric):
-        for analytic, num in ((dW, nW), (db, nb)):
-            err = np.abs(analytic - num).max() / max(np.abs(num).max(), 1e-8)
-            assert err < GRAD_RTOL, err
+    assert_close_to_numeric(grads, numeric)
