@@ -63,7 +63,7 @@ def _key(s):
 def _key_of(parts):
     """The marker key of a spec (hashes the kernels' sources: computed once per process)."""
     from .backends import _jit
-    return _jit.cache_key(parts, "numba_cpu.py")
+    return _jit.cache_key(parts, "numba_cpu.py", "columns.py", "gemm.py")
 
 
 #: specs seen cached in this process: a marker once there stays (the cache is not emptied
@@ -113,10 +113,12 @@ def compile_spec(s):
         X = (rng.random((n, d)) < 0.2) * rng.random((n, d))
     X = X.astype(x_dtype)
     y = np.arange(n) % 10
-    model = MLP(hidden=(32,), dtype=s["dtype"], n_features=d, n_classes=10)
-    with contextlib.suppress(DivergedError):  # compiled all the same
-        model.fit(X, y, epochs=1, batch_size=64, optimizer="adam", backend="numba",
-                  validation_data=(X, y), progress=False, compile="wait")
+    # 32 units go by rows (as deeper nets do), 64 by units on two or more cores (.columns)
+    for hidden in (32, 64):
+        model = MLP(hidden=(hidden,), dtype=s["dtype"], n_features=d, n_classes=10)
+        with contextlib.suppress(DivergedError):  # compiled all the same
+            model.fit(X, y, epochs=1, batch_size=64, optimizer="adam", backend="numba",
+                      validation_data=(X, y), progress=False, compile="wait")
     model.predict_proba(X[:3], backend="numba")  # one image's path, and a batch's
     model.predict_proba(X, backend="numba")
     mark_cached(s)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import numba
 import numpy as np
 import pytest
 from conftest import learnable
@@ -14,6 +15,7 @@ from tolerances import STEPS_ATOL_F64
 
 from fastmnist import MLP, train, warmup
 from fastmnist._blas import _functions, blas_threads
+from fastmnist.backends import columns, numba_cpu
 from fastmnist.errors import InputError
 
 
@@ -77,6 +79,9 @@ def test_cached_kernels_start_no_compiler(monkeypatch):
     s = warmup.spec("float64", np.uint8, 784)
     warmup.compile_spec(s)
     assert warmup.is_cached(s)
+    # both ways of splitting a step were compiled: by rows and, on two cores, by units
+    assert numba_cpu._run_steps.signatures
+    assert columns.run_steps.signatures or numba.config.NUMBA_NUM_THREADS < 2
     assert warmup.start_background(s) is None
     started = []
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a))

@@ -1535,6 +1535,37 @@ def _step_sums(counts, order, batch_size, sample_weight):
     return np.add.reduceat(w, np.arange(0, len(order), batch_size))
 
 
+def _by_units(sizes, max_norm, thr_hidden):
+    """Whether ``train_epoch`` splits its steps by hidden units (:func:`.columns.applies`)."""
+    from . import columns
+    return columns.applies(sizes, n_parts(sizes[1]), max_norm, thr_hidden)
+
+
+def _run_by_units(params, net, data, scale, y, order, batch_size, sched, task, aug, losses):
+    """``train_epoch``'s steps split by hidden units (:mod:`.columns`): W1 and its state in
+    the parts' column blocks for the run, in place, and back after it. params (flat, s1, s2,
+    ema, 1 - its decay, optimizer code); net (sizes, woff, P, act)."""
+    from . import columns
+    flat, s1, s2, ema, a_ema, opt = params
+    sizes, woff, P, act = net
+    d_in, h = int(sizes[0]), int(sizes[1])
+    cut = columns.cuts(h, n_parts(h))
+    blocked = [v for v in (flat, s1, s2, ema) if len(v) == P]
+    for v in blocked:
+        columns.to_blocks(v, d_in, h, cut)
+    try:
+        return columns.run_steps(
+            params, (sizes, woff, cut, act),
+            (data.mode, data.indptr, data.indices, data.values, data.iota, scale, y),
+            order, batch_size, sched,
+            columns.buffers(sizes, P, min(batch_size, len(order)), flat.dtype,
+                            data.values.dtype, cut),
+            task, (aug[0], aug[1], aug[2], aug[4]), losses)
+    finally:
+        for v in blocked:
+            columns.from_blocks(v, d_in, h, cut)
+
+
 def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activation="relu",
                 output="softmax", sample_weight=None, l2=None, shift=None, label_smoothing=0.0,
                 max_norm=0.0, dropout=None, ema=None, ema_decay=0.0):
@@ -1592,6 +1623,11 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
             flat, (s1, s2), (sizes, woff, P), data, y, order, batch_size,
             (lrs_t, inv_ns, c1s, c2s, opt.code, _hypers(opt, dtype, t), wds, thrs, wsum,
              losses), act, task, aug)
+    elif _by_units(sizes, aug[3], thr_hid):
+        done, n_correct = _run_by_units(
+            (flat, s1, s2, ema_flat, aug[9], opt.code), (sizes, woff, P, act), data, pixel_scale, y,
+            order, batch_size, (lrs_t, inv_ns, c1s, c2s, _hypers(opt, dtype, t), wds, thrs,
+                                wsum), task, aug, losses)
     else:
         T = n_parts(batch_size)
         aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)

@@ -1,0 +1,302 @@
+"""The Numba backend's steps for one wide hidden layer on several threads: each thread owns
+a slice of the hidden units (model parallelism), not a slice of the batch's rows.
+
+Shapes: ``B`` rows in a step, ``d_in`` features, ``H`` hidden units, ``C`` outputs, ``T``
+parts (one per thread the machine has), part ``t`` owning the units ``cut[t]:cut[t + 1]``
+(``h_t`` of them).
+
+Split by rows (``numba_cpu._batch_grads`` then ``_reduce_update``), each thread runs half the
+batch through all of ``W1`` into a gradient buffer of its own; the update then sums the two
+buffers, each thread rewriting half of ``W1``, which the other thread reads at the next step.
+About half of ``W1`` and of the gradient cross between the cores every step, and a 784-128-10
+epoch ran 1.2-1.5x faster on two threads than on one (Intel Xeon). Split by units:
+
+* part ``t`` owns its columns of ``W1`` (stored as one contiguous ``(d_in, h_t)`` block: the
+  blocked layout of :func:`to_blocks`), its entries of ``b1``, its rows of ``W2`` (contiguous
+  already), the same slices of the gradient and of the optimizer state, and ``b2`` for the
+  last part;
+* every part runs every row of the batch: the forward of its units and its share of the
+  logits, ``a1[:, units] @ W2[units, :]`` (B, C);
+* then, in the next parallel region, every part adds the parts' shares in a fixed order (with
+  ``b2``), takes the output's gradient (the same on every part), backpropagates into its own
+  units (``dW2``'s rows, ``dz1``, and ``dW1`` pixel by pixel, as
+  ``numba_cpu._block_input_backward``), updates its own parameters (nothing to sum: no other
+  part wrote their gradient), and runs the forward of the next step's batch.
+
+So one parallel region per step instead of two, and only the shares of the logits (B * C
+values) cross between the cores. The results do not depend on ``threads=``: the parts are
+fixed per machine (``_jit.n_parts``) and a thread that runs several does each alone.
+"""
+
+import numba
+import numpy as np
+
+from ._jit import borrow, jit, pjit, prange
+from .numba_cpu import (
+    BLOCK,
+    LANES,
+    _activate,
+    _aligned_zeros,
+    _block_input_backward,
+    _copy,
+    _dense_backward,
+    _ema_step,
+    _index_dtype,
+    _output_grad,
+    _row_input,
+    _stride,
+    _update_range,
+    _wide_buffers,
+    _zero,
+    input_forward,
+)
+
+#: the fewest hidden units a part may own: a narrower layer (784-10-10) is split by rows
+MIN_UNITS = 32
+
+
+def cuts(h, T):
+    """Where the T parts of h hidden units start and stop (T + 1,) int64: as equal as whole
+    vectors of LANES units allow, so that each part's block of ``W1`` starts on a cache line."""
+    cut = np.array([round(t * h / T / LANES) * LANES for t in range(T + 1)], dtype=np.int64)
+    cut[-1] = h
+    return cut
+
+
+def applies(sizes, T, max_norm, thr_hidden):
+    """Whether a run takes the split by units: one hidden layer, at least two parts of at
+    least MIN_UNITS units each, no max-norm (it reads whole columns of ``W2``), no hidden
+    dropout."""
+    if len(sizes) != 3 or T < 2 or max_norm > 0 or thr_hidden > 0:
+        return False
+    return int(np.diff(cuts(int(sizes[1]), T)).min()) >= MIN_UNITS
+
+
+def to_blocks(flat, d_in, h, cut):
+    """flat's W1 (d_in, h), row-major at flat[:d_in * h], rewritten in place as the parts'
+    column blocks one after another: part t's (d_in, h_t) block at flat[d_in * cut[t]:]."""
+    w = flat[:d_in * h].reshape(d_in, h).copy()
+    for t in range(len(cut) - 1):
+        flat[d_in * cut[t]:d_in * cut[t + 1]] = w[:, cut[t]:cut[t + 1]].reshape(-1)
+
+
+def from_blocks(flat, d_in, h, cut):
+    """The inverse of :func:`to_blocks`, in place."""
+    blocks = flat[:d_in * h].copy()
+    w = flat[:d_in * h].reshape(d_in, h)
+    for t in range(len(cut) - 1):
+        w[:, cut[t]:cut[t + 1]] = blocks[d_in * cut[t]:d_in * cut[t + 1]].reshape(d_in, -1)
+
+
+def buffers(sizes, P, batch_size, dtype, values_dtype, cut):
+    """The parts' work buffers, one row per part: G (T, P) gradients (part t writes only its
+    own slices of G[t]), Z (T, B * max h_t) its units' outputs, S (T, 2, B * C) its shares of
+    the logits (two steps' worth: see ``_step``), R (T, 3 * _lane_pad(C) + max h_t) per-row
+    scratch (``_scratch``), pixel buffers CI, CV (T, d_in) and the blocked backward's
+    (``numba_cpu._wide_buffers``)."""
+    T = len(cut) - 1
+    d_in, c = int(sizes[0]), int(sizes[2])
+    h_max = int(np.diff(cut).max())
+    idx_dtype = _index_dtype(d_in)
+
+    def rows(n, dt=dtype):  # each part's row on cache lines of its own
+        return _aligned_zeros((T, _stride(n, dt)), dt)
+
+    return (rows(P), rows(batch_size * h_max), rows(2 * _stride(batch_size * c, dtype)),
+            rows(3 * _lane_pad(c) + h_max), rows(d_in, idx_dtype), rows(d_in, values_dtype),
+            _wide_buffers(sizes, T, dtype, values_dtype))
+
+
+@jit
+def _lane_pad(c):
+    """c rounded up to whole vectors of LANES."""
+    return (c + LANES - 1) // LANES * LANES
+
+
+@jit
+def _scratch(r_t, c, ht):
+    """Part t's per-row scratch r_t: (logits (C,), their gradient (C,), zeros (C,), the
+    gradient of its units' outputs (h_t,)), each on a vector boundary."""
+    cs = _lane_pad(c)
+    return r_t[:c], r_t[cs:cs + c], r_t[2 * cs:2 * cs + c], r_t[3 * cs:3 * cs + ht]
+
+
+@jit
+def _forward_part(fl, net, t, data, rows, draw, bufs):
+    """Part t's forward of the rows `rows` (m,): z_t[i * h_t:] its units' outputs (h_t,) of
+    row i, s_t[i * C:] its share of row i's logits (C,), b2 included in the last part's.
+    draw: ``_row_input``'s shift; bufs (z_t, s_t, r_t, cidx, cval)."""
+    sizes, woff, cut, act = net
+    mode, ip, ix, vs, io, scale, _ = data
+    z_t, s_t, r_t, cidx, cval = bufs
+    d_in, h, c = sizes[0], sizes[1], sizes[2]
+    lo, hi = cut[t], cut[t + 1]
+    ht = hi - lo
+    bo1 = woff[0] + d_in * h
+    wo2 = bo1 + h
+    b1 = fl[bo1 + lo:bo1 + hi]
+    # b2 goes into the last part's share only: the backward then never reads b2, which the
+    # last part may update before another part is done reading the logits
+    b2 = fl[wo2 + h * c:wo2 + h * c + c] if t == cut.shape[0] - 2 else _scratch(r_t, c, ht)[2]
+    for i in range(rows.shape[0]):
+        x_idx, x_val, n_nz = _row_input(rows[i], mode, ip, ix, vs, io, d_in, cidx, cval, draw)
+        a = z_t[i * ht:(i + 1) * ht]
+        input_forward(fl, woff[0] + d_in * lo, b1, ht, x_idx, x_val, n_nz, scale, act == 0, a)
+        if act != 0:
+            _activate(a, act)
+        input_forward(fl, wo2 + lo * c, b2, c, None, a, ht, None, False,
+                      s_t[i * c:(i + 1) * c])
+
+
+@jit
+def _backward_part(fl, g, net, t, data, rows, draw, task, inv_n, bufs):
+    """Part t's backward of the rows `rows` (m,) into its slices of g (P,), from the shares of
+    the logits of every part S[:, at:] (T, B * C) and its units' outputs z_t; returns (summed
+    loss, right answers) over the rows (the same on every part). bufs (S, at, z_t, r_t, cidx,
+    cval, and the blocked backward's counts, e_row, e_val, dz)."""
+    sizes, woff, cut, act = net
+    mode, ip, ix, vs, io, scale, y = data
+    S, at, z_t, r_t, cidx, cval, counts, e_row, e_val, dzs = bufs
+    head, Yt, sw, eps = task
+    weighted = sw.shape[0] > 0
+    d_in, h, c = sizes[0], sizes[1], sizes[2]
+    T = S.shape[0]
+    lo, hi = cut[t], cut[t + 1]
+    ht = hi - lo
+    wo1 = woff[0] + d_in * lo
+    bo1 = woff[0] + d_in * h
+    wo2 = bo1 + h
+    bo2 = wo2 + h * c
+    p, dz2, _, da = _scratch(r_t, c, ht)
+    m = rows.shape[0]
+    loss_sum = 0.0
+    right = 0
+    for b0 in range(0, m, BLOCK):
+        b1 = min(m, b0 + BLOCK)
+        for i in range(b0, b1):
+            r = rows[i]
+            _copy(S[0, at + i * c:], p, 0, c)  # the logits: the parts' shares in a fixed order
+            for u in range(1, T):
+                s = S[u, at + i * c:at + (i + 1) * c]
+                for j in range(c):
+                    p[j] += s[j]
+            w_r = inv_n * sw[r] if weighted else inv_n
+            loss, ok = _output_grad(p, y[r], Yt[r] if head != 0 else Yt[0], w_r, head, eps,
+                                    dz2)
+            loss_sum += loss * sw[r] if weighted else loss
+            right += ok
+            _dense_backward(fl, g, wo2 + lo * c, bo2, ht, c, z_t[i * ht:(i + 1) * ht], dz2, da,
+                            act)
+            _copy(da, dzs, (i - b0) * ht, ht)
+        _block_input_backward(g, wo1, bo1 + lo, ht, rows[b0:b1], mode, ip, ix, vs, io, scale,
+                              d_in, cidx, cval, counts, e_row, e_val, dzs, draw)
+    return loss_sum, right
+
+
+@jit
+def _update_part(fl, state, G, net, t, step):
+    """Part t's optimizer step on its own parameters, from its own gradient row G[t:t + 1]
+    (cleared as it is read; ``numba_cpu._update_range``), then the weights' moving average
+    of those parameters. state (s1, s2, ema, 1 - its decay, optimizer code); step (lr, c1,
+    c2, hp, wd, thr)."""
+    sizes, woff, cut, act = net
+    s1, s2, ema, a_ema, opt = state
+    lr, c1, c2, hp, wd, thr = step
+    d_in, h, c = sizes[0], sizes[1], sizes[2]
+    T = cut.shape[0] - 1
+    lo, hi = cut[t], cut[t + 1]
+    bo1 = woff[0] + d_in * h
+    wo2 = bo1 + h
+    bo2 = wo2 + h * c
+    g = G[t:t + 1]
+    zero = wd - wd
+    for a, b, decay in ((woff[0] + d_in * lo, woff[0] + d_in * hi, wd),
+                        (bo1 + lo, bo1 + hi, zero), (wo2 + lo * c, wo2 + hi * c, wd),
+                        (bo2, bo2 + c, zero)):
+        if b == bo2 + c and t != T - 1:  # b2 is the last part's; the others' copy is dropped
+            _zero(G[t, a:b])
+            continue
+        _update_range(fl, s1, s2, g, 1, a, b, opt, lr, hp, decay, c1, c2, thr, 0)
+        if a_ema > 0:
+            _ema_step(ema[a:b], fl[a:b], a_ema)
+
+
+@pjit
+def _step(params, net, data, batch, step, bufs, task, loss_t, corr_t):
+    """One parallel region: part t's backward and update of the step's rows (when there are
+    any), then its forward of the next step's rows. batch (rows, draw, next rows, their draw,
+    which half of S holds the rows' shares of the logits): the next rows' shares go to the
+    other half, so that a part that starts the next forward early does not overwrite shares
+    another part is still reading;
+    step (inv_n, (lr, c1, c2, hp, wd, thr)); loss_t, corr_t (T,): each part's loss sum and
+    right answers, the same on every part (two arguments, not a tuple: Numba 0.68 loses a
+    parallel loop's writes to an array taken out of a tuple argument). The update is skipped
+    when the loss is not finite."""
+    flat, s1, s2, ema, a_ema, opt = params
+    G, Z, S, R, CI, CV, wide = bufs
+    counts, e_row, e_val, dzs = wide
+    rows, draw, nxt, draw_next, half = batch
+    at = half * (S.shape[1] // 2)
+    at_next = (1 - half) * (S.shape[1] // 2)
+    inv_n, rule = step
+    T = S.shape[0]
+    for t in prange(T):
+        fl, g = borrow(flat), borrow(G[t])
+        z_t, s_t, r_t = borrow(Z[t]), borrow(S[t, at_next:]), borrow(R[t])
+        cidx, cval = borrow(CI[t]), borrow(CV[t])
+        loss, right = 0.0, 0
+        if rows.shape[0] > 0:
+            loss, right = _backward_part(
+                fl, g, net, t, data, borrow(rows), draw, task, inv_n,
+                (borrow(S), at, z_t, r_t, cidx, cval, borrow(counts[t]), borrow(e_row[t]),
+                 borrow(e_val[t]), borrow(dzs[t])))
+        finite = np.isfinite(loss)
+        if rows.shape[0] > 0 and finite:
+            _update_part(fl, (s1, s2, ema, a_ema, opt), borrow(G), net, t, rule)
+        loss_t[t] = loss
+        corr_t[t] = right
+        if nxt.shape[0] > 0 and finite:
+            _forward_part(fl, net, t, data, borrow(nxt), draw_next, (z_t, s_t, r_t, cidx, cval))
+
+
+@jit
+def run_steps(params, net, data, order, batch_size, sched, bufs, task, aug, losses):
+    """``numba_cpu._run_steps`` split by units: len(lrs) optimizer steps over `order` in
+    batches; returns (steps run, right answers), stopping before the update at a non-finite
+    loss. sched (lrs, inv_ns, c1s, c2s, hps, wds, thrs, wsum) per step; aug (k, side, keys,
+    thr_in): each step's random shifts and input dropout."""
+    lrs, inv_ns, c1s, c2s, hps, wds, thrs, wsum = sched
+    k, side, keys, thr_in = aug
+    T = bufs[2].shape[0]
+    loss_t = np.zeros(T)
+    corr_t = np.zeros(T, dtype=np.int64)
+    m = order.shape[0]
+    n_steps = lrs.shape[0]
+    none = order[:0]
+    n_correct = 0
+    first = order[:min(batch_size, m)]
+    _step(params, net, data, (none, (k, side, keys[0], thr_in), first,
+                              (k, side, keys[0], thr_in), 1),
+          (inv_ns[0], (lrs[0], c1s[0], c2s[0], hps[0], wds[0], thrs[0])), bufs, task,
+          loss_t, corr_t)
+    for s in range(n_steps):
+        lo = s * batch_size
+        hi = min(lo + batch_size, m)
+        nxt = order[hi:min(hi + batch_size, m)]
+        s_next = min(s + 1, n_steps - 1)
+        _step(params, net, data,
+              (order[lo:hi], (k, side, keys[s], thr_in), nxt, (k, side, keys[s_next], thr_in),
+               s % 2),
+              (inv_ns[s], (lrs[s], c1s[s], c2s[s], hps[s], wds[s], thrs[s])), bufs, task,
+              loss_t, corr_t)
+        loss = loss_t[0] / wsum[s]
+        losses[s] = loss
+        if not np.isfinite(loss):
+            return s + 1, n_correct
+        n_correct += corr_t[0]
+    return n_steps, n_correct
+
+
+def n_parts():
+    """Parts the hidden units are split into: one per thread the machine gives Numba."""
+    return numba.config.NUMBA_NUM_THREADS

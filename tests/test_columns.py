@@ -1,0 +1,233 @@
+"""Steps split by hidden units (fastmnist.backends.columns) against the reference loop and
+against the steps split by rows: every optimizer, input mode, head, activation and trick the
+split takes, float64 tight and float32 reasonable, and bit-identical whatever the threads."""
+
+import numba
+import numpy as np
+import pytest
+from conftest import random_net, random_pixels
+from tolerances import tol
+
+from fastmnist import augment
+from fastmnist.backends import columns
+from fastmnist.backends import numba_cpu as fast
+from fastmnist.backends import numpy_ref as ref
+from fastmnist.optim import Optimizer, init_state
+
+DTYPES = [np.float64, np.float32]
+
+pytestmark = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
+                                reason="the split by units needs two or more parts (cores)")
+
+
+@pytest.fixture
+def narrow_parts(monkeypatch):
+    """Parts of any width, so that small nets take the split by units."""
+    monkeypatch.setattr(columns, "MIN_UNITS", 1)
+
+
+def by_rows(monkeypatch):
+    monkeypatch.setattr(columns, "MIN_UNITS", 1 << 30)
+
+
+def close_nets(a, b, dtype, factor=10):
+    rtol, atol = tol(dtype)
+    for pair_a, pair_b in zip(a, b):
+        for u, v in zip(pair_a, pair_b):
+            np.testing.assert_allclose(u, v, rtol=rtol * factor, atol=atol * factor)
+
+
+def copy(params):
+    return [(W.copy(), b.copy()) for W, b in params]
+
+
+def test_cuts_are_whole_vectors_and_cover_the_layer():
+    assert columns.cuts(128, 2).tolist() == [0, 64, 128]
+    assert columns.cuts(100, 2).tolist() == [0, 48, 100]
+    assert columns.cuts(1024, 3).tolist() == [0, 336, 688, 1024]
+    for h, T in ((40, 2), (1000, 4), (17, 2)):
+        c = columns.cuts(h, T)
+        assert c[0] == 0 and c[-1] == h and np.all(np.diff(c) >= 0)
+        assert np.all(c[1:-1] % fast.LANES == 0)
+
+
+def test_which_runs_are_split_by_units():
+    assert columns.applies([784, 128, 10], 2, 0.0, 0)
+    assert columns.applies([784, 1024, 10], 4, 0.0, 0)
+    assert not columns.applies([784, 10, 10], 2, 0.0, 0)  # too narrow for two parts
+    assert not columns.applies([784, 128, 64, 10], 2, 0.0, 0)  # two hidden layers
+    assert not columns.applies([784, 128, 10], 1, 0.0, 0)  # one part
+    assert not columns.applies([784, 128, 10], 2, 3.0, 0)  # max-norm
+    assert not columns.applies([784, 128, 10], 2, 0.0, 1000)  # hidden dropout
+
+
+def test_blocks_round_trip():
+    d_in, h = 7, 40
+    flat = np.arange(d_in * h + 13, dtype=np.float64)
+    cut = columns.cuts(h, 2)
+    blocked = flat.copy()
+    columns.to_blocks(blocked, d_in, h, cut)
+    W = flat[:d_in * h].reshape(d_in, h)
+    np.testing.assert_array_equal(blocked[:d_in * cut[1]], W[:, :cut[1]].reshape(-1))
+    np.testing.assert_array_equal(blocked[d_in * cut[1]:d_in * h], W[:, cut[1]:].reshape(-1))
+    np.testing.assert_array_equal(blocked[d_in * h:], flat[d_in * h:])
+    columns.from_blocks(blocked, d_in, h, cut)
+    np.testing.assert_array_equal(blocked, flat)
+
+
+def _epochs(be, params, opt, data, x, y, batch, lrs, **kw):
+    """Two calls of train_epoch (the state and Adam's counter carry over); (params, losses,
+    right answers)."""
+    n = len(y)
+    order = np.random.default_rng(1).permutation(n)
+    state = init_state(params, opt)
+    losses, right = [], 0
+    for t0 in (0, len(lrs)):
+        out = be.train_epoch(params, state, opt, data, y, order, batch, lrs, t0, **kw)
+        losses.append(out[0])
+        right += out[1]
+    return params, np.concatenate(losses), right
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("mode", [fast.MODE_CSR, fast.MODE_DENSE, fast.MODE_DENSE_SKIP])
+@pytest.mark.parametrize("sizes", [[60, 40, 5], [50, 36, 20]], ids=["uneven", "wide-head"])
+def test_epochs_match_the_reference(narrow_parts, dtype, optimizer, mode, sizes):
+    """Weight decay, a short last batch, parts of unequal widths, more outputs than LANES:
+    the same training as the reference loop."""
+    assert fast._by_units(np.array(sizes), 0.0, 0)
+    n, batch = 53, 10
+    params = random_net(sizes, dtype, scale=0.3)
+    x = random_pixels(n, sizes[0])
+    y = np.random.default_rng(0).integers(0, sizes[-1], n)
+    opt = Optimizer(optimizer, weight_decay=1e-3)
+    lrs = np.full(6, 3e-3) if optimizer == "adam" else np.linspace(0.05, 0.01, 6)
+    p_f, l_f, c_f = _epochs(fast, copy(params), opt, fast.prepare(x, mode=mode), x, y, batch,
+                            lrs)
+    p_r, l_r, c_r = _epochs(ref, copy(params), opt, x, x, y, batch, lrs)
+    assert c_f == c_r
+    rtol, atol = tol(dtype)
+    np.testing.assert_allclose(l_f, l_r, rtol=rtol, atol=atol)
+    close_nets(p_f, p_r, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_mnist_shape_takes_the_split_and_matches_the_rows_split(monkeypatch, dtype, optimizer):
+    """784-128-10, the default threshold: split by units, and the same training as split by
+    rows (float64 to rounding)."""
+    sizes = [784, 128, 10]
+    assert fast._by_units(np.array(sizes), 0.0, 0)
+    n, batch = 300, 128
+    params = random_net(sizes, dtype, scale=0.05)
+    x = random_pixels(n, 784, seed=3)
+    y = np.random.default_rng(3).integers(0, 10, n)
+    opt = Optimizer(optimizer)
+    lrs = np.full(3, 1e-3 if optimizer == "adam" else 0.05)
+    data = fast.prepare(x)
+    p_u, l_u, c_u = _epochs(fast, copy(params), opt, data, x, y, batch, lrs)
+    by_rows(monkeypatch)
+    assert not fast._by_units(np.array(sizes), 0.0, 0)
+    p_r, l_r, c_r = _epochs(fast, copy(params), opt, data, x, y, batch, lrs)
+    assert c_u == c_r
+    rtol, atol = tol(dtype)
+    np.testing.assert_allclose(l_u, l_r, rtol=rtol, atol=atol)
+    close_nets(p_u, p_r, dtype)
+
+
+def _targets(head, n, c, seed):
+    rng = np.random.default_rng(seed)
+    if head == "softmax":
+        return rng.integers(0, c, n)
+    if head == "logistic":
+        return (rng.random((n, c)) > 0.5).astype(np.float64)
+    return rng.standard_normal((n, c))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("head", ["softmax", "logistic", "identity"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
+def test_heads_weights_l2_and_activations_match_the_reference(narrow_parts, dtype, head,
+                                                              activation):
+    """Row weights, scikit-learn's L2 (alpha / batch), every head and activation."""
+    sizes = [40, 48, 3]
+    assert fast._by_units(np.array(sizes), 0.0, 0)
+    n, batch = 37, 10
+    x = random_pixels(n, sizes[0], seed=2)
+    y = _targets(head, n, sizes[-1], seed=3)
+    sw = np.random.default_rng(4).random(n) + 0.1
+    params = random_net(sizes, dtype, seed=1, scale=0.1)
+    opt = Optimizer("adam" if dtype == np.float64 else "nesterov")
+    lrs = np.full(4, 1e-2)
+    kw = dict(activation=activation, output=head, sample_weight=sw, l2=1e-2)
+    p_f, l_f, c_f = _epochs(fast, copy(params), opt, fast.prepare(x, scale=0.01), x, y, batch,
+                            lrs, **kw)
+    p_r, l_r, c_r = _epochs(ref, copy(params), opt, ref.prepare(x, scale=0.01), x, y, batch,
+                            lrs, **kw)
+    assert c_f == c_r
+    rtol, atol = tol(dtype)
+    np.testing.assert_allclose(l_f, l_r, rtol=rtol, atol=atol)
+    close_nets(p_f, p_r, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_shifts_input_dropout_smoothing_and_average_match_the_reference(narrow_parts, dtype):
+    """The tricks the split takes: random shifts, input dropout, label smoothing and the
+    weights' moving average, drawn alike in both backends."""
+    sizes = [784, 40, 10]
+    n, batch = 64, 16
+    x = random_pixels(n, 784, seed=5)
+    y = np.random.default_rng(5).integers(0, 10, n)
+    params = random_net(sizes, dtype, seed=5, scale=0.1)
+    opt = Optimizer("momentum")
+    lrs = np.full(4, 0.05)
+    dropout = augment.dropout_for(0.0, 0.2, 7)
+    assert fast._by_units(np.array(sizes), 0.0, dropout.thresholds()[1])
+    runs = []
+    for be, data in ((fast, fast.prepare(x)), (ref, x)):
+        avg = copy(params)
+        p, losses, right = _epochs(be, copy(params), opt, data, x, y, batch, lrs,
+                                   shift=augment.shift_for(2, 784, 3), dropout=dropout,
+                                   label_smoothing=0.1, ema=avg, ema_decay=0.9)
+        runs.append((p, avg, losses, right))
+    (p_f, a_f, l_f, c_f), (p_r, a_r, l_r, c_r) = runs
+    assert c_f == c_r
+    rtol, atol = tol(dtype)
+    np.testing.assert_allclose(l_f, l_r, rtol=rtol, atol=atol)
+    close_nets(p_f, p_r, dtype)
+    close_nets(a_f, a_r, dtype)
+    assert not np.allclose(a_f[0][0], p_f[0][0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bit_identical_whatever_the_threads(dtype):
+    """The parts are fixed per machine: one thread running both gives the same bits."""
+    sizes = [784, 128, 10]
+    x = random_pixels(200, 784, seed=9)
+    y = np.random.default_rng(9).integers(0, 10, 200)
+    params = random_net(sizes, dtype, seed=9, scale=0.05)
+    opt = Optimizer("adam")
+    runs = []
+    for n in (1, 2):
+        with fast.threads(n):
+            runs.append(_epochs(fast, copy(params), opt, fast.prepare(x), x, y, 64,
+                                np.full(4, 1e-3)))
+    for pair_a, pair_b in zip(runs[0][0], runs[1][0]):
+        for u, v in zip(pair_a, pair_b):
+            np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+
+
+def test_stops_before_a_nonfinite_update(narrow_parts):
+    params = random_net([20, 40, 3], np.float64)
+    params[0][0][0, 0] = np.inf
+    before = copy(params)
+    x = np.full((10, 20), 255, dtype=np.uint8)
+    y = np.zeros(10, dtype=np.int64)
+    losses, _ = fast.train_epoch(params, [], Optimizer("sgd"), fast.prepare(x), y,
+                                 np.arange(10), 5, np.full(2, 0.1), 0)
+    assert len(losses) == 1 and not np.isfinite(losses[0])
+    for (W, b), (W0, b0) in zip(params, before):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
