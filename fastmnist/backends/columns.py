@@ -35,18 +35,20 @@ from ._jit import borrow, jit, pjit, prange
 from .numba_cpu import (
     BLOCK,
     LANES,
+    MODE_CSR,
     _activate,
     _aligned_zeros,
-    _block_input_backward,
+    _bucket_backward,
+    _bucket_block,
     _copy,
     _dense_backward,
     _ema_step,
     _index_dtype,
     _output_grad,
+    _prefetch_row,
     _row_input,
     _stride,
     _update_range,
-    _wide_buffers,
     _zero,
     input_forward,
 )
@@ -89,22 +91,29 @@ def from_blocks(flat, d_in, h, cut):
 
 
 def buffers(sizes, P, batch_size, dtype, values_dtype, cut):
-    """The parts' work buffers, one row per part: G (T, P) gradients (part t writes only its
-    own slices of G[t]), Z (T, B * max h_t) its units' outputs, S (T, 2, B * C) its shares of
-    the logits (two steps' worth: see ``_step``), R (T, 3 * _lane_pad(C) + max h_t) per-row
-    scratch (``_scratch``), pixel buffers CI, CV (T, d_in) and the blocked backward's
-    (``numba_cpu._wide_buffers``)."""
+    """The work buffers.
+
+    One row per part: G (T, P) gradients (part t writes only its own slices of G[t]), Z (T,
+    B * max h_t) its units' outputs, S (T, 2, B * C) its shares of the logits, R (T, 3 *
+    _lane_pad(C) + max h_t) per-row scratch (``_scratch``), DZ (T, BLOCK * max h_t) a block's
+    deltas of its units, pixel buffers CI, CV (T, d_in). Shared: the buckets (KC, KR, KV) of
+    each block of a batch (``numba_cpu._bucket_block``; 2 * n_blocks rows). S and the buckets
+    hold two steps' worth (see ``_step``).
+    """
     T = len(cut) - 1
     d_in, c = int(sizes[0]), int(sizes[2])
     h_max = int(np.diff(cut).max())
-    idx_dtype = _index_dtype(d_in)
+    n_blocks = -(-batch_size // BLOCK)
 
-    def rows(n, dt=dtype):  # each part's row on cache lines of its own
-        return _aligned_zeros((T, _stride(n, dt)), dt)
+    def rows(n, dt=dtype, k=T):  # each row on cache lines of its own
+        return _aligned_zeros((k, _stride(n, dt)), dt)
 
+    buckets = (rows(d_in + 1, np.int64, 2 * n_blocks),
+               rows(BLOCK * d_in, np.uint8, 2 * n_blocks),
+               rows(BLOCK * d_in, values_dtype, 2 * n_blocks))
     return (rows(P), rows(batch_size * h_max), rows(2 * _stride(batch_size * c, dtype)),
-            rows(3 * _lane_pad(c) + h_max), rows(d_in, idx_dtype), rows(d_in, values_dtype),
-            _wide_buffers(sizes, T, dtype, values_dtype))
+            rows(3 * _lane_pad(c) + h_max), rows(BLOCK * h_max),
+            rows(d_in, _index_dtype(d_in)), rows(d_in, values_dtype), buckets)
 
 
 @jit
@@ -138,7 +147,10 @@ def _forward_part(fl, net, t, data, rows, draw, bufs):
     # b2 goes into the last part's share only: the backward then never reads b2, which the
     # last part may update before another part is done reading the logits
     b2 = fl[wo2 + h * c:wo2 + h * c + c] if t == cut.shape[0] - 2 else _scratch(r_t, c, ht)[2]
-    for i in range(rows.shape[0]):
+    m = rows.shape[0]
+    for i in range(m):
+        if mode == MODE_CSR and i + 2 < m:  # shuffled rows: fetch ahead
+            _prefetch_row(ip, ix, vs, rows[i + 1], rows[i + 2])
         x_idx, x_val, n_nz = _row_input(rows[i], mode, ip, ix, vs, io, d_in, cidx, cval, draw)
         a = z_t[i * ht:(i + 1) * ht]
         input_forward(fl, woff[0] + d_in * lo, b1, ht, x_idx, x_val, n_nz, scale, act == 0, a)
@@ -149,14 +161,28 @@ def _forward_part(fl, net, t, data, rows, draw, bufs):
 
 
 @jit
-def _backward_part(fl, g, net, t, data, rows, draw, task, inv_n, bufs):
+def _bucket_part(t, T, d_in, data, rows, draw, buckets, k0, cidx, cval):
+    """Part t's share of bucketing the rows' blocks by pixel (``numba_cpu._bucket_block``):
+    blocks t, t + T, ... into the buckets' rows k0 + block."""
+    mode, ip, ix, vs, io = data[0], data[1], data[2], data[3], data[4]
+    KC, KR, KV = buckets
+    m = rows.shape[0]
+    for b in range(t, (m + BLOCK - 1) // BLOCK, T):
+        b0 = b * BLOCK
+        _bucket_block(rows[b0:min(m, b0 + BLOCK)], mode, ip, ix, vs, io, d_in, cidx, cval,
+                      borrow(KC[k0 + b]), borrow(KR[k0 + b]), borrow(KV[k0 + b]), draw)
+
+
+@jit
+def _backward_part(fl, g, net, t, data, rows, task, inv_n, bufs):
     """Part t's backward of the rows `rows` (m,) into its slices of g (P,), from the shares of
-    the logits of every part S[:, at:] (T, B * C) and its units' outputs z_t; returns (summed
-    loss, right answers) over the rows (the same on every part). bufs (S, at, z_t, r_t, cidx,
-    cval, and the blocked backward's counts, e_row, e_val, dz)."""
+    the logits of every part S[:, at:] (T, B * C), its units' outputs z_t and the batch's
+    buckets; returns (summed loss, right answers) over the rows (the same on every part).
+    bufs (S, at, z_t, r_t, dz_t, the buckets (KC, KR, KV), the batch's first row of them)."""
     sizes, woff, cut, act = net
-    mode, ip, ix, vs, io, scale, y = data
-    S, at, z_t, r_t, cidx, cval, counts, e_row, e_val, dzs = bufs
+    scale, y = data[5], data[6]
+    S, at, z_t, r_t, dzs, buckets, k0 = bufs
+    KC, KR, KV = buckets
     head, Yt, sw, eps = task
     weighted = sw.shape[0] > 0
     d_in, h, c = sizes[0], sizes[1], sizes[2]
@@ -188,8 +214,9 @@ def _backward_part(fl, g, net, t, data, rows, draw, task, inv_n, bufs):
             _dense_backward(fl, g, wo2 + lo * c, bo2, ht, c, z_t[i * ht:(i + 1) * ht], dz2, da,
                             act)
             _copy(da, dzs, (i - b0) * ht, ht)
-        _block_input_backward(g, wo1, bo1 + lo, ht, rows[b0:b1], mode, ip, ix, vs, io, scale,
-                              d_in, cidx, cval, counts, e_row, e_val, dzs, draw)
+        k = k0 + b0 // BLOCK
+        _bucket_backward(g, wo1, bo1 + lo, ht, b1 - b0, d_in, scale, borrow(KC[k]),
+                         borrow(KR[k]), borrow(KV[k]), dzs)
     return loss_sum, right
 
 
@@ -233,11 +260,12 @@ def _step(params, net, data, batch, step, bufs, task, loss_t, corr_t):
     parallel loop's writes to an array taken out of a tuple argument). The update is skipped
     when the loss is not finite."""
     flat, s1, s2, ema, a_ema, opt = params
-    G, Z, S, R, CI, CV, wide = bufs
-    counts, e_row, e_val, dzs = wide
+    G, Z, S, R, DZ, CI, CV, buckets = bufs
     rows, draw, nxt, draw_next, half = batch
     at = half * (S.shape[1] // 2)
     at_next = (1 - half) * (S.shape[1] // 2)
+    n_blocks = buckets[0].shape[0] // 2
+    d_in = net[0][0]
     inv_n, rule = step
     T = S.shape[0]
     for t in prange(T):
@@ -247,9 +275,8 @@ def _step(params, net, data, batch, step, bufs, task, loss_t, corr_t):
         loss, right = 0.0, 0
         if rows.shape[0] > 0:
             loss, right = _backward_part(
-                fl, g, net, t, data, borrow(rows), draw, task, inv_n,
-                (borrow(S), at, z_t, r_t, cidx, cval, borrow(counts[t]), borrow(e_row[t]),
-                 borrow(e_val[t]), borrow(dzs[t])))
+                fl, g, net, t, data, borrow(rows), task, inv_n,
+                (borrow(S), at, z_t, r_t, borrow(DZ[t]), buckets, half * n_blocks))
         finite = np.isfinite(loss)
         if rows.shape[0] > 0 and finite:
             _update_part(fl, (s1, s2, ema, a_ema, opt), borrow(G), net, t, rule)
@@ -257,6 +284,8 @@ def _step(params, net, data, batch, step, bufs, task, loss_t, corr_t):
         corr_t[t] = right
         if nxt.shape[0] > 0 and finite:
             _forward_part(fl, net, t, data, borrow(nxt), draw_next, (z_t, s_t, r_t, cidx, cval))
+            _bucket_part(t, T, d_in, data, borrow(nxt), draw_next, buckets,
+                         (1 - half) * n_blocks, cidx, cval)
 
 
 @jit

@@ -535,11 +535,20 @@ def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iot
     """G[W1] += X_blk^T dZ_blk and G[b1] += dZ_blk.sum(0) for a block of rows, pixel by pixel.
 
     rows (m <= BLOCK,): the block's rows; dz (m * h,): their layer-1 deltas. The block's
-    nonzeros are bucketed by pixel (counts (d_in + 1,), e_row, e_val (BLOCK * d_in,)), and
-    each touched row of G[W1] is updated once per block, four deltas per pass, instead of
-    once per nonzero: for wide layers G[W1] lives in L2 and that read-modify-write traffic
-    was the epoch's largest cost.
+    nonzeros are bucketed by pixel (``_bucket_block``), then each touched row of G[W1] is
+    updated once per block (``_bucket_backward``).
     """
+    _bucket_block(rows, mode, indptr, indices, values, iota, d_in, cidx, cval, counts, e_row,
+                  e_val, shift)
+    _bucket_backward(g, wo, bo, h, rows.shape[0], d_in, scale, counts, e_row, e_val, dz)
+
+
+@jit
+def _bucket_block(rows, mode, indptr, indices, values, iota, d_in, cidx, cval, counts, e_row,
+                  e_val, shift):
+    """The nonzeros of a block of rows (m <= BLOCK,) bucketed by pixel: bucket k is
+    e_row[counts[k - 1]:counts[k]] (the rows, 0..m-1) and e_val[...] (their values), with
+    counts[-1] read as 0; counts (d_in + 1,), e_row, e_val (BLOCK * d_in,)."""
     m = rows.shape[0]
     counts[:] = 0
     for i in range(m):
@@ -558,6 +567,14 @@ def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iot
             e_row[e] = i
             e_val[e] = x_val[q]
             counts[k] = e + 1
+
+
+@jit
+def _bucket_backward(g, wo, bo, h, m, d_in, scale, counts, e_row, e_val, dz):
+    """G[W1] += X_blk^T dZ_blk, G[b1] += dZ_blk.sum(0) from a block's buckets
+    (``_bucket_block``) and its m rows' deltas dz (m * h,): each touched row of G[W1] updated
+    once per block, four deltas per pass, instead of once per nonzero (for wide layers G[W1]
+    lives in L2 and that read-modify-write traffic was the epoch's largest cost)."""
     start = 0
     for k in range(d_in):  # bucket k is e_row[start:counts[k]] now
         stop = counts[k]
