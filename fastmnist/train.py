@@ -7,6 +7,7 @@ consistent weights, and checks every chunk for divergence.
 """
 
 import contextlib
+import dataclasses
 import math
 import os
 import signal
@@ -98,6 +99,82 @@ def _all_finite(params):
     return all(np.isfinite(W).all() and np.isfinite(b).all() for W, b in params)
 
 
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Checkpoint:
+    """Where an interrupted :func:`fit` stopped, and all it needs to continue bit for bit.
+
+    :func:`fit` leaves one in ``model.checkpoint`` when Ctrl-C (or a ``KeyboardInterrupt``
+    from `on_epoch`) stops it, and continues from one given as ``fit(..., checkpoint=)``.
+    ``fastmnist train`` saves it beside the model (:meth:`to_arrays`, the ``extra`` of
+    :meth:`fastmnist.MLP.save`) and ``--resume`` reads it back (:meth:`from_arrays`).
+
+    The fields cannot be rebound, but the optimizer state's arrays are not copied: a
+    resumed :func:`fit` uses them as they are and updates them in place.
+
+    Parameters
+    ----------
+    epoch : int
+        The epoch to continue in (0-based); ``epochs`` when the run had finished.
+    step : int
+        Steps of that epoch already taken (0 at an epoch's start).
+    t : int
+        Optimizer steps taken in the whole run (the index into the learning rate schedule).
+    state : list of slots, each a list of (W-like (d_in, d_out), b-like (d_out,)) per layer
+        The optimizer's state (:func:`fastmnist.optim.init_state`: none for SGD, velocity
+        for momentum, m and v for Adam), then the weights' moving average when fit's `ema`
+        is set.
+    history : dict of lists
+        The complete epochs' history, as :func:`fit` returns it.
+    partial : sequence of 4 numbers
+        The interrupted epoch's totals so far: loss sum, correct predictions, rows, seconds
+        (zeros at an epoch's start).
+    """
+
+    epoch: int
+    step: int
+    t: int
+    state: list
+    history: dict
+    partial: tuple = (0.0, 0, 0, 0.0)
+
+    def __repr__(self):
+        return (f"Checkpoint(epoch={self.epoch}, step={self.step}, t={self.t}, "
+                f"{len(self.state)} state slots, {len(next(iter(self.history.values()), []))} "
+                "epochs of history)")
+
+    def to_arrays(self):
+        """Named arrays for a .npz: ``epoch``, ``step``, ``t`` (int64 scalars), ``partial``
+        (4,) float64 and ``state_{slot}_{layer}_{0 for W, 1 for b}``. The history is not
+        among them: it is saved with the model."""
+        out = {k: np.asarray(getattr(self, k), dtype=np.int64) for k in ("epoch", "step", "t")}
+        out["partial"] = np.asarray(self.partial, dtype=np.float64)
+        for s, slot in enumerate(self.state):
+            for i, pair in enumerate(slot):
+                for j, arr in enumerate(pair):
+                    out[f"state_{s}_{i}_{j}"] = arr
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays, history, n_layers):
+        """Inverse of :meth:`to_arrays`: `arrays` as it made them (``extra`` of
+        :meth:`fastmnist.MLP.load`), `history` the saved model's, `n_layers` its layer count.
+
+        Raises InputError when `arrays` is not a checkpoint's.
+        """
+        try:
+            epoch, step, t = (int(arrays[k]) for k in ("epoch", "step", "t"))
+            partial = np.asarray(arrays["partial"], dtype=np.float64)
+            n_slots = len({k.split("_")[1] for k in arrays if k.startswith("state_")})
+            state = [[tuple(np.array(arrays[f"state_{s}_{i}_{j}"]) for j in (0, 1))
+                      for i in range(n_layers)] for s in range(n_slots)]
+        except KeyError as e:
+            raise InputError(f"not a training checkpoint: missing {e}") from None
+        except (TypeError, ValueError) as e:
+            raise InputError(f"malformed training checkpoint ({e})") from None
+        return cls(epoch=epoch, step=step, t=t, state=state,
+                   history={k: list(v) for k, v in history.items()}, partial=partial)
+
+
 def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", schedule=None,
         backend="numba", validation_data=None, progress=None, threads=None, shuffle=True,
         seed=None, early_stopping=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
@@ -140,9 +217,11 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         best weights. Needs `validation_data`.
     momentum, beta1, beta2, eps, weight_decay : float
         Optimizer hyperparameters (see :class:`fastmnist.optim.Optimizer`).
-    checkpoint : dict or None
-        Training state from an interrupted run (``fastmnist train --resume``) to continue
-        from; the result equals the uninterrupted run's.
+    checkpoint : Checkpoint or None
+        Training state from an interrupted run (``model.checkpoint``, or
+        :meth:`Checkpoint.from_arrays` as ``fastmnist train --resume`` reads it) to continue
+        from; the result equals the uninterrupted run's. Its optimizer state is updated in
+        place.
     on_epoch : callable or None
         Called as ``on_epoch(epoch_index, history)`` after every epoch.
     compile : {"wait", "background"}
@@ -283,8 +362,8 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
 
     def interrupted(epoch, step, partial=(0.0, 0, 0, 0.0)):
         """Leave a consistent model and the checkpoint to resume at (epoch, step)."""
-        model.checkpoint = dict(epoch=epoch, step=step, t=t, state=state, history=history,
-                                partial=list(partial))
+        model.checkpoint = Checkpoint(epoch=epoch, step=step, t=t, state=state,
+                                      history=history, partial=tuple(partial))
         model.history = history
 
     # while a compiler runs on a core, NumPy's BLAS keeps off it (_blas)
@@ -394,16 +473,19 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
 
 
 def _check_checkpoint(ckpt, fresh_state, fresh_history, epochs, steps_per_epoch):
-    """Unpack a training checkpoint, refusing one that does not fit this run.
+    """Unpack a training :class:`Checkpoint`, refusing one that does not fit this run.
 
-    The optimizer state is used as it is, and updated in place (the scikit-learn wrapper
-    relies on that to carry it from one ``partial_fit`` to the next).
+    The optimizer state is used as it is, and updated in place (not copied: a caller can
+    carry it from one ``fit`` to the next).
     """
+    if not isinstance(ckpt, Checkpoint):
+        raise InputError("not a usable training checkpoint: expected a fastmnist.train."
+                         f"Checkpoint, got {type(ckpt).__name__}")
     try:
-        epoch, step, t = (int(ckpt[k]) for k in ("epoch", "step", "t"))
-        state = ckpt["state"]
-        history = {k: list(v) for k, v in ckpt["history"].items()}
-        partial = np.asarray(ckpt["partial"], dtype=np.float64).copy()
+        epoch, step, t = (int(v) for v in (ckpt.epoch, ckpt.step, ckpt.t))
+        state = ckpt.state
+        history = {k: list(v) for k, v in ckpt.history.items()}
+        partial = np.asarray(ckpt.partial, dtype=np.float64).copy()
         shapes = [[(a.shape, a.dtype) for a in pair] for slot in state for pair in slot]
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise InputError(f"not a usable training checkpoint ({type(e).__name__}: {e})") from None
@@ -427,30 +509,3 @@ def _check_checkpoint(ckpt, fresh_state, fresh_history, epochs, steps_per_epoch)
     if problems:
         raise InputError("cannot resume from this checkpoint: " + "; ".join(problems))
     return epoch, step, t, state, history, partial
-
-
-def checkpoint_to_arrays(ckpt):
-    """Flatten a training checkpoint (``model.checkpoint``) into named arrays for a .npz."""
-    out = {k: np.asarray(ckpt[k], dtype=np.int64) for k in ("epoch", "step", "t")}
-    out["partial"] = np.asarray(ckpt["partial"], dtype=np.float64)
-    for s, slot in enumerate(ckpt["state"]):
-        for i, pair in enumerate(slot):
-            for j, arr in enumerate(pair):
-                out[f"state_{s}_{i}_{j}"] = arr
-    return out
-
-
-def checkpoint_from_arrays(arrays, history, n_layers):
-    """Inverse of :func:`checkpoint_to_arrays`; `history` comes from the saved model."""
-    try:
-        ckpt = {k: int(arrays[k]) for k in ("epoch", "step", "t")}
-        ckpt["partial"] = np.asarray(arrays["partial"], dtype=np.float64)
-        n_slots = len({k.split("_")[1] for k in arrays if k.startswith("state_")})
-        ckpt["state"] = [[tuple(np.array(arrays[f"state_{s}_{i}_{j}"]) for j in (0, 1))
-                          for i in range(n_layers)] for s in range(n_slots)]
-    except KeyError as e:
-        raise InputError(f"not a training checkpoint: missing {e}") from None
-    except (TypeError, ValueError) as e:
-        raise InputError(f"malformed training checkpoint ({e})") from None
-    ckpt["history"] = {k: list(v) for k, v in history.items()}
-    return ckpt
