@@ -439,7 +439,7 @@ class _Run:
                 for epoch in range(self.start_epoch, s.epochs):
                     first = epoch == self.start_epoch
                     totals = self._run_epoch(epoch, self.start_step if first else 0,
-                                               self.partial if first else np.zeros(4))
+                                             self.partial if first else np.zeros(4))
                     if self._end_epoch(epoch, *totals):
                         break
         finally:

@@ -691,7 +691,6 @@ def test_checkpoint_that_does_not_fit_is_refused():
                                      {}, 2)
 
 
-
 def test_checkpoint_file_format_is_unchanged(tmp_path):
     """A checkpoint file as `fastmnist train` wrote it before Checkpoint was a type (these
     array names) still resumes, and to_arrays still writes exactly these names."""
@@ -701,8 +700,8 @@ def test_checkpoint_file_format_is_unchanged(tmp_path):
         model.fit(X, y, backend="numpy", on_epoch=_sigint_at(0), **FIT)
     ckpt = model.checkpoint
     assert isinstance(ckpt, train.Checkpoint) and "epoch=1, step=0, t=8" in repr(ckpt)
-    old = {"epoch": np.int64(1), "step": np.int64(0), "t": np.int64(8),
-           "partial": np.zeros(4)}  # Adam: slots m and v, each (W, b) per layer
+    old = {"epoch": np.int64(1), "step": np.int64(0), "t": np.int64(8), "partial": np.zeros(4)}
+    # Adam's state: slots m and v, each (W, b) for each of the 2 layers
     old.update({f"state_{s}_{i}_{j}": ckpt.state[s][i][j]
                 for s in range(2) for i in range(2) for j in range(2)})
     arrays = ckpt.to_arrays()
