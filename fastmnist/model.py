@@ -65,6 +65,17 @@ class MLP:
     ----------
     params : list of (W (d_in, d_out), b (d_out,))
     history : dict of lists, filled by :meth:`fit`
+    config : dict
+        The last :meth:`fit`'s training settings (saved in the model file; ``fastmnist train
+        --resume`` reruns with them).
+    checkpoint : fastmnist.train.Checkpoint or None
+        Set when Ctrl-C interrupted :meth:`fit`: pass it as ``fit(..., checkpoint=)`` to
+        continue; None otherwise.
+    steps_on_numpy : int
+        Steps of the last :meth:`fit` that ran on the NumPy backend while the Numba kernels
+        compiled elsewhere (``compile="background"``).
+
+    :func:`fastmnist.train.fit` sets these attributes and no others.
     """
 
     def __init__(self, hidden=(128,), dtype="float32", init="he", seed=0,
@@ -90,9 +101,10 @@ class MLP:
         self.n_classes = int(n_classes)
         self.pixels = bool(pixels)
         self.params = init_params(self.sizes, self.dtype, init, np.random.default_rng(seed))
+        # what fit sets (and nothing else; tests/test_model.py checks it)
         self.history = {}
         self.config = {}
-        self.checkpoint = None
+        self.checkpoint = None  # a train.Checkpoint after an interrupted fit
         self.steps_on_numpy = 0  # of the last fit, while its kernels compiled elsewhere
 
     @property

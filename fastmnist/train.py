@@ -4,15 +4,23 @@ It knows nothing of how a kernel is written: each backend's ``train_epoch`` runs
 optimizer steps in one call (one compiled call for the Numba backend). The loop cuts each
 epoch into chunks of steps so that Ctrl-C stops at the end of the current step chunk with
 consistent weights, and checks every chunk for divergence.
+
+:func:`fit` is two steps: :func:`_check_args` checks its arguments into a :class:`_Settings`
+(starting and changing nothing), and a :class:`_Run` trains: :meth:`_Run.train` loops over
+epochs, :meth:`_Run._run_epoch` over chunks of steps (:meth:`_Run._chunk`, one compiled call
+each), and :meth:`_Run._end_epoch` keeps the books after every epoch (history, validation,
+progress bar, `on_epoch`, early stopping). An interrupted run leaves a :class:`Checkpoint`.
 """
 
 import contextlib
+import dataclasses
 import math
 import os
 import signal
 import sys
 import threading
 import time
+import typing
 
 import numpy as np
 
@@ -98,6 +106,82 @@ def _all_finite(params):
     return all(np.isfinite(W).all() and np.isfinite(b).all() for W, b in params)
 
 
+@dataclasses.dataclass(frozen=True, eq=False, repr=False)
+class Checkpoint:
+    """Where an interrupted :func:`fit` stopped, and all it needs to continue bit for bit.
+
+    :func:`fit` leaves one in ``model.checkpoint`` when Ctrl-C (or a ``KeyboardInterrupt``
+    from `on_epoch`) stops it, and continues from one given as ``fit(..., checkpoint=)``.
+    ``fastmnist train`` saves it beside the model (:meth:`to_arrays`, the ``extra`` of
+    :meth:`fastmnist.MLP.save`) and ``--resume`` reads it back (:meth:`from_arrays`).
+
+    The fields cannot be rebound, but the optimizer state's arrays are not copied: a
+    resumed :func:`fit` uses them as they are and updates them in place.
+
+    Parameters
+    ----------
+    epoch : int
+        The epoch to continue in (0-based); ``epochs`` when the run had finished.
+    step : int
+        Steps of that epoch already taken (0 at an epoch's start).
+    t : int
+        Optimizer steps taken in the whole run (the index into the learning rate schedule).
+    state : list of slots, each a list of (W-like (d_in, d_out), b-like (d_out,)) per layer
+        The optimizer's state (:func:`fastmnist.optim.init_state`: none for SGD, velocity
+        for momentum, m and v for Adam), then the weights' moving average when fit's `ema`
+        is set.
+    history : dict of lists
+        The complete epochs' history, as :func:`fit` returns it.
+    partial : sequence of 4 numbers
+        The interrupted epoch's totals so far: loss sum, correct predictions, rows, seconds
+        (zeros at an epoch's start).
+    """
+
+    epoch: int
+    step: int
+    t: int
+    state: list
+    history: dict
+    partial: tuple = (0.0, 0, 0, 0.0)
+
+    def __repr__(self):
+        return (f"Checkpoint(epoch={self.epoch}, step={self.step}, t={self.t}, "
+                f"{len(self.state)} state slots, {len(next(iter(self.history.values()), []))} "
+                "epochs of history)")
+
+    def to_arrays(self):
+        """Named arrays for a .npz: ``epoch``, ``step``, ``t`` (int64 scalars), ``partial``
+        (4,) float64 and ``state_{slot}_{layer}_{0 for W, 1 for b}``. The history is not
+        among them: it is saved with the model."""
+        out = {k: np.asarray(getattr(self, k), dtype=np.int64) for k in ("epoch", "step", "t")}
+        out["partial"] = np.asarray(self.partial, dtype=np.float64)
+        for s, slot in enumerate(self.state):
+            for i, pair in enumerate(slot):
+                for j, arr in enumerate(pair):
+                    out[f"state_{s}_{i}_{j}"] = arr
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays, history, n_layers):
+        """Inverse of :meth:`to_arrays`: `arrays` as it made them (``extra`` of
+        :meth:`fastmnist.MLP.load`), `history` the saved model's, `n_layers` its layer count.
+
+        Raises InputError when `arrays` is not a checkpoint's.
+        """
+        try:
+            epoch, step, t = (int(arrays[k]) for k in ("epoch", "step", "t"))
+            partial = np.asarray(arrays["partial"], dtype=np.float64)
+            n_slots = len({k.split("_")[1] for k in arrays if k.startswith("state_")})
+            state = [[tuple(np.array(arrays[f"state_{s}_{i}_{j}"]) for j in (0, 1))
+                      for i in range(n_layers)] for s in range(n_slots)]
+        except KeyError as e:
+            raise InputError(f"not a training checkpoint: missing {e}") from None
+        except (TypeError, ValueError) as e:
+            raise InputError(f"malformed training checkpoint ({e})") from None
+        return cls(epoch=epoch, step=step, t=t, state=state,
+                   history={k: list(v) for k, v in history.items()}, partial=partial)
+
+
 def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", schedule=None,
         backend="numba", validation_data=None, progress=None, threads=None, shuffle=True,
         seed=None, early_stopping=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
@@ -140,9 +224,11 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         best weights. Needs `validation_data`.
     momentum, beta1, beta2, eps, weight_decay : float
         Optimizer hyperparameters (see :class:`fastmnist.optim.Optimizer`).
-    checkpoint : dict or None
-        Training state from an interrupted run (``fastmnist train --resume``) to continue
-        from; the result equals the uninterrupted run's.
+    checkpoint : Checkpoint or None
+        Training state from an interrupted run (``model.checkpoint``, or
+        :meth:`Checkpoint.from_arrays` as ``fastmnist train --resume`` reads it) to continue
+        from; the result equals the uninterrupted run's. Its optimizer state is updated in
+        place.
     on_epoch : callable or None
         Called as ``on_epoch(epoch_index, history)`` after every epoch.
     compile : {"wait", "background"}
@@ -195,14 +281,60 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         Re-raised after Ctrl-C, once the current chunk of steps has finished; the model and
         ``model.history`` are consistent, and ``model.checkpoint`` can resume the run.
     """
+    settings = _check_args(
+        model, X, y, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+        schedule=schedule, backend=backend, validation_data=validation_data,
+        progress=progress, threads=threads, shuffle=shuffle, seed=seed,
+        early_stopping=early_stopping, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
+        weight_decay=weight_decay, on_epoch=on_epoch, compile=compile, shift=shift,
+        label_smoothing=label_smoothing, max_norm=max_norm, dropout=dropout,
+        input_dropout=input_dropout, ema=ema)
+    return _Run(model, settings, checkpoint).train()
+
+
+class _Settings(typing.NamedTuple):
+    """fit's arguments, checked and derived once by :func:`_check_args`."""
+
+    X: np.ndarray             # (n, n_features) training rows, as check_Xy returns them
+    y: np.ndarray             # (n,) labels
+    validation: tuple         # (X_val (m, n_features), y_val (m,)) checked, or None
+    n: int                    # rows
+    epochs: int
+    batch_size: int           # rows per step (n for full-batch training)
+    steps_per_epoch: int
+    lrs: np.ndarray           # (epochs * steps_per_epoch,) the learning rate of every step
+    opt: Optimizer
+    backend: str              # the backend asked for (a "background" compile starts on NumPy)
+    compile: str
+    seed: object              # int or None: the shuffling, shift and dropout seed
+    shuffle: bool
+    threads: object           # int or None
+    progress: object          # bool or None
+    early_stopping: object    # int or None
+    on_epoch: object          # callable or None
+    ema: float                # the moving average's decay; 0.0: none
+    epoch_kw: dict            # train_epoch's keywords for the activation and the tricks
+    config: dict              # what model.config records (and ``train --resume`` reruns)
+
+
+def _check_args(model, X, y, *, epochs, batch_size, lr, optimizer, schedule, backend,
+                validation_data, progress, threads, shuffle, seed, early_stopping, momentum,
+                beta1, beta2, eps, weight_decay, on_epoch, compile, shift,
+                label_smoothing, max_norm, dropout, input_dropout, ema):
+    """fit's arguments as :class:`_Settings`, or InputError for the first unusable one.
+
+    Starts nothing and changes nothing; the checkpoint is checked against the run later
+    (:func:`_check_checkpoint`), once the fresh optimizer state is known.
+    """
     X, y = check_Xy(X, y, model.n_features, model.n_classes, model.dtype,
                      model.pixels)
+    validation = None
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise InputError("validation_data must be a pair (X_val, y_val)")
         Xv, yv = validation_data
-        Xv, yv = check_Xy(Xv, yv, model.n_features, model.n_classes, model.dtype,
-                           model.pixels)
+        validation = check_Xy(Xv, yv, model.n_features, model.n_classes, model.dtype,
+                              model.pixels)
     if (not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool)
             or epochs < 1):
         raise InputError(f"epochs must be a positive integer, got {epochs!r}")
@@ -219,12 +351,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         raise InputError(f"compile must be one of {COMPILE_MODES}, got {compile!r}")
     opt = Optimizer(optimizer, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
                     weight_decay=weight_decay)
-    be = backends.get(backend)
-    # a first run: NumPy trains while a subprocess compiles the Numba kernels
-    compiler = (warmup.start_background(warmup.spec(model.dtype, X.dtype, model.n_features))
-                if backend == "numba" and compile == "background" else None)
-    if compiler is not None:
-        be = backends.get("numpy")
+    backends.get(backend)  # InputError for an unknown name
     seed = model.seed if seed is None else seed
     shifts = augment.shift_for(shift, model.n_features, seed)
     label_smoothing = backends.check_smoothing(label_smoothing)
@@ -242,20 +369,6 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
                   shift=int(shift or 0), label_smoothing=label_smoothing, max_norm=max_norm,
                   dropout=float(dropout or 0.0), input_dropout=float(input_dropout or 0.0),
                   ema=ema)
-
-    state = init_state(model.params, opt)
-    if ema:  # the average travels as one more slot of the state (and of a checkpoint)
-        state = state + [[(W.copy(), b.copy()) for W, b in model.params]]
-    history = {k: [] for k in HISTORY_KEYS if validation_data is not None or "val" not in k}
-    start_epoch, start_step, t = 0, 0, 0
-    partial = np.zeros(4)  # loss sum, n_correct, rows, seconds of an interrupted epoch
-    if checkpoint is not None:
-        start_epoch, start_step, t, state, history, partial = _check_checkpoint(
-            checkpoint, state, history, epochs, steps_per_epoch)
-    model.checkpoint = None
-    model.steps_on_numpy = 0
-
-    data = be.prepare(X)
     # the activation only when it is not the default (a ReLU model calls train_epoch as
     # before), the other tricks only when asked for
     epoch_kw = {} if model.activation == "relu" else {"activation": model.activation}
@@ -267,143 +380,211 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         epoch_kw["max_norm"] = max_norm
     if drop is not None:
         epoch_kw["dropout"] = drop
-    averaged = state[-1] if ema else None  # the weights' moving average, updated in place
-    opt_state = state[:-1] if ema else state
-    if ema:
-        epoch_kw.update(ema=averaged, ema_decay=ema)
-    model.config = config
-    best = (-1.0, None)
-    snapshot = None  # the weights at the start of the current chunk of steps
-    since_best = 0
-    flag = _SigintFlag()
-    bar = _progress_bar(epochs, progress, start_epoch)
-    thread_ctx = (backends.get(backend).threads(threads) if backend == "numba"
-                  else contextlib.nullcontext())
-    governor = _governor(be, threads)
+    return _Settings(X, y, validation, n, epochs, batch_size, steps_per_epoch, lrs, opt,
+                     backend, compile, seed, shuffle, threads, progress, early_stopping,
+                     on_epoch, ema, epoch_kw, config)
 
-    def interrupted(epoch, step, partial=(0.0, 0, 0, 0.0)):
+
+class _Run:
+    """One call of :func:`fit` once its arguments are checked: the loop over epochs and
+    chunks of steps (:meth:`train`, :meth:`_run_epoch`, :meth:`_chunk`) and the
+    bookkeeping after every epoch (:meth:`_end_epoch`)."""
+
+    def __init__(self, model, settings, checkpoint):
+        s = self.s = settings
+        self.model = model
+        state = init_state(model.params, s.opt)
+        if s.ema:  # the average travels as one more slot of the state (and of a checkpoint)
+            state = state + [[(W.copy(), b.copy()) for W, b in model.params]]
+        history = {k: [] for k in HISTORY_KEYS if s.validation is not None or "val" not in k}
+        self.start_epoch, self.start_step, self.t = 0, 0, 0
+        self.partial = np.zeros(4)  # loss sum, n_correct, rows, seconds of an interrupted epoch
+        if checkpoint is not None:
+            (self.start_epoch, self.start_step, self.t, state, history,
+             self.partial) = _check_checkpoint(checkpoint, state, history, s.epochs,
+                                               s.steps_per_epoch)
+        self.state, self.history = state, history
+        # a first run: NumPy trains while a subprocess compiles the Numba kernels
+        self.compiler = (warmup.start_background(warmup.spec(model.dtype, s.X.dtype,
+                                                             model.n_features))
+                         if s.backend == "numba" and s.compile == "background" else None)
+        self.be = backends.get("numpy" if self.compiler is not None else s.backend)
+        model.checkpoint = None
+        model.steps_on_numpy = 0
+        self.data = self.be.prepare(s.X)
+        self.epoch_kw = dict(s.epoch_kw)
+        self.averaged = state[-1] if s.ema else None  # the weights' moving average, in place
+        self.opt_state = state[:-1] if s.ema else state
+        if s.ema:
+            self.epoch_kw.update(ema=self.averaged, ema_decay=s.ema)
+        model.config = s.config
+        self.best = (-1.0, None)  # early stopping: best val_accuracy, its weights
+        self.snapshot = None  # the weights at the start of the current chunk of steps
+        self.since_best = 0
+        self.flag = _SigintFlag()
+
+    def train(self):
+        """Run the remaining epochs; fit's return value."""
+        s, model = self.s, self.model
+        self.bar = _progress_bar(s.epochs, s.progress, self.start_epoch)
+        thread_ctx = (backends.get(s.backend).threads(s.threads) if s.backend == "numba"
+                      else contextlib.nullcontext())
+        self.governor = _governor(self.be, s.threads)
+        # while a compiler runs on a core, NumPy's BLAS keeps off it (_blas)
+        self.numpy_phase = contextlib.ExitStack()
+        if self.compiler is not None:
+            self.numpy_phase.enter_context(blas_threads(max(1, (os.cpu_count() or 2) - 1)))
+        try:
+            with thread_ctx, self.flag.active(), self.numpy_phase:
+                for epoch in range(self.start_epoch, s.epochs):
+                    first = epoch == self.start_epoch
+                    totals = self._run_epoch(epoch, self.start_step if first else 0,
+                                             self.partial if first else np.zeros(4))
+                    if self._end_epoch(epoch, *totals):
+                        break
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+        if s.ema:  # the model ends with the averaged weights
+            for (W, b), (aW, ab) in zip(model.params, self.averaged):
+                W[...] = aW
+                b[...] = ab
+        model.history = self.history
+        model.checkpoint = None
+        return self.history
+
+    def _interrupted(self, epoch, step, partial=(0.0, 0, 0, 0.0)):
         """Leave a consistent model and the checkpoint to resume at (epoch, step)."""
-        model.checkpoint = dict(epoch=epoch, step=step, t=t, state=state, history=history,
-                                partial=list(partial))
-        model.history = history
+        self.model.checkpoint = Checkpoint(epoch=epoch, step=step, t=self.t, state=self.state,
+                                           history=self.history, partial=tuple(partial))
+        self.model.history = self.history
 
-    # while a compiler runs on a core, NumPy's BLAS keeps off it (_blas)
-    numpy_phase = contextlib.ExitStack()
-    if compiler is not None:
-        numpy_phase.enter_context(blas_threads(max(1, (os.cpu_count() or 2) - 1)))
-    try:
-        with thread_ctx, flag.active(), numpy_phase:
-            for epoch in range(start_epoch, epochs):
-                order = epoch_order(seed, epoch, n, shuffle)
-                step = start_step if epoch == start_epoch else 0
-                loss_sum, n_correct, rows, seconds = partial
-                partial = np.zeros(4)
-                while step < steps_per_epoch:
-                    if compiler is not None and (compiler.ready() or compiler.failed()):
-                        # compiled (or the compiler failed: then this process compiles)
-                        compiler = None
-                        numpy_phase.close()
-                        be = backends.get(backend)
-                        data = be.prepare(X)
-                        governor = _governor(be, threads)
-                    n_threads, chunk = governor.plan() if governor else (None, CHUNK_STEPS)
-                    stop = min(step + chunk, steps_per_epoch)
-                    rows_chunk = order[step * batch_size:stop * batch_size]
-                    lrs_chunk = lrs[t:t + stop - step]
-                    previous, snapshot = snapshot, [(W.copy(), b.copy()) for W, b in model.params]
-                    t_start = time.perf_counter()
-                    with be.threads(n_threads) if governor else contextlib.nullcontext():
-                        losses, correct = be.train_epoch(model.params, opt_state, opt, data, y,
-                                                         rows_chunk, batch_size, lrs_chunk, t,
-                                                         **epoch_kw)
-                    took = time.perf_counter() - t_start
-                    seconds += took
-                    if compiler is not None:
-                        model.steps_on_numpy += len(losses)
-                    if governor:
-                        governor.record(n_threads, took, len(losses))
-                    done = len(losses)
-                    bad_loss = done and not np.isfinite(losses[-1])
-                    if bad_loss or not _all_finite(model.params):
-                        # an update may overflow the weights even when its loss was finite.
-                        # Roll back to weights that gave a finite loss: the chunk's start, or
-                        # the previous chunk's when the chunk's first step already failed
-                        good = previous if done == 1 and bad_loss and previous else snapshot
-                        model.params[:] = good
-                        model.history = history
-                        what = (f"loss became non-finite ({losses[-1]})" if bad_loss
-                                else "weights became non-finite")
-                        raise DivergedError(
-                            f"{what} at epoch {epoch + 1}, step {step + done}; lr "
-                            f"{lrs_chunk[done - 1]:.4g} is probably too high. The model is "
-                            "rolled back to its last weights with a finite loss (at most "
-                            f"{2 * CHUNK_STEPS} steps back).")
-                    # rows in each step of the chunk: the epoch's last batch may be short
-                    sizes = np.minimum(batch_size, n - np.arange(step, stop) * batch_size)
-                    loss_sum += float(np.dot(losses, sizes))
-                    n_correct += correct
-                    rows += int(sizes.sum())
-                    t += done
-                    step = stop
-                    if flag.hit:
-                        interrupted(epoch, step, (loss_sum, n_correct, rows, seconds))
-                        raise KeyboardInterrupt
-                history["loss"].append(float(loss_sum / rows))
-                history["accuracy"].append(float(n_correct / rows))
-                history["epoch_seconds"].append(float(seconds))
-                history["lr"].append(float(lrs[t - 1]))
-                postfix = {"loss": f"{loss_sum / rows:.4f}", "acc": f"{n_correct / rows:.4f}"}
-                if validation_data is not None:
-                    vloss, vacc = evaluate(be, averaged if ema else model.params, Xv, yv,
-                                            activation=model.activation)
-                    history["val_loss"].append(vloss)
-                    history["val_accuracy"].append(vacc)
-                    postfix["val_acc"] = f"{vacc:.4f}"
-                if bar is not None:
-                    bar.set_postfix(postfix)
-                    bar.update(1)
-                if on_epoch is not None:
-                    try:
-                        on_epoch(epoch, history)
-                    except KeyboardInterrupt:  # the epoch is complete: resume at the next
-                        interrupted(epoch + 1, 0)
-                        raise
-                if early_stopping is not None:
-                    if history["val_accuracy"][-1] > best[0]:
-                        best = (history["val_accuracy"][-1],
-                                [(W.copy(), b.copy()) for W, b in model.params])
-                        since_best = 0
-                    else:
-                        since_best += 1
-                        if since_best >= early_stopping:
-                            model.params[:] = best[1]
-                            break
-                if flag.hit:  # Ctrl-C during the evaluation: stop here, at the epoch's end
-                    interrupted(epoch + 1, 0)
-                    raise KeyboardInterrupt
-    finally:
-        if bar is not None:
-            bar.close()
-    if ema:  # the model ends with the averaged weights
-        for (W, b), (aW, ab) in zip(model.params, averaged):
-            W[...] = aW
-            b[...] = ab
-    model.history = history
-    model.checkpoint = None
-    return history
+    def _run_epoch(self, epoch, step, partial):
+        """Steps `step`.. of `epoch`, in chunks, continuing `partial` (4,) (the epoch's
+        loss sum, correct predictions, rows and seconds so far); returns those totals."""
+        s = self.s
+        order = epoch_order(s.seed, epoch, s.n, s.shuffle)
+        loss_sum, n_correct, rows, seconds = partial
+        while step < s.steps_per_epoch:
+            if self.compiler is not None and (self.compiler.ready() or self.compiler.failed()):
+                self._switch_to_numba()
+            stop, losses, correct, took = self._chunk(epoch, order, step)
+            seconds += took
+            # rows in each step of the chunk: the epoch's last batch may be short
+            sizes = np.minimum(s.batch_size, s.n - np.arange(step, stop) * s.batch_size)
+            loss_sum += float(np.dot(losses, sizes))
+            n_correct += correct
+            rows += int(sizes.sum())
+            self.t += len(losses)
+            step = stop
+            if self.flag.hit:
+                self._interrupted(epoch, step, (loss_sum, n_correct, rows, seconds))
+                raise KeyboardInterrupt
+        return loss_sum, n_correct, rows, seconds
+
+    def _switch_to_numba(self):
+        """The background compiler is done (or failed: then this process compiles)."""
+        self.compiler = None
+        self.numpy_phase.close()
+        self.be = backends.get(self.s.backend)
+        self.data = self.be.prepare(self.s.X)
+        self.governor = _governor(self.be, self.s.threads)
+
+    def _chunk(self, epoch, order, step):
+        """One compiled call: steps `step`.. of `epoch` (row order `order` (n,)), as many as
+        the governor plans. Returns (stop, losses (stop - step,), correct, seconds).
+
+        Raises DivergedError, with the model rolled back, when the loss or the weights
+        became non-finite.
+        """
+        s, model, governor = self.s, self.model, self.governor
+        n_threads, chunk = governor.plan() if governor else (None, CHUNK_STEPS)
+        stop = min(step + chunk, s.steps_per_epoch)
+        rows_chunk = order[step * s.batch_size:stop * s.batch_size]
+        lrs_chunk = s.lrs[self.t:self.t + stop - step]
+        previous, self.snapshot = self.snapshot, [(W.copy(), b.copy()) for W, b in model.params]
+        t_start = time.perf_counter()
+        with self.be.threads(n_threads) if governor else contextlib.nullcontext():
+            losses, correct = self.be.train_epoch(model.params, self.opt_state, s.opt,
+                                                  self.data, s.y, rows_chunk, s.batch_size,
+                                                  lrs_chunk, self.t, **self.epoch_kw)
+        took = time.perf_counter() - t_start
+        if self.compiler is not None:
+            model.steps_on_numpy += len(losses)
+        if governor:
+            governor.record(n_threads, took, len(losses))
+        done = len(losses)
+        bad_loss = done and not np.isfinite(losses[-1])
+        if bad_loss or not _all_finite(model.params):
+            # an update may overflow the weights even when its loss was finite. Roll back
+            # to weights that gave a finite loss: the chunk's start, or the previous
+            # chunk's when the chunk's first step already failed
+            good = previous if done == 1 and bad_loss and previous else self.snapshot
+            model.params[:] = good
+            model.history = self.history
+            what = (f"loss became non-finite ({losses[-1]})" if bad_loss
+                    else "weights became non-finite")
+            raise DivergedError(
+                f"{what} at epoch {epoch + 1}, step {step + done}; lr "
+                f"{lrs_chunk[done - 1]:.4g} is probably too high. The model is "
+                "rolled back to its last weights with a finite loss (at most "
+                f"{2 * CHUNK_STEPS} steps back).")
+        return stop, losses, correct, took
+
+    def _end_epoch(self, epoch, loss_sum, n_correct, rows, seconds):
+        """History, validation, progress bar, on_epoch, early stopping and a Ctrl-C that
+        came during them, after `epoch`'s steps. True when early stopping ends the run."""
+        s, model, history = self.s, self.model, self.history
+        history["loss"].append(float(loss_sum / rows))
+        history["accuracy"].append(float(n_correct / rows))
+        history["epoch_seconds"].append(float(seconds))
+        history["lr"].append(float(s.lrs[self.t - 1]))
+        postfix = {"loss": f"{loss_sum / rows:.4f}", "acc": f"{n_correct / rows:.4f}"}
+        if s.validation is not None:
+            vloss, vacc = evaluate(self.be, self.averaged if s.ema else model.params,
+                                   *s.validation, activation=model.activation)
+            history["val_loss"].append(vloss)
+            history["val_accuracy"].append(vacc)
+            postfix["val_acc"] = f"{vacc:.4f}"
+        if self.bar is not None:
+            self.bar.set_postfix(postfix)
+            self.bar.update(1)
+        if s.on_epoch is not None:
+            try:
+                s.on_epoch(epoch, history)
+            except KeyboardInterrupt:  # the epoch is complete: resume at the next
+                self._interrupted(epoch + 1, 0)
+                raise
+        if s.early_stopping is not None:
+            if history["val_accuracy"][-1] > self.best[0]:
+                self.best = (history["val_accuracy"][-1],
+                             [(W.copy(), b.copy()) for W, b in model.params])
+                self.since_best = 0
+            else:
+                self.since_best += 1
+                if self.since_best >= s.early_stopping:
+                    model.params[:] = self.best[1]
+                    return True
+        if self.flag.hit:  # Ctrl-C during the evaluation: stop here, at the epoch's end
+            self._interrupted(epoch + 1, 0)
+            raise KeyboardInterrupt
+        return False
 
 
 def _check_checkpoint(ckpt, fresh_state, fresh_history, epochs, steps_per_epoch):
-    """Unpack a training checkpoint, refusing one that does not fit this run.
+    """Unpack a training :class:`Checkpoint`, refusing one that does not fit this run.
 
-    The optimizer state is used as it is, and updated in place (the scikit-learn wrapper
-    relies on that to carry it from one ``partial_fit`` to the next).
+    The optimizer state is used as it is, and updated in place (not copied: a caller can
+    carry it from one ``fit`` to the next).
     """
+    if not isinstance(ckpt, Checkpoint):
+        raise InputError("not a usable training checkpoint: expected a fastmnist.train."
+                         f"Checkpoint, got {type(ckpt).__name__}")
     try:
-        epoch, step, t = (int(ckpt[k]) for k in ("epoch", "step", "t"))
-        state = ckpt["state"]
-        history = {k: list(v) for k, v in ckpt["history"].items()}
-        partial = np.asarray(ckpt["partial"], dtype=np.float64).copy()
+        epoch, step, t = (int(v) for v in (ckpt.epoch, ckpt.step, ckpt.t))
+        state = ckpt.state
+        history = {k: list(v) for k, v in ckpt.history.items()}
+        partial = np.asarray(ckpt.partial, dtype=np.float64).copy()
         shapes = [[(a.shape, a.dtype) for a in pair] for slot in state for pair in slot]
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise InputError(f"not a usable training checkpoint ({type(e).__name__}: {e})") from None
@@ -427,30 +608,3 @@ def _check_checkpoint(ckpt, fresh_state, fresh_history, epochs, steps_per_epoch)
     if problems:
         raise InputError("cannot resume from this checkpoint: " + "; ".join(problems))
     return epoch, step, t, state, history, partial
-
-
-def checkpoint_to_arrays(ckpt):
-    """Flatten a training checkpoint (``model.checkpoint``) into named arrays for a .npz."""
-    out = {k: np.asarray(ckpt[k], dtype=np.int64) for k in ("epoch", "step", "t")}
-    out["partial"] = np.asarray(ckpt["partial"], dtype=np.float64)
-    for s, slot in enumerate(ckpt["state"]):
-        for i, pair in enumerate(slot):
-            for j, arr in enumerate(pair):
-                out[f"state_{s}_{i}_{j}"] = arr
-    return out
-
-
-def checkpoint_from_arrays(arrays, history, n_layers):
-    """Inverse of :func:`checkpoint_to_arrays`; `history` comes from the saved model."""
-    try:
-        ckpt = {k: int(arrays[k]) for k in ("epoch", "step", "t")}
-        ckpt["partial"] = np.asarray(arrays["partial"], dtype=np.float64)
-        n_slots = len({k.split("_")[1] for k in arrays if k.startswith("state_")})
-        ckpt["state"] = [[tuple(np.array(arrays[f"state_{s}_{i}_{j}"]) for j in (0, 1))
-                          for i in range(n_layers)] for s in range(n_slots)]
-    except KeyError as e:
-        raise InputError(f"not a training checkpoint: missing {e}") from None
-    except (TypeError, ValueError) as e:
-        raise InputError(f"malformed training checkpoint ({e})") from None
-    ckpt["history"] = {k: list(v) for k, v in history.items()}
-    return ckpt

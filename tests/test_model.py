@@ -1,5 +1,8 @@
 """MLP: construction, initialization, prediction, save/load round trip."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 from conftest import random_pixels
@@ -31,6 +34,26 @@ def test_inits():
     assert np.abs(uni[0][1]).max() > 0  # biases drawn too, as in the notebook
     assert fm.MLP(seed=3).params[0][0].tobytes() == fm.MLP(seed=3).params[0][0].tobytes()
     assert fm.MLP(seed=3).params[0][0].tobytes() != fm.MLP(seed=4).params[0][0].tobytes()
+
+
+def test_fit_sets_only_attributes_that_init_defines():
+    """Every attribute fit sets on the model exists from __init__ on (issue 13): a finished
+    run, an interrupted one (Ctrl-C leaves a checkpoint) and one that resumes from it."""
+    X, y = random_pixels(40, 784), np.arange(40) % 10
+    model = fm.MLP(hidden=(6,), seed=0)
+    defined = set(vars(model))
+
+    def ctrl_c(epoch, history):
+        os.kill(os.getpid(), signal.SIGINT)
+    kw = dict(epochs=2, batch_size=16, backend="numpy", progress=False,
+              validation_data=(X[:10], y[:10]))
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, on_epoch=ctrl_c, **kw)
+    assert model.checkpoint is not None and set(vars(model)) == defined
+    model.fit(X, y, checkpoint=model.checkpoint, **kw)
+    assert model.checkpoint is None and len(model.history["loss"]) == 2
+    model.fit(X, y, ema=0.5, shift=1, **kw)
+    assert set(vars(model)) == defined
 
 
 @pytest.mark.parametrize("bad", [dict(hidden=(0,)), dict(dtype="float16"), dict(init="zeros"),

@@ -5,6 +5,7 @@ never a deep traceback from NumPy or Numba, and no file is ever left half-writte
 (one-line errors, exit codes, Ctrl-C and --resume in a real process) is in test_cli.py.
 """
 
+import dataclasses
 import hashlib
 import os
 import signal
@@ -630,9 +631,9 @@ def test_interrupt_and_resume_is_bit_identical(backend, how, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     assert all(np.isfinite(W).all() for W, _ in model.params)
     if how == "SIGINT mid-epoch":  # stopped at the end of the chunk it arrived in
-        assert (ckpt["epoch"], ckpt["step"], ckpt["t"]) == (1, 6, 14)
+        assert (ckpt.epoch, ckpt.step, ckpt.t) == (1, 6, 14)
     else:  # stopped at the end of the epoch, where the interrupt arrived
-        assert (ckpt["epoch"], ckpt["step"], ckpt["t"]) == (1, 0, 8)
+        assert (ckpt.epoch, ckpt.step, ckpt.t) == (1, 0, 8)
     monkeypatch.undo()  # the resumed runs below are not interrupted ...
     monkeypatch.setattr(train, "CHUNK_STEPS", 3)  # ... and run in the same chunks
     assert all(len(v) == 1 for v in model.history.values())
@@ -641,10 +642,10 @@ def test_interrupt_and_resume_is_bit_identical(backend, how, monkeypatch):
     # through a checkpoint file, as `fastmnist train --resume` does
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ckpt.npz"
-        model.save(path, extra=train.checkpoint_to_arrays(ckpt))
+        model.save(path, extra=ckpt.to_arrays())
         resumed, extra = fm.MLP.load(path, return_extra=True)
     assert weights(resumed) == weights(model)
-    ckpt2 = train.checkpoint_from_arrays(extra, resumed.history, len(resumed.params))
+    ckpt2 = train.Checkpoint.from_arrays(extra, resumed.history, len(resumed.params))
     for m, c in ((model, ckpt), (resumed, ckpt2)):
         h = m.fit(X, y, backend=backend, validation_data=val, threads=1, checkpoint=c, **FIT)
         assert weights(m) == weights(ref)
@@ -676,7 +677,7 @@ def test_checkpoint_that_does_not_fit_is_refused():
     bad_runs = [(dict(FIT, batch_size=16), ckpt),  # other batches: a meaningless position
                 (dict(FIT, optimizer="momentum"), ckpt),  # other optimizer state
                 (dict(FIT, optimizer="sgd"), ckpt),
-                (FIT, dict(ckpt, epoch=5))]  # past the end
+                (FIT, dataclasses.replace(ckpt, epoch=5))]  # past the end
     for kw, c in bad_runs:
         with pytest.raises(InputError, match="cannot resume"):
             model.fit(X, y, backend="numpy", checkpoint=c, **kw)
@@ -686,8 +687,48 @@ def test_checkpoint_that_does_not_fit_is_refused():
         model.fit(X, y, backend="numpy", checkpoint={"epoch": 1}, **FIT)
     assert weights(model) == before
     with pytest.raises(InputError, match="checkpoint"):
-        train.checkpoint_from_arrays({"epoch": np.zeros(3), "step": 1, "t": 1, "partial": 0},
+        train.Checkpoint.from_arrays({"epoch": np.zeros(3), "step": 1, "t": 1, "partial": 0},
                                      {}, 2)
+
+
+def test_checkpoint_file_format_is_unchanged(tmp_path):
+    """A checkpoint file as `fastmnist train` wrote it before Checkpoint was a type (these
+    array names) still resumes, and to_arrays still writes exactly these names."""
+    X, y = toy(80)
+    model = fm.MLP(hidden=(12,), seed=4)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, backend="numpy", on_epoch=_sigint_at(0), **FIT)
+    ckpt = model.checkpoint
+    assert isinstance(ckpt, train.Checkpoint) and "epoch=1, step=0, t=8" in repr(ckpt)
+    old = {"epoch": np.int64(1), "step": np.int64(0), "t": np.int64(8), "partial": np.zeros(4)}
+    # Adam's state: slots m and v, each (W, b) for each of the 2 layers
+    old.update({f"state_{s}_{i}_{j}": ckpt.state[s][i][j]
+                for s in range(2) for i in range(2) for j in range(2)})
+    arrays = ckpt.to_arrays()
+    assert sorted(arrays) == sorted(old)
+    assert all(np.array_equal(arrays[k], v) and arrays[k].dtype == np.asarray(v).dtype
+               for k, v in old.items())
+    model.save(tmp_path / "old.npz", extra=old)
+    loaded, extra = fm.MLP.load(tmp_path / "old.npz", return_extra=True)
+    resumed = train.Checkpoint.from_arrays(extra, loaded.history, len(loaded.params))
+    loaded.fit(X, y, backend="numpy", checkpoint=resumed, **FIT)
+    model.fit(X, y, backend="numpy", checkpoint=ckpt, **FIT)
+    assert weights(loaded) == weights(model)
+
+
+def test_checkpoint_state_is_used_in_place_and_a_dict_is_refused():
+    X, y = toy(80)
+    model = fm.MLP(hidden=(12,), seed=4)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, backend="numpy", on_epoch=_sigint_at(0), **FIT)
+    ckpt = model.checkpoint
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ckpt.epoch = 0
+    m_before = ckpt.state[0][0][0].copy()
+    with pytest.raises(InputError, match="expected a fastmnist.train.Checkpoint, got dict"):
+        model.fit(X, y, backend="numpy", checkpoint=vars(ckpt).copy(), **FIT)
+    model.fit(X, y, backend="numpy", checkpoint=ckpt, **FIT)
+    assert not np.array_equal(ckpt.state[0][0][0], m_before)  # the resumed run updated it
 
 
 # --------------------------------------------------------------------------------------------

@@ -74,6 +74,19 @@ def test_compile_is_checked():
         MLP(hidden=(4,)).fit(X, y, epochs=1, compile="later")
 
 
+def test_refused_arguments_start_no_compiler(monkeypatch):
+    """fit checks every argument, the checkpoint included, before it starts a compiler."""
+    started = []
+    monkeypatch.setattr(warmup, "start_background", lambda s: started.append(s))
+    X, y = learnable(40)
+    for bad in (dict(label_smoothing=2.0), dict(ema=0.5, early_stopping=1,
+                                                validation_data=(X, y)),
+                dict(checkpoint={"epoch": 1})):
+        with pytest.raises(InputError):
+            MLP(hidden=(4,)).fit(X, y, epochs=1, compile="background", **bad)
+    assert not started
+
+
 def test_cached_kernels_start_no_compiler(monkeypatch):
     """With the spec compiled (its marker present), background mode is the waiting run."""
     s = warmup.spec("float64", np.uint8, 784)

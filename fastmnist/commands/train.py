@@ -137,14 +137,14 @@ _RUN_OPTIONS = ("hidden", "epochs", "batch_size", "lr", "optimizer", "schedule",
 def _resume(args):
     from ..errors import InputError
     from ..model import MLP
-    from ..train import checkpoint_from_arrays
+    from ..train import Checkpoint
     given = [o for o in _RUN_OPTIONS if getattr(args, o) is not None]
     if given:
         raise InputError("--resume continues the run saved in the checkpoint; these options "
                          "cannot change it: " + ", ".join("--" + o.replace("_", "-")
                                                           for o in given))
     model, extra = MLP.load(args.resume, return_extra=True)
-    ckpt = checkpoint_from_arrays(extra, model.history, len(model.params))
+    ckpt = Checkpoint.from_arrays(extra, model.history, len(model.params))
     kw = dict(model.config)
     if args.threads is not None:  # else the interrupted run's count: bit-identical results
         kw["threads"] = args.threads
@@ -227,7 +227,6 @@ def run(args):
     from tqdm import tqdm
 
     from ..data import load_mnist
-    from ..train import checkpoint_to_arrays
 
     # everything that can fail fast does, before the data is loaded and the training runs
     if args.compile not in COMPILE_CHOICES:  # a bad $FASTMNIST_COMPILE
@@ -272,8 +271,8 @@ def run(args):
                   progress=False if args.no_progress else None, on_epoch=on_epoch,
                   compile=compile_mode, **kw)
     except KeyboardInterrupt:
-        if args.out and getattr(model, "checkpoint", None) is not None:
-            model.save(args.out, extra=checkpoint_to_arrays(model.checkpoint))
+        if args.out and model.checkpoint is not None:
+            model.save(args.out, extra=model.checkpoint.to_arrays())
             print(f"interrupted: checkpoint saved to {args.out}; continue with "
                   f"`fastmnist train --resume {args.out} --out {args.out}`")
         raise
