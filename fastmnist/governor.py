@@ -28,6 +28,10 @@ RETRY_MOST = 16
 #: a count whose last chunk took this much longer (or shorter) than its estimate is re-checked
 JUMP = 1.3
 
+#: the shortest window of CPU counters that may skip the first probe of all threads (the
+#: counters tick every 10 ms)
+START_WINDOW = 0.05
+
 
 def _cpu_sample():
     """(wall seconds, CPU seconds all processes used, CPU seconds this process used), or None
@@ -63,15 +67,18 @@ class Governor:
     Notes
     -----
     The first chunk (PROBE_STEPS // 2 steps on one thread, cheap whether a core is busy or
-    not) is not measured: it may compile the kernels. Then PROBE_STEPS steps run on `most`
-    threads and as many on one. From then on the faster count runs whole chunks, and the
-    other is measured again (PROBE_STEPS steps) after RETRY_START chunks; the wait doubles up
-    to RETRY_MOST each time the choice is confirmed, and starts over when the running count's
-    step time jumps by JUMP (a neighbour process started or stopped). Where the system's CPU
-    counters can be read (Linux), a due probe is skipped while they say the choice still
-    holds: other processes leave a core per thread free and all threads run, or they take one
-    and a single thread runs. A probe on a busy machine costs PROBE_STEPS slow steps, not a
-    whole slow chunk.
+    not) is not measured: it may compile the kernels. Then PROBE_STEPS steps run on one
+    thread and as many on `most`; where the system's CPU counters show another process
+    holding a core already, the probe of `most` is skipped until they show it free (a step on
+    two threads with one core taken cost six of one thread's, fast98 on an Intel Xeon); one
+    thread runs until they have START_WINDOW seconds to say. From then on the faster
+    count runs whole chunks, and the other is measured again (PROBE_STEPS steps) after
+    RETRY_START chunks; the wait doubles up to RETRY_MOST each time the choice is confirmed,
+    and starts over when the running count's step time jumps by JUMP (a neighbour process
+    started or stopped). Where the system's CPU counters can be read (Linux), a due probe is
+    skipped while they say the choice still holds: other processes leave a core per thread
+    free and all threads run, or they take one and a single thread runs. A probe on a busy
+    machine costs PROBE_STEPS slow steps, not a whole slow chunk.
     """
 
     def __init__(self, most, chunk, sample=_cpu_sample):
@@ -82,7 +89,7 @@ class Governor:
         self.time = {}          # count -> estimate of seconds per step
         self.full = {}          # count -> the same, from whole chunks only
         self.warm = False
-        self.current = self.most
+        self.current = 1        # the count measured first
         self.wait = RETRY_START
         self.since = 0          # chunks on the current count since the other was measured
 
@@ -92,9 +99,16 @@ class Governor:
             return 1, self.chunk
         if not self.warm:
             return 1, PROBE_STEPS // 2
-        for count in (self.most, 1):
-            if count not in self.time:
-                return count, PROBE_STEPS
+        if 1 not in self.time:
+            return 1, PROBE_STEPS
+        if self.most not in self.time:
+            free = self._cores_free(START_WINDOW)
+            if free is None and self.since_sample is not None:  # counters, but too few ticks
+                return 1, PROBE_STEPS
+            if free is False:  # a neighbour holds a core already: all threads would stall;
+                self.time[self.most] = math.inf  # measured once the counters show it free
+                return 1, self.chunk
+            return self.most, PROBE_STEPS
         if self.since >= self.wait:
             if self._load_unchanged():
                 self.since = 0
@@ -102,18 +116,24 @@ class Governor:
             return (1 if self.current == self.most else self.most), PROBE_STEPS
         return self.current, self.chunk
 
+    def _cores_free(self, window):
+        """Whether other processes left a core free for each thread since the last look at
+        the counters (which this moves on); None when unknown (no counters, or fewer than
+        `window` seconds since)."""
+        now, before = self.sample(), self.since_sample
+        if now is None or before is None or now[0] - before[0] < window:
+            return None
+        self.since_sample = now
+        wall = now[0] - before[0]
+        others = ((now[1] - before[1]) - (now[2] - before[2])) / wall  # cores others used
+        return (os.cpu_count() or self.most) - others >= self.most - 0.5
+
     def _load_unchanged(self):
         """Whether the other processes' CPU use since the last probe says the current choice
         still holds: all threads with the cores free, one thread with a core taken. Unknown
         (no counters, a window under 0.2 s): False, so that the probe runs."""
-        now, before = self.sample(), self.since_sample
-        if now is None or before is None or now[0] - before[0] < 0.2:
-            return False
-        self.since_sample = now
-        wall = now[0] - before[0]
-        others = ((now[1] - before[1]) - (now[2] - before[2])) / wall  # cores others used
-        free = (os.cpu_count() or self.most) - others
-        return (free >= self.most - 0.5) == (self.current == self.most)
+        free = self._cores_free(0.2)
+        return free is not None and free == (self.current == self.most)
 
     def record(self, threads, seconds, steps):
         """Feed back that `steps` steps on `threads` threads took `seconds`."""
@@ -126,7 +146,8 @@ class Governor:
             return
         per_step = seconds / steps
         before = self.time.get(threads)
-        self.time[threads] = per_step if before is None else 0.5 * (before + per_step)
+        known = before is not None and math.isfinite(before)  # inf: skipped, see plan
+        self.time[threads] = 0.5 * (before + per_step) if known else per_step
         # a jump is judged between whole chunks only (a probe's call cost weighs more per step)
         full = steps >= self.chunk
         was = self.full.get(threads) if full else None

@@ -84,3 +84,26 @@ def test_cpu_counters_spare_the_probes(monkeypatch):
     assert steps_on[1] - 3000 < 3000  # it left 2 threads after the neighbour came
     quiet_probes = [t for t in times[80:3000] if t == 1.4]  # after warm-up and first pair
     assert quiet_probes == []  # no 1-thread probe while the counters showed free cores
+
+
+def test_a_core_taken_from_the_start_is_never_probed(monkeypatch):
+    """Counters that show a neighbour holding a core before the first probe of all threads:
+    that probe is skipped (it would stall), and made once the core is free again."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    clock = {"wall": 0.0, "all": 0.0, "own": 0.0}
+
+    def sample():
+        return clock["wall"], clock["all"], clock["own"]
+
+    def per_step(threads, step):
+        busy = step < 3000
+        t = (4.0 if threads == 2 else 1.4) if busy else (1.0 if threads == 2 else 1.4)
+        clock["wall"] += t / 1000
+        clock["own"] += t / 1000 * threads
+        clock["all"] += t / 1000 * (threads + (1.0 if busy else 0.0))
+        return t
+
+    times, steps_on, gov = simulate(per_step, 12000, sample=sample)
+    assert times[:3000].count(4.0) == 0  # no step on a busy core's two threads
+    assert gov.current == 2  # and all threads once the neighbour left
+    assert sum(times[3000:]) <= 1.15 * 9000 * 1.0
