@@ -233,7 +233,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         Called as ``on_epoch(epoch_index, history)`` after every epoch.
     compile : {"wait", "background"}
         With the Numba backend, when its kernels are not in Numba's cache yet (a first run:
-        20-40 s of compiling). "wait" compiles them before the first step. "background"
+        30-50 s of compiling). "wait" compiles them before the first step. "background"
         compiles them in a subprocess (:mod:`fastmnist.warmup`) and trains with the NumPy
         backend meanwhile, switching to Numba at the first chunk of steps after they are
         ready; the run's results then equal a waiting run's within the backends' parity

@@ -1,6 +1,6 @@
 """The Numba kernels compiled ahead of a run, or beside it, so that a first run does not wait.
 
-Numba compiles a kernel once per combination of argument types, 20-40 s for the training
+Numba compiles a kernel once per combination of argument types, 30-50 s for the training
 kernels on 2 cores, and caches the machine code on disk. Which combination a run needs is
 fixed by three things, its :func:`spec`: the parameters' dtype, the input's dtype, and whether
 pixel indices fit in 2 bytes. Widths, depth, optimizer, batch size and schedule are values the

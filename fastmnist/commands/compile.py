@@ -8,7 +8,7 @@ def add_parser(sub):
         "compile", help="compile the Numba kernels ahead (a first run then starts warm)",
         description="Compile the Numba backend's kernels for this CPU into Numba's cache, for "
                     "the parameter and input types given (default: both dtypes, uint8 pixels "
-                    "of 784 features, which covers every recipe on MNIST). 20-40 s per "
+                    "of 784 features, which covers every recipe on MNIST). 30-50 s per "
                     "type on 2 cores; nothing when they are cached already. After a fresh "
                     "install, in a Dockerfile or a CI setup step, it saves the first run its "
                     "compilation.")
@@ -34,7 +34,7 @@ def run(args):
             s = warmup.spec(dtype, "uint8" if inputs == "uint8" else dtype, args.features)
             what = f"kernels for {dtype} parameters, {inputs} inputs"
             t0 = time.perf_counter()
-            with slow_notice(f"{what}: compiling (20-40 s)", after=1.5):
+            with slow_notice(f"{what}: compiling (30-50 s)", after=1.5):
                 how = warmup.wait(s)
             took = time.perf_counter() - t0
             print({"cached": f"{what}: in the cache already",
