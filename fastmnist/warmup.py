@@ -63,7 +63,7 @@ def _key(s):
 def _key_of(parts):
     """The marker key of a spec (hashes the kernels' sources: computed once per process)."""
     from .backends import _jit
-    return _jit.cache_key(parts, "numba_cpu.py", "columns.py", "gemm.py")
+    return _jit.cache_key(parts, "kernels.py", "numba_cpu.py", "columns.py", "gemm.py")
 
 
 #: specs seen cached in this process: a marker once there stays (the cache is not emptied

@@ -60,7 +60,7 @@ def test_shift_nonzeros_twins_agree_and_match_the_dense_shift(dtype):
             outs.append((cidx[:n].copy(), cval[:n].copy()))
             np.testing.assert_array_equal(cidx[:n], np.flatnonzero(dense))
             np.testing.assert_array_equal(cval[:n], dense[dense != 0])
-        # in place, as _row_input calls it on the gathered row
+        # in place, as kernels.row_input calls it on the gathered row
         cidx, cval = idx.copy(), val.copy()
         n = _shift.shift_nonzeros(cidx, cval, len(idx), dy, dx, side, cidx, cval)
         np.testing.assert_array_equal(cidx[:n], outs[0][0])

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tolerances import STEPS_ATOL_F64, tol
 
+from fastmnist.backends import kernels
 from fastmnist.backends import numba_cpu as fast
 from fastmnist.backends import numpy_ref as ref
 from fastmnist.errors import InputError
@@ -114,7 +115,7 @@ def test_gather_nonzeros(dtype, d):
     x[2, :-1], x[2, -1] = 0, 9
     cidx, cval = np.empty(d, np.int32), np.empty(d, dtype)
     for row in x:
-        n_nz = fast._gather_nonzeros(row, cidx, cval)
+        n_nz = kernels.gather_nonzeros(row, cidx, cval)
         np.testing.assert_array_equal(cidx[:n_nz], np.flatnonzero(row))
         np.testing.assert_array_equal(cval[:n_nz], row[row != 0])
 

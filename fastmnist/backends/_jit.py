@@ -5,10 +5,10 @@ be written, Numba is pointed at a temporary folder, so caching degrades instead 
 
 The kernels of this package are cached under a key that covers more than Numba's own (the
 source file of the function): the sources of the modules compiled into them (``_lanes``,
-``_plain``, ``_shift``, ``numba_cpu``, this one) and the kernel path in use (``lanes`` or
-``plain``, see :data:`PATH`), each path in a folder of its own. An edit to ``_lanes.py``
-alone therefore recompiles the kernels that inline it, and switching paths never loads the
-other's code.
+``_plain``, ``_shift``, ``kernels``, ``numba_cpu``, this one) and the kernel path in use
+(``lanes`` or ``plain``, see :data:`PATH`), each path in a folder of its own. An edit to
+``_lanes.py`` alone therefore recompiles the kernels that inline it, and switching paths
+never loads the other's code.
 """
 
 import contextlib
@@ -64,13 +64,14 @@ from numba.core import caching  # noqa: E402
 
 #: where the kernels come from: "lanes" (the LLVM vector intrinsics of ``_lanes``) or "plain"
 #: (plain Numba loops, ``_plain``): plain when FASTMNIST_INTRINSICS=0 or the CPU is not
-#: x86-64; ``numba_cpu`` also falls back to plain when the intrinsics fail to compile.
+#: x86-64; ``kernels`` also falls back to plain when the intrinsics fail to compile.
 PATH = ("lanes" if os.environ.get("FASTMNIST_INTRINSICS", "1").strip() != "0"
         and platform.machine().lower() in ("x86_64", "amd64") else "plain")
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-# compiled into the kernels that call them (numba_cpu's into those of columns and gemm)
-_INLINED = ("_lanes.py", "_plain.py", "_shift.py", "_jit.py", "numba_cpu.py")
+# compiled into the kernels that call them (kernels' into those of numba_cpu, columns and gemm;
+# numba_cpu's constants into columns')
+_INLINED = ("_lanes.py", "_plain.py", "_shift.py", "_jit.py", "kernels.py", "numba_cpu.py")
 
 
 def _sources_hash():

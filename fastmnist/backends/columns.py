@@ -32,26 +32,26 @@ import numba
 import numpy as np
 
 from ._jit import borrow, jit, pjit, prange
-from .numba_cpu import (
-    BLOCK,
+from .kernels import (
     LANES,
     MODE_CSR,
-    _activate,
-    _aligned_zeros,
-    _bucket_backward,
-    _bucket_block,
-    _copy,
-    _dense_backward,
-    _ema_step,
-    _index_dtype,
-    _output_grad,
-    _prefetch_row,
-    _row_input,
-    _stride,
-    _update_range,
-    _zero,
+    activate_in_place,
+    aligned_zeros,
+    bucket_backward,
+    bucket_block,
+    copy_into,
+    dense_backward,
+    ema_step,
+    index_dtype,
     input_forward,
+    output_grad,
+    prefetch_row,
+    row_input,
+    stride,
+    update_range,
+    zero_fill,
 )
+from .numba_cpu import BLOCK
 
 #: the fewest hidden units a part may own: a narrower layer (784-10-10) is split by rows
 MIN_UNITS = 32
@@ -97,7 +97,7 @@ def buffers(sizes, P, batch_size, dtype, values_dtype, cut):
     B * max h_t) its units' outputs, S (T, 2, B * C) its shares of the logits, R (T, 3 *
     _lane_pad(C) + max h_t) per-row scratch (``_scratch``), DZ (T, BLOCK * max h_t) a block's
     deltas of its units, pixel buffers CI, CV (T, d_in). Shared: the buckets (KC, KR, KV) of
-    each block of a batch (``numba_cpu._bucket_block``; 2 * n_blocks rows). S and the buckets
+    each block of a batch (``kernels.bucket_block``; 2 * n_blocks rows). S and the buckets
     hold two steps' worth (see ``_step``).
     """
     T = len(cut) - 1
@@ -106,14 +106,14 @@ def buffers(sizes, P, batch_size, dtype, values_dtype, cut):
     n_blocks = -(-batch_size // BLOCK)
 
     def rows(n, dt=dtype, k=T):  # each row on cache lines of its own
-        return _aligned_zeros((k, _stride(n, dt)), dt)
+        return aligned_zeros((k, stride(n, dt)), dt)
 
     buckets = (rows(d_in + 1, np.int64, 2 * n_blocks),
                rows(BLOCK * d_in, np.uint8, 2 * n_blocks),
                rows(BLOCK * d_in, values_dtype, 2 * n_blocks))
-    return (rows(P), rows(batch_size * h_max), rows(2 * _stride(batch_size * c, dtype)),
+    return (rows(P), rows(batch_size * h_max), rows(2 * stride(batch_size * c, dtype)),
             rows(3 * _lane_pad(c) + h_max), rows(BLOCK * h_max),
-            rows(d_in, _index_dtype(d_in)), rows(d_in, values_dtype), buckets)
+            rows(d_in, index_dtype(d_in)), rows(d_in, values_dtype), buckets)
 
 
 @jit
@@ -134,7 +134,7 @@ def _scratch(r_t, c, ht):
 def _forward_part(fl, net, t, data, rows, draw, bufs):
     """Part t's forward of the rows `rows` (m,): z_t[i * h_t:] its units' outputs (h_t,) of
     row i, s_t[i * C:] its share of row i's logits (C,), b2 included in the last part's.
-    draw: ``_row_input``'s shift; bufs (z_t, s_t, r_t, cidx, cval)."""
+    draw: ``row_input``'s shift; bufs (z_t, s_t, r_t, cidx, cval)."""
     sizes, woff, cut, act = net
     mode, ip, ix, vs, io, scale, _ = data
     z_t, s_t, r_t, cidx, cval = bufs
@@ -150,27 +150,27 @@ def _forward_part(fl, net, t, data, rows, draw, bufs):
     m = rows.shape[0]
     for i in range(m):
         if mode == MODE_CSR and i + 2 < m:  # shuffled rows: fetch ahead
-            _prefetch_row(ip, ix, vs, rows[i + 1], rows[i + 2])
-        x_idx, x_val, n_nz = _row_input(rows[i], mode, ip, ix, vs, io, d_in, cidx, cval, draw)
+            prefetch_row(ip, ix, vs, rows[i + 1], rows[i + 2])
+        x_idx, x_val, n_nz = row_input(rows[i], mode, ip, ix, vs, io, d_in, cidx, cval, draw)
         a = z_t[i * ht:(i + 1) * ht]
         input_forward(fl, woff[0] + d_in * lo, b1, ht, x_idx, x_val, n_nz, scale, act == 0, a)
         if act != 0:
-            _activate(a, act)
+            activate_in_place(a, act)
         input_forward(fl, wo2 + lo * c, b2, c, None, a, ht, None, False,
                       s_t[i * c:(i + 1) * c])
 
 
 @jit
 def _bucket_part(t, T, d_in, data, rows, draw, buckets, k0, cidx, cval):
-    """Part t's share of bucketing the rows' blocks by pixel (``numba_cpu._bucket_block``):
+    """Part t's share of bucketing the rows' blocks by pixel (``kernels.bucket_block``):
     blocks t, t + T, ... into the buckets' rows k0 + block."""
     mode, ip, ix, vs, io = data[0], data[1], data[2], data[3], data[4]
     KC, KR, KV = buckets
     m = rows.shape[0]
     for b in range(t, (m + BLOCK - 1) // BLOCK, T):
         b0 = b * BLOCK
-        _bucket_block(rows[b0:min(m, b0 + BLOCK)], mode, ip, ix, vs, io, d_in, cidx, cval,
-                      borrow(KC[k0 + b]), borrow(KR[k0 + b]), borrow(KV[k0 + b]), draw)
+        bucket_block(rows[b0:min(m, b0 + BLOCK)], mode, ip, ix, vs, io, d_in, cidx, cval,
+                     borrow(KC[k0 + b]), borrow(KR[k0 + b]), borrow(KV[k0 + b]), draw)
 
 
 @jit
@@ -201,29 +201,29 @@ def _backward_part(fl, g, net, t, data, rows, task, inv_n, bufs):
         b1 = min(m, b0 + BLOCK)
         for i in range(b0, b1):
             r = rows[i]
-            _copy(S[0, at + i * c:], p, 0, c)  # the logits: the parts' shares in a fixed order
+            copy_into(S[0, at + i * c:], p, 0, c)  # the logits: the parts' shares in a fixed order
             for u in range(1, T):
                 s = S[u, at + i * c:at + (i + 1) * c]
                 for j in range(c):
                     p[j] += s[j]
             w_r = inv_n * sw[r] if weighted else inv_n
-            loss, ok = _output_grad(p, y[r], Yt[r] if head != 0 else Yt[0], w_r, head, eps,
-                                    dz2)
+            loss, ok = output_grad(p, y[r], Yt[r] if head != 0 else Yt[0], w_r, head, eps,
+                                   dz2)
             loss_sum += loss * sw[r] if weighted else loss
             right += ok
-            _dense_backward(fl, g, wo2 + lo * c, bo2, ht, c, z_t[i * ht:(i + 1) * ht], dz2, da,
-                            act)
-            _copy(da, dzs, (i - b0) * ht, ht)
+            dense_backward(fl, g, wo2 + lo * c, bo2, ht, c, z_t[i * ht:(i + 1) * ht], dz2, da,
+                           act)
+            copy_into(da, dzs, (i - b0) * ht, ht)
         k = k0 + b0 // BLOCK
-        _bucket_backward(g, wo1, bo1 + lo, ht, b1 - b0, d_in, scale, borrow(KC[k]),
-                         borrow(KR[k]), borrow(KV[k]), dzs)
+        bucket_backward(g, wo1, bo1 + lo, ht, b1 - b0, d_in, scale, borrow(KC[k]),
+                        borrow(KR[k]), borrow(KV[k]), dzs)
     return loss_sum, right
 
 
 @jit
 def _update_part(fl, state, G, net, t, step):
     """Part t's optimizer step on its own parameters, from its own gradient row G[t:t + 1]
-    (cleared as it is read; ``numba_cpu._update_range``), then the weights' moving average
+    (cleared as it is read; ``kernels.update_range``), then the weights' moving average
     of those parameters. state (s1, s2, ema, 1 - its decay, optimizer code); step (lr, c1,
     c2, hp, wd, thr)."""
     sizes, woff, cut, act = net
@@ -241,11 +241,11 @@ def _update_part(fl, state, G, net, t, step):
                         (bo1 + lo, bo1 + hi, zero), (wo2 + lo * c, wo2 + hi * c, wd),
                         (bo2, bo2 + c, zero)):
         if b == bo2 + c and t != T - 1:  # b2 is the last part's; the others' copy is dropped
-            _zero(G[t, a:b])
+            zero_fill(G[t, a:b])
             continue
-        _update_range(fl, s1, s2, g, 1, a, b, opt, lr, hp, decay, c1, c2, thr, 0)
+        update_range(fl, s1, s2, g, 1, a, b, opt, lr, hp, decay, c1, c2, thr, 0)
         if a_ema > 0:
-            _ema_step(ema[a:b], fl[a:b], a_ema)
+            ema_step(ema[a:b], fl[a:b], a_ema)
 
 
 @pjit

@@ -7,7 +7,7 @@ goes through each layer as one matrix product (NumPy's BLAS, on every thread Num
 everything between the products is one small compiled kernel: gathering the batch's rows
 (uint8 scaled, any float cast), bias + activation, the output head with its loss, the bias
 gradients, and one sweep of the optimizer over the flat parameter vector
-(``numba_cpu._update_range``, shared with the CSR path).
+(``kernels.update_range``, shared with the CSR path).
 
 Shapes: ``m`` rows in the step, ``d_l`` the width of layer ``l`` (``d_0`` the features),
 ``C`` outputs, ``L`` layers.
@@ -18,18 +18,18 @@ import numpy as np
 from .._blas import blas_threads
 from ._jit import jit, n_parts
 from ._shift import keeps, layer_key, row_shifts
-from .numba_cpu import (
-    _activate,
-    _aligned_zeros,
-    _drop_units,
-    _ema_step,
-    _max_norm,
-    _output_grad,
-    _scale_for,
-    _stride,
-    _times_derivative,
-    _update_range,
+from .kernels import (
+    activate_in_place,
+    aligned_zeros,
+    drop_units,
+    ema_step,
+    max_norm_flat,
+    output_grad,
     prefetch,
+    scale_for,
+    stride,
+    times_derivative,
+    update_range,
 )
 
 
@@ -72,7 +72,7 @@ def _gather(values, d_in, rows, scale, out, next_rows, shift):
 @jit
 def _bias_act(z, b, act, hidden, rows, noise):
     """z (m, d) += b (d,), then the hidden activation (code act) if hidden, then inverted
-    dropout (noise (key, layer, thr, s), thr > 0: ``numba_cpu._drop_units`` of each row's
+    dropout (noise (key, layer, thr, s), thr > 0: ``kernels.drop_units`` of each row's
     mask ``layer_key(key, rows[i], layer)``)."""
     for i in range(z.shape[0]):
         row = z[i]
@@ -80,9 +80,9 @@ def _bias_act(z, b, act, hidden, rows, noise):
             v = row[j] + b[j]
             row[j] = v if (v > 0 or act != 0 or not hidden) else v * 0
         if hidden and act != 0:
-            _activate(row, act)
+            activate_in_place(row, act)
         if hidden and noise[2] > 0:
-            _drop_units(row, layer_key(noise[0], rows[i], noise[1]), noise[2], noise[3])
+            drop_units(row, layer_key(noise[0], rows[i], noise[1]), noise[2], noise[3])
 
 
 @jit
@@ -97,8 +97,8 @@ def _head(z, y, rows, task, inv_n, dz):
     for i in range(z.shape[0]):
         r = rows[i]
         w_r = inv_n * sw[r] if weighted else inv_n
-        loss, ok = _output_grad(z[i], y[r], Yt[r] if head != 0 else Yt[0], w_r, head, eps,
-                                dz[i])
+        loss, ok = output_grad(z[i], y[r], Yt[r] if head != 0 else Yt[0], w_r, head, eps,
+                               dz[i])
         loss_sum += loss * sw[r] if weighted else loss
         correct += ok
     return loss_sum, correct
@@ -119,7 +119,7 @@ def _derivative(da, a, act, s):
     """da (m, d) *= f'(z) * s, from the hidden output a (m, d) = f(z) (s: the dropout scale
     of a, 1 without dropout)."""
     for i in range(da.shape[0]):
-        _times_derivative(da[i], a[i], act)
+        times_derivative(da[i], a[i], act)
         if s != 1:
             row = da[i]
             for j in range(row.shape[0]):
@@ -133,9 +133,9 @@ def _update(flat, s1, s2, G, sizes, woff, opt, lr, hp, wd, c1, c2, thr):
     for l in range(sizes.shape[0] - 1):
         wo = woff[l]
         bo = wo + sizes[l] * sizes[l + 1]
-        _update_range(flat, s1, s2, G, 1, wo, bo, opt, lr, hp, wd, c1, c2, thr, 0)
-        _update_range(flat, s1, s2, G, 1, bo, bo + sizes[l + 1], opt, lr, hp, wd * 0, c1, c2,
-                      thr, 0)
+        update_range(flat, s1, s2, G, 1, wo, bo, opt, lr, hp, wd, c1, c2, thr, 0)
+        update_range(flat, s1, s2, G, 1, bo, bo + sizes[l + 1], opt, lr, hp, wd * 0, c1, c2,
+                     thr, 0)
 
 
 def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, task, aug):
@@ -156,7 +156,7 @@ def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, tas
     L = len(sizes) - 1
     d = [int(v) for v in sizes]
     Ws, bs = [], []
-    G = _aligned_zeros((1, _stride(P, dtype)), dtype)
+    G = aligned_zeros((1, stride(P, dtype)), dtype)
     GWs, Gbs = [], []
     for l in range(L):
         wo, n_w = int(woff[l]), d[l] * d[l + 1]
@@ -168,7 +168,7 @@ def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, tas
     xb = np.empty((B, d[0]), dtype=dtype)
     Z = [np.empty((B, d[l + 1]), dtype=dtype) for l in range(L)]  # layer outputs
     dZ = [np.empty((B, d[l + 1]), dtype=dtype) for l in range(L)]  # their deltas
-    scale = _scale_for(data.values, dtype, data.scale) * aug[7]  # input dropout's 1 / (1 - p)
+    scale = scale_for(data.values, dtype, data.scale) * aug[7]  # input dropout's 1 / (1 - p)
     values = data.values
     n_correct = 0
     m_all = len(order)
@@ -207,7 +207,7 @@ def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, tas
             _update(flat, s1, s2, G, sizes, woff, opt, lrs[s], hps[s], wds[s], c1s[s], c2s[s],
                     thrs[s])
             if aug[3] > 0:
-                _max_norm(flat, sizes, woff, aug[3])
+                max_norm_flat(flat, sizes, woff, aug[3])
             if aug[9] > 0:
-                _ema_step(aug[8], flat, aug[9])
+                ema_step(aug[8], flat, aug[9])
     return len(lrs), n_correct

@@ -55,36 +55,50 @@ from ._jit import (  # noqa: F401  (threads, n_threads: the protocol)
     prange,
     threads,
 )
-
-if _jit.PATH == "lanes" and not _jit.self_test_passed():
-    try:
-        from . import _lanes
-        _lanes.self_test()
-        _jit.mark_self_test_passed()
-    except Exception as e:  # noqa: BLE001 - any failure to lower them: the plain loops
-        import warnings
-        warnings.warn(f"fastmnist: the vector intrinsics do not compile here ({e}); using "
-                      "the plain Numba loops (FASTMNIST_INTRINSICS=0 chooses them)",
-                      RuntimeWarning, stacklevel=2)
-        _jit.PATH = "plain"
-from ._shift import drop_nonzeros, keeps, layer_key, row_shifts, shift_nonzeros  # noqa: E402
+from ._shift import layer_key
+from .kernels import (  # noqa: F401  (ALIGN, SCALE, SEPARATION, MODE_*: its API)
+    ALIGN,
+    FLUSH_LOGIT,
+    MODE_CSR,
+    MODE_DENSE,
+    MODE_DENSE_SKIP,
+    MODE_GEMM,
+    SCALE,
+    SEPARATION,
+    activate_in_place,
+    aligned_zeros,
+    bucket_backward,
+    bucket_block,
+    copy_into,
+    dense_backward,
+    drop_units,
+    ema_step,
+    gather_nonzeros,
+    index_dtype,
+    input_forward,
+    logistic,
+    max_norm_flat,
+    output_grad,
+    prefetch_row,
+    row_input,
+    scale_for,
+    softmax_row,
+    stride,
+    times_derivative,
+    update_range,
+    zero_fill,
+)
 
 if _jit.PATH == "lanes":
-    from ._lanes import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
+    from ._lanes import LANES, nz_dot, nz_outer, rows_dot, softmax_grad
 else:
-    from ._plain import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
+    from ._plain import LANES, nz_dot, nz_outer, rows_dot, softmax_grad
 
 #: whether the kernels run on the LLVM vector intrinsics of ``_lanes`` (True) or on the plain
 #: Numba loops of ``_plain`` (False: FASTMNIST_INTRINSICS=0, a CPU other than x86-64, or
 #: intrinsics that failed to compile here)
 INTRINSICS = _jit.PATH == "lanes"
 
-#: uint8 pixels are multiplied by this (in the parameters' dtype), as in the reference
-SCALE = 1.0 / 255.0
-
-#: layer-1 input modes: CSR walk (skips zeros), dense row skipping zeros, dense row, dense
-#: rows for BLAS (:mod:`.gemm`; the row kernels read them as MODE_DENSE_SKIP)
-MODE_CSR, MODE_DENSE_SKIP, MODE_DENSE, MODE_GEMM = 0, 1, 2, 3
 
 #: :func:`prepare` keeps inputs at least this dense (the nonzero fraction of a sample of rows)
 #: as dense rows for BLAS (MODE_GEMM) instead of a CSR of their nonzeros. Measured on MNIST
@@ -92,9 +106,6 @@ MODE_CSR, MODE_DENSE_SKIP, MODE_DENSE, MODE_GEMM = 0, 1, 2, 3
 #: break even at 30% nonzero; at 50% BLAS is 1.3-1.5x faster, at 91% (standardized) 1.7-1.9x.
 GEMM_MIN_DENSITY = 0.35
 
-#: softmax outputs below exp(_FLUSH_LOGIT) are flushed to zero, so that no denormal
-#: floats reach the backward pass (each one costs ~100 cycles on x86)
-_FLUSH_LOGIT = -64.0
 
 #: elementwise kernels use threads above this many elements
 _PAR_MIN = 1 << 16
@@ -120,68 +131,15 @@ def _relu_par(z, out):
 
 
 @jit
-def _softmax_row(z, out):
-    """out (C,) = softmax(z (C,)), shifted by the max; returns log(sum exp(z - max)) + max."""
-    mx = z[0]
-    for j in range(1, z.shape[0]):
-        mx = max(mx, z[j])
-    s = mx * 0  # z[0] may be -inf
-    for j in range(z.shape[0]):
-        d = z[j] - mx
-        # e^-64 ~ 1.6e-28: anything smaller only feeds denormals (100x slower) downstream
-        e = np.exp(d) if d > _FLUSH_LOGIT else np.exp(d) * 0  # NaN stays NaN, -inf gives 0
-        out[j] = e
-        s += e
-    inv = 1 / s
-    for j in range(z.shape[0]):
-        out[j] *= inv
-    return np.log(s) + mx
-
-
-@jit
 def _softmax(z, out):
     for r in range(z.shape[0]):
-        _softmax_row(z[r], out[r])
+        softmax_row(z[r], out[r])
 
 
 @pjit
 def _softmax_par(z, out):
     for r in prange(z.shape[0]):
-        _softmax_row(z[r], out[r])
-
-
-@jit
-def _logistic(v):
-    """1 / (1 + exp(-v)) without overflow for either sign of v."""
-    e = np.exp(-abs(v))
-    return 1 / (1 + e) if v >= 0 else e / (1 + e)
-
-
-@jit
-def _activate(z, act):
-    """z (d,) = f(z) in place for a hidden activation other than ReLU (which is fused into
-    the matmuls): act 1 tanh, 2 logistic, 3 identity (nothing to do)."""
-    if act == 1:
-        for j in range(z.shape[0]):
-            z[j] = np.tanh(z[j])
-    elif act == 2:
-        for j in range(z.shape[0]):
-            z[j] = _logistic(z[j])
-
-
-@jit
-def _times_derivative(da, a, act):
-    """da (d,) *= f'(z) in place, from the output a (d,) = f(z): act 0 ReLU (a > 0), 1 tanh
-    (1 - a^2), 2 logistic (a (1 - a)), 3 identity (1)."""
-    if act == 0:
-        for j in range(da.shape[0]):
-            da[j] = da[j] if a[j] > 0 else da[j] * 0
-    elif act == 1:
-        for j in range(da.shape[0]):
-            da[j] *= 1 - a[j] * a[j]
-    elif act == 2:
-        for j in range(da.shape[0]):
-            da[j] *= a[j] * (1 - a[j])
+        softmax_row(z[r], out[r])
 
 
 @pjit
@@ -192,57 +150,16 @@ def _activate_rows(z, act):
                 v = z[r, j]
                 z[r, j] = v if v > 0 else v * 0
         else:
-            _activate(z[r], act)
+            activate_in_place(z[r], act)
 
 
 @pjit
 def _times_derivative_rows(da, a, act):
     for r in prange(da.shape[0]):
-        _times_derivative(da[r], a[r], act)
-
-
-@jit
-def _head_grad(z, yrow, inv_n, head, dz):
-    """Loss of the output z (C,) against the target row yrow (C,), and dz = (f(z) - y) * inv_n,
-    for the heads other than softmax: head 1 logistic outputs and binary cross-entropy summed
-    over them; head 2 identity outputs and half the squared error averaged over them
-    (scikit-learn's losses; as there, dz is the gradient of the sum over the outputs).
-    Returns (loss, 1 if every output is right else 0; 0 for head 2).
-    """
-    c = z.shape[0]
-    loss = 0.0
-    correct = 1 if head == 1 else 0
-    if head == 1:
-        for j in range(c):
-            v, t = z[j], yrow[j]
-            sp = np.log1p(np.exp(-abs(v)))  # -log p = softplus(-v), -log(1 - p) = softplus(v)
-            loss += t * (max(-v, v * 0) + sp) + (1 - t) * (max(v, v * 0) + sp)
-            dz[j] = (_logistic(v) - t) * inv_n
-            if (v > 0) != (t > 0.5):
-                correct = 0
-    else:
-        for j in range(c):
-            d = z[j] - yrow[j]
-            loss += 0.5 * d * d
-            dz[j] = d * inv_n
-        loss /= c
-    return loss, correct
+        times_derivative(da[r], a[r], act)
 
 
 # ---- one row through the network: forward and backward side by side -------------------------
-
-@jit
-def input_forward(flat, wo, b, h, x_idx, x_val, n_nz, scale, relu, z):
-    """z (h,) = b (h,) + sum over nonzero pixels k of (x_k * scale) * W[k, :]; W at flat[wo:];
-    then ReLU if relu.
-
-    The running sums stay in vector registers across the pixels (``_lanes``): one vector for
-    layers at most LANES wide, CHUNK outputs per pass over the pixels for wider ones.
-    """
-    if h <= LANES:
-        nz_dot(flat, wo, h, x_idx, x_val, n_nz, scale, b, relu, z)
-    else:
-        nz_dot_wide(flat, wo, h, x_idx, x_val, n_nz, scale, b, relu, z)
 
 
 @jit
@@ -258,29 +175,6 @@ def input_backward(g, wo, bo, h, x_idx, x_val, n_nz, scale, dz):
 def _dense_forward(flat, wo, bo, d_in, d_out, a, relu, z):
     """z (d_out,) = b + a (d_in,) @ W (d_in, d_out); then ReLU if relu."""
     input_forward(flat, wo, flat[bo:bo + d_out], d_out, None, a, d_in, None, relu, z)
-
-
-@jit
-def _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da, act):
-    """G[W] += a (outer) dz, G[b] += dz, and da (d_in,) = (W @ dz) * f'(z), the backward of
-    the hidden activation (code act; ReLU: a > 0) from the layer's input a (unless da is
-    empty)."""
-    if d_out <= LANES:
-        nz_outer(g, wo, d_out, None, a, d_in, None, bo, dz)
-        if da.shape[0]:
-            if act == 0:
-                rows_dot(flat, wo, d_out, d_in, dz, a, da)
-            else:
-                rows_dot(flat, wo, d_out, d_in, dz, None, da)
-                _times_derivative(da, a, act)
-    else:  # wider than the intrinsics: the plain loops, on either path
-        _plain.outer_rows(g, wo, d_out, None, a, d_in, None, bo, dz)
-        if da.shape[0]:
-            if act == 0:
-                _plain.rows_dot(flat, wo, d_out, d_in, dz, a, da)
-            else:
-                _plain.rows_dot(flat, wo, d_out, d_in, dz, None, da)
-                _times_derivative(da, a, act)
 
 
 @jit
@@ -303,70 +197,9 @@ def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act, 
         else:
             _dense_forward(flat, wo, bo, d_in, d_out, acts[aoff[l - 1]:aoff[l]], relu, z)
         if hidden and act != 0:
-            _activate(z, act)
+            activate_in_place(z, act)
         if hidden and noise[2] > 0:
-            _drop_units(z, layer_key(noise[0], noise[1], l + 1), noise[2], noise[3])
-
-
-@jit
-def _drop_units(z, lkey, thr, s):
-    """Inverted dropout of z (d,) in place: unit j times s where the mask lkey keeps it, else
-    0 (``_shift.keeps``)."""
-    for j in range(z.shape[0]):
-        z[j] = z[j] * s if keeps(lkey, j, thr) else z[j] * 0
-
-
-@jit
-def _argmax(v):
-    best = 0
-    for j in range(1, v.shape[0]):
-        if v[j] > v[best]:
-            best = j
-    return best
-
-
-@jit
-def _output_grad(p, label, yrow, inv_n, head, eps, dz):
-    """The output head of one row from its logits p (C,): dz (C,) = the gradient of its loss,
-    scaled by inv_n; returns (loss, 1 if the prediction is right else 0). head 0: softmax
-    against the integer `label` (p overwritten with the probabilities when C > LANES), with
-    label smoothing eps (the target (1 - eps) onehot + eps / C; 0: none); 1, 2: logistic or
-    identity outputs against the target row yrow (C,) (``_head_grad``)."""
-    if head != 0:
-        return _head_grad(p, yrow, inv_n, head, dz)
-    if eps > 0:
-        return _smoothed_grad(p, label, inv_n, eps, dz)
-    if p.shape[0] <= LANES:  # all of it in one vector
-        s, mx, best = softmax_grad(p, p.shape[0], label, inv_n, _FLUSH_LOGIT, dz)
-        return np.log(s) + mx - p[label], 1 if best == label else 0
-    correct = 1 if _argmax(p) == label else 0
-    z_label = p[label]
-    loss = _softmax_row(p, p) - z_label  # log-sum-exp - z_y: exact even for huge logits
-    # fused softmax + cross-entropy backward: dz = (p - onehot(y)) / n
-    for j in range(p.shape[0]):
-        dz[j] = p[j] * inv_n
-    dz[label] = (p[label] - 1) * inv_n
-    return loss, correct
-
-
-@jit
-def _smoothed_grad(p, label, inv_n, eps, dz):
-    """``_output_grad`` of softmax with label smoothing eps > 0: the cross-entropy against
-    q = (1 - eps) onehot(label) + eps / C is log-sum-exp(z) - (1 - eps) z_y - eps mean(z),
-    and its gradient (softmax(z) - q) * inv_n."""
-    c = p.shape[0]
-    z_label = p[label]
-    z_mean = p[0] * 0
-    for j in range(c):
-        z_mean += p[j]
-    z_mean /= c
-    correct = 1 if _argmax(p) == label else 0
-    loss = _softmax_row(p, p) - z_label + eps * (z_label - z_mean)
-    spread = eps / c
-    for j in range(c):
-        dz[j] = (p[j] - spread) * inv_n
-    dz[label] = (p[label] - (1 - eps) - spread) * inv_n
-    return loss, correct
+            drop_units(z, layer_key(noise[0], noise[1], l + 1), noise[2], noise[3])
 
 
 @jit
@@ -376,14 +209,14 @@ def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, i
     layers `lowest` and up (layer 0's delta is left in deltas[:sizes[1]] either way).
 
     head 0: softmax against the integer `label` (label smoothing eps); 1, 2: logistic or
-    identity outputs against the target row yrow (C,) (``_head_grad``). Returns (loss, 1 if
+    identity outputs against the target row yrow (C,) (``kernels._head_grad``). Returns (loss, 1 if
     the prediction is right else 0). noise: dropout of the hidden outputs (``_row_forward``;
     ReLU only: the backward takes the derivative from the dropped outputs, then times s).
     """
     L = sizes.shape[0] - 1
     _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act, noise)
-    loss, correct = _output_grad(acts[aoff[L - 1]:aoff[L]], label, yrow, inv_n, head, eps,
-                                 deltas[aoff[L - 1]:aoff[L]])
+    loss, correct = output_grad(acts[aoff[L - 1]:aoff[L]], label, yrow, inv_n, head, eps,
+                                deltas[aoff[L - 1]:aoff[L]])
     for l in range(L - 1, lowest - 1, -1):
         d_in, d_out = sizes[l], sizes[l + 1]
         wo = woff[l]
@@ -394,7 +227,7 @@ def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, i
         else:
             a = acts[aoff[l - 1]:aoff[l]]
             da = deltas[aoff[l - 1]:aoff[l]]
-            _dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da, act)
+            dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da, act)
             if noise[2] > 0:  # the dropped units' deltas are 0 already (a = 0)
                 for j in range(da.shape[0]):
                     da[j] *= noise[3]
@@ -413,7 +246,7 @@ def _row_narrow2(flat, d_in, h, c, x_idx, x_val, n_nz, scale, label, inv_n, g, a
     d1, d2 = deltas[:h], deltas[h:h + c]
     nz_dot(flat, 0, h, x_idx, x_val, n_nz, scale, flat[bo1:bo1 + h], True, z1)
     nz_dot(flat, wo2, c, None, z1, h, None, flat[bo2:bo2 + c], False, z2)
-    s, mx, best = softmax_grad(z2, c, label, inv_n, _FLUSH_LOGIT, d2)
+    s, mx, best = softmax_grad(z2, c, label, inv_n, FLUSH_LOGIT, d2)
     loss = np.log(s) + mx - z2[label]
     nz_outer(g, wo2, c, None, z1, h, None, bo2, d2)
     rows_dot(flat, wo2, c, h, d2, z1, d1)
@@ -423,54 +256,10 @@ def _row_narrow2(flat, d_in, h, c, x_idx, x_val, n_nz, scale, label, inv_n, g, a
 
 # ---- a batch, a step, a run of steps ------------------------------------------------------
 
-@jit
-def _prefetch_row(indptr, indices, values, r_next, r_after):
-    """Prefetch row r_next's CSR slice (whose indptr entry came one row earlier) and the
-    indptr entry of r_after."""
-    a, b = indptr[r_next], indptr[r_next + 1]
-    for q in range(a, b, 32):  # 64-byte lines of uint16 indices
-        prefetch(indices, q)
-    for q in range(a, b, 64):
-        prefetch(values, q)
-    prefetch(indptr, r_after)
-
-
-@jit
-def _row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval, shift):
-    """(pixel indices, pixel values, count) of row r's layer-1 input.
-
-    mode MODE_CSR (0): the CSR row (nonzeros only); MODE_DENSE_SKIP (1): the dense row's
-    nonzeros, gathered on the fly into cidx, cval (d_in,); MODE_DENSE (2): the dense row
-    (every pixel). shift (k, side, key, thr_in): with k > 0, the row's nonzeros moved by its
-    random shift of the step `key` (``_shift.row_shifts``); with thr_in > 0, the pixels that
-    input dropout drops left out (``_shift.drop_nonzeros``); either into cidx, cval.
-    """
-    k, side, key, thr_in = shift
-    if mode == MODE_CSR:
-        a, b = indptr[r], indptr[r + 1]
-        if k == 0 and thr_in == 0:
-            return indices[a:b], values[a:b], b - a
-        src_idx, src_val, n_nz = indices[a:b], values[a:b], b - a
-    else:
-        row = values[r * d_in:(r + 1) * d_in]
-        if mode == MODE_DENSE and k == 0 and thr_in == 0:
-            return iota, row, d_in
-        n_nz = _gather_nonzeros(row, cidx, cval)
-        if k == 0 and thr_in == 0:
-            return cidx, cval, n_nz
-        src_idx, src_val = cidx[:d_in], cval[:d_in]
-    if k > 0:
-        dy, dx = row_shifts(key, r, k)
-        n_nz = shift_nonzeros(src_idx, src_val, n_nz, dy, dx, side, cidx, cval)
-        src_idx, src_val = cidx[:d_in], cval[:d_in]
-    if thr_in > 0:
-        n_nz = drop_nonzeros(src_idx, src_val, n_nz, layer_key(key, r, 0), thr_in, cidx, cval)
-    return cidx, cval, n_nz
-
 
 @jit
 def _no_shift():
-    """The ``shift`` argument of ``_row_input`` that leaves rows as they are."""
+    """The ``shift`` argument of ``row_input`` that leaves rows as they are."""
     return np.int64(0), np.int64(1), np.uint64(0), np.int64(0)
 
 
@@ -479,50 +268,6 @@ def _no_draw(dtype):
     dropout threshold, hidden dropout threshold, hidden dropout scale), typed as
     ``_run_steps`` passes them (one compiled ``_batch_grads`` serves both)."""
     return np.int64(0), np.int64(1), np.uint64(0), np.int64(0), np.int64(0), dtype.type(1)
-
-
-@jit
-def _gather_nonzeros(row, cidx, cval):
-    """The nonzero entries of row (d,): their indices into cidx, their values into cval
-    (d,), in order; returns how many.
-
-    Branch-free: a zero's entry is overwritten by the next one's (a branch on each pixel
-    mispredicts at every edge of a stroke). A uint8 row a whole number of 8-byte words long
-    skips each zero word (eight dark pixels: most of an MNIST row's border) by one test:
-    10,000 MNIST rows in 4.4 against 5.9 ms on one thread.
-    """
-    n_nz = 0
-    if row.itemsize == 1 and row.shape[0] % 8 == 0:
-        words = row.view(np.uint64)
-        for j in range(words.shape[0]):
-            if words[j] != 0:
-                for k in range(j * 8, j * 8 + 8):
-                    v = row[k]
-                    cidx[n_nz] = k
-                    cval[n_nz] = v
-                    n_nz += v != 0
-        return n_nz
-    for k in range(row.shape[0]):
-        v = row[k]
-        cidx[n_nz] = k
-        cval[n_nz] = v
-        n_nz += v != 0
-    return n_nz
-
-
-@jit
-def _zero(a):
-    """a[:] = 0, one vectorized loop."""
-    for i in range(a.shape[0]):
-        a[i] = 0
-
-
-@jit
-def _copy(src, dst, at, n):
-    """dst[at:at + n] = src[:n], one vectorized loop (slice assignment copies elementwise)."""
-    d = dst[at:at + n]
-    for j in range(n):
-        d[j] = src[j]
 
 
 #: rows per block of the pixel-major layer-1 backward (``_block_input_backward``)
@@ -535,59 +280,12 @@ def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iot
     """G[W1] += X_blk^T dZ_blk and G[b1] += dZ_blk.sum(0) for a block of rows, pixel by pixel.
 
     rows (m <= BLOCK,): the block's rows; dz (m * h,): their layer-1 deltas. The block's
-    nonzeros are bucketed by pixel (``_bucket_block``), then each touched row of G[W1] is
-    updated once per block (``_bucket_backward``).
+    nonzeros are bucketed by pixel (``bucket_block``), then each touched row of G[W1] is
+    updated once per block (``bucket_backward``).
     """
-    _bucket_block(rows, mode, indptr, indices, values, iota, d_in, cidx, cval, counts, e_row,
-                  e_val, shift)
-    _bucket_backward(g, wo, bo, h, rows.shape[0], d_in, scale, counts, e_row, e_val, dz)
-
-
-@jit
-def _bucket_block(rows, mode, indptr, indices, values, iota, d_in, cidx, cval, counts, e_row,
-                  e_val, shift):
-    """The nonzeros of a block of rows (m <= BLOCK,) bucketed by pixel: bucket k is
-    e_row[counts[k - 1]:counts[k]] (the rows, 0..m-1) and e_val[...] (their values), with
-    counts[-1] read as 0; counts (d_in + 1,), e_row, e_val (BLOCK * d_in,)."""
-    m = rows.shape[0]
-    counts[:] = 0
-    for i in range(m):
-        x_idx, x_val, n_nz = _row_input(rows[i], mode, indptr, indices, values, iota, d_in,
-                                        cidx, cval, shift)
-        for q in range(n_nz):
-            counts[x_idx[q] + 1] += 1
-    for k in range(d_in):
-        counts[k + 1] += counts[k]
-    for i in range(m):  # fill, counts[k] moving from bucket k's start to its end
-        x_idx, x_val, n_nz = _row_input(rows[i], mode, indptr, indices, values, iota, d_in,
-                                        cidx, cval, shift)
-        for q in range(n_nz):
-            k = x_idx[q]
-            e = counts[k]
-            e_row[e] = i
-            e_val[e] = x_val[q]
-            counts[k] = e + 1
-
-
-@jit
-def _bucket_backward(g, wo, bo, h, m, d_in, scale, counts, e_row, e_val, dz):
-    """G[W1] += X_blk^T dZ_blk, G[b1] += dZ_blk.sum(0) from a block's buckets
-    (``_bucket_block``) and its m rows' deltas dz (m * h,): each touched row of G[W1] updated
-    once per block, four deltas per pass, instead of once per nonzero (for wide layers G[W1]
-    lives in L2 and that read-modify-write traffic was the epoch's largest cost)."""
-    start = 0
-    for k in range(d_in):  # bucket k is e_row[start:counts[k]] now
-        stop = counts[k]
-        if stop > start:  # gw = gw + sum over the bucket of x * dz[row]: bias and output gw
-            gw = g[wo + k * h:wo + (k + 1) * h]
-            input_forward(dz, 0, gw, h, e_row[start:stop], e_val[start:stop], stop - start,
-                           scale, False, gw)
-        start = stop
-    gb = g[bo:bo + h]
-    for i in range(m):
-        d = dz[i * h:(i + 1) * h]
-        for j in range(h):
-            gb[j] += d[j]
+    bucket_block(rows, mode, indptr, indices, values, iota, d_in, cidx, cval, counts, e_row,
+                 e_val, shift)
+    bucket_backward(g, wo, bo, h, rows.shape[0], d_in, scale, counts, e_row, e_val, dz)
 
 
 @pjit
@@ -605,7 +303,7 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
     (else, with two rows, each part first zeroes what ``_reduce_update`` left of its row;
     with more, the update left them all zero: it folds them into G[0]). draw (k, side, key,
     thr_in, thr_hidden, s_hidden): the step's random draws: shifts of up to k pixels and input
-    dropout (``_row_input``), hidden dropout (``_row_forward``); see ``_no_draw``.
+    dropout (``row_input``), hidden dropout (``_row_forward``); see ``_no_draw``.
     """
     nb = rows.shape[0]
     d_in, h, c = sizes[0], sizes[1], sizes[-1]
@@ -634,9 +332,9 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
             for i in range(b0, b1):
                 r = rs[i]
                 if mode == MODE_CSR and i + 2 < b1:  # shuffled rows: fetch ahead
-                    _prefetch_row(ip, ix, vs, rs[i + 1], rs[i + 2])
-                x_idx, x_val, n_nz = _row_input(r, mode, ip, ix, vs, io, d_in, cidx, cval,
-                                                shift)
+                    prefetch_row(ip, ix, vs, rs[i + 1], rs[i + 2])
+                x_idx, x_val, n_nz = row_input(r, mode, ip, ix, vs, io, d_in, cidx, cval,
+                                               shift)
                 if narrow2:
                     loss, ok = _row_narrow2(fl, d_in, h, c, x_idx, x_val, n_nz, scale, ys[r],
                                             inv_n, g, acts, deltas)
@@ -650,7 +348,7 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
                     if weighted:
                         loss = loss * sws[r]
                 if by_block:  # keep layer 1's delta for the block's backward
-                    _copy(deltas, dzt, (i - b0) * h, h)
+                    copy_into(deltas, dzt, (i - b0) * h, h)
                 lt += loss
                 ct += ok
             if by_block:
@@ -659,83 +357,6 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
                                       shift)
         loss_t[t] = lt
         corr_t[t] = ct
-
-
-@jit
-def _flush_range(a, lo, hi, thr):
-    """a[lo:hi] with every entry below thr in magnitude set to 0 (NaN and infinity kept).
-
-    A loop over a slice from 0, not over range(lo, hi): Numba cannot prove lo >= 0, and its
-    negative-index handling stops the vectorizer (13 against 90 us for 203k floats)."""
-    b = a[lo:hi]
-    zero = thr * 0
-    for i in range(b.shape[0]):
-        v = b[i]
-        b[i] = zero if abs(v) < thr else v
-
-
-@jit
-def _update_range(flat, s1, s2, G, T, lo, hi, opt, lr, hp, wd, c1, c2, thr, own):
-    """Apply the optimizer to flat[lo:hi] with the gradient summed over G[:T, lo:hi], and
-    clear what it reads but one row.
-
-    With T = 2 the gradient is G[own] + G[1 - own] (the same bits in either order), G[own]
-    cleared as it is read and G[1 - own] only read: a thread writes only the row it owns,
-    the caller clears the other (``_reduce_update``). With T = 1 or T > 2 the rows are folded
-    into G[0] in order and all cleared. hp (6,) in the parameters' dtype: momentum, beta1,
-    1 - beta1, beta2, 1 - beta2, eps. With thr > 0 the weights and the optimizer state of the
-    range are then flushed below thr (see ``optim.flush_threshold``).
-    """
-    n = hi - lo
-    two = T == 2
-    g0 = G[own if two else 0, lo:hi]
-    g1 = G[1 - own if two else 0, lo:hi]  # (g0 itself when not two: never added)
-    w = flat[lo:hi]
-    for u in range(1, 1 if two else T):
-        gu = G[u, lo:hi]
-        for i in range(n):
-            g0[i] += gu[i]
-            gu[i] = 0
-    if opt == 0:  # sgd
-        for i in range(n):
-            g = g0[i] + g1[i] if two else g0[i]
-            w[i] -= lr * (g + wd * w[i])
-            g0[i] = 0
-    elif opt == 1:  # momentum (PyTorch's): v = mu v + g; w -= lr v
-        mu = hp[0]
-        m1 = s1[lo:hi]
-        for i in range(n):
-            g = g0[i] + g1[i] if two else g0[i]
-            v = mu * m1[i] + (g + wd * w[i])
-            m1[i] = v
-            w[i] -= lr * v
-            g0[i] = 0
-    elif opt == 3:  # nesterov (PyTorch's): v = mu v + g; w -= lr (g + mu v)
-        mu = hp[0]
-        m1 = s1[lo:hi]
-        for i in range(n):
-            g = (g0[i] + g1[i] if two else g0[i]) + wd * w[i]
-            v = mu * m1[i] + g
-            m1[i] = v
-            w[i] -= lr * (g + mu * v)
-            g0[i] = 0
-    else:  # adam
-        b1, one_b1, b2, one_b2, eps = hp[1], hp[2], hp[3], hp[4], hp[5]
-        m1, m2 = s1[lo:hi], s2[lo:hi]
-        for i in range(n):
-            g = (g0[i] + g1[i] if two else g0[i]) + wd * w[i]
-            m = b1 * m1[i] + one_b1 * g
-            v = b2 * m2[i] + one_b2 * (g * g)
-            m1[i] = m
-            m2[i] = v
-            w[i] -= lr * (m / c1) / (np.sqrt(v / c2) + eps)
-            g0[i] = 0
-    if thr > 0:
-        _flush_range(flat, lo, hi, thr)
-        if opt >= 1:
-            _flush_range(s1, lo, hi, thr)
-        if opt == 2:
-            _flush_range(s2, lo, hi, thr)
 
 
 @jit
@@ -766,13 +387,13 @@ def _reduce_update(flat, s1, s2, G, T, sizes, woff, opt, lr, hp, wd, c1, c2, thr
             n_w = sizes[l] * sizes[l + 1]
             wo = woff[l]
             a, b = _slice_of(part, n_parts, wo, n_w)
-            _update_range(flat, s1, s2, G, T, a, b, opt, lr, hp, wd, c1, c2, thr, own)
+            update_range(flat, s1, s2, G, T, a, b, opt, lr, hp, wd, c1, c2, thr, own)
             if alone and T == 2:
-                _zero(G[1 - own, a:b])
+                zero_fill(G[1 - own, a:b])
             a, b = _slice_of(part, n_parts, wo + n_w, sizes[l + 1])
-            _update_range(flat, s1, s2, G, T, a, b, opt, lr, hp, wd * 0, c1, c2, thr, own)
+            update_range(flat, s1, s2, G, T, a, b, opt, lr, hp, wd * 0, c1, c2, thr, own)
             if alone and T == 2:
-                _zero(G[1 - own, a:b])
+                zero_fill(G[1 - own, a:b])
 
 
 @jit
@@ -784,9 +405,9 @@ def _zero_others(g, t, n_parts, sizes, woff):
         for u in range(n_parts):
             if u != t:
                 a, b = _slice_of(u, n_parts, woff[l], n_w)
-                _zero(g[a:b])
+                zero_fill(g[a:b])
                 a, b = _slice_of(u, n_parts, woff[l] + n_w, sizes[l + 1])
-                _zero(g[a:b])
+                zero_fill(g[a:b])
 
 
 @jit
@@ -799,14 +420,14 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
     (no subnormals: ``optim.flush_threshold``, ``optim.flush_steps``). Returns (steps run,
     right answers); stops before updating at a non-finite loss. act: the hidden activation's
     code; task: see ``_batch_grads``; hps (n_steps, 6): the optimizer's hyperparameters of
-    each step (``_update_range``); wds (n_steps,): the weight decay of each step; wsum
+    each step (``update_range``); wds (n_steps,): the weight decay of each step; wsum
     (n_steps,): what each step's summed loss is divided by (its rows, or their weights);
     alone: one thread runs the parts (who zeroes G: ``_reduce_update``); aug (k, side, keys
     (n_steps,) uint64, max_norm, thr_in, thr_hidden, s_hidden): random shifts of up to k pixels
     of side x side images, drawn with the key of each step (k 0: none), the max-norm
-    constraint applied after each update (``_max_norm``; 0: none), and dropout
+    constraint applied after each update (``max_norm_flat``; 0: none), and dropout
     (``_batch_grads``'s draw; thresholds 0: none); then s_in (unused here), the weights'
-    moving average ema (P,) and 1 - its decay (``_ema_step`` after each update; 0: none).
+    moving average ema (P,) and 1 - its decay (``ema_step`` after each update; 0: none).
     """
     m = order.shape[0]
     loss_t = np.zeros(T)
@@ -827,44 +448,10 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
         _reduce_update(flat, s1, s2, G, Ts, sizes, woff, opt, lrs[s], hps[s], wds[s], c1s[s],
                        c2s[s], thrs[s], alone)
         if aug[3] > 0:
-            _max_norm(flat, sizes, woff, aug[3])
+            max_norm_flat(flat, sizes, woff, aug[3])
         if aug[9] > 0:
-            _ema_step(aug[8], flat, aug[9])
+            ema_step(aug[8], flat, aug[9])
     return lrs.shape[0], n_correct
-
-
-@jit
-def _ema_step(ema, flat, a):
-    """The exponential moving average of the weights, one step: ema (P,) += a * (flat - ema),
-    a = 1 - decay."""
-    for i in range(ema.shape[0]):
-        ema[i] += a * (flat[i] - ema[i])
-
-
-@jit
-def _max_norm(flat, sizes, woff, c):
-    """The max-norm constraint, in place: every unit's incoming weights (each column of each
-    layer's W (d_in, d_out) in flat) scaled down to Euclidean norm c where longer."""
-    for l in range(sizes.shape[0] - 1):
-        d_in, d_out = sizes[l], sizes[l + 1]
-        w = flat[woff[l]:woff[l] + d_in * d_out]
-        sq = np.zeros(d_out, dtype=flat.dtype)
-        for k in range(d_in):
-            row = w[k * d_out:(k + 1) * d_out]
-            for j in range(d_out):
-                sq[j] += row[j] * row[j]
-        over = False
-        for j in range(d_out):
-            if sq[j] > c * c:
-                sq[j] = c / np.sqrt(sq[j])
-                over = True
-            else:
-                sq[j] = 1
-        if over:
-            for k in range(d_in):
-                row = w[k * d_out:(k + 1) * d_out]
-                for j in range(d_out):
-                    row[j] *= sq[j]
 
 
 def max_norm(params, c):
@@ -873,7 +460,7 @@ def max_norm(params, c):
     dtype = _check_params(params)
     sizes, woff, P = _layout(params)
     flat = _flatten(params, dtype, P)
-    _max_norm(flat, sizes, woff, dtype.type(c))
+    max_norm_flat(flat, sizes, woff, dtype.type(c))
     _unflatten(flat, params)
 
 
@@ -888,17 +475,17 @@ def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, 
     for t in prange(T):
         acts = A[t]
         for r in range(t * n // T, (t + 1) * n // T):
-            x_idx, x_val, n_nz = _row_input(r, mode, indptr, indices, values, iota, d_in,
-                                            CI[t], CV[t], _no_shift())
+            x_idx, x_val, n_nz = row_input(r, mode, indptr, indices, values, iota, d_in,
+                                           CI[t], CV[t], _no_shift())
             _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act,
                          (np.uint64(0), r, np.int64(0), 1.0))
             p = acts[aoff[L - 1]:aoff[L]]
             if head == 0:
-                _softmax_row(p, out[r])
+                softmax_row(p, out[r])
             else:
                 o = out[r]
                 for j in range(p.shape[0]):
-                    o[j] = _logistic(p[j]) if head == 1 else p[j]
+                    o[j] = logistic(p[j]) if head == 1 else p[j]
 
 
 @jit
@@ -921,14 +508,14 @@ def _infer_row(ws, bs, x_idx, x_val, n_nz, scale, act, head, a, b, out):
             input_forward(ws[l], 0, bs[l], d_out, None, src[:d_in], d_in, None,
                            hidden and act == 0, z)
         if hidden and act != 0:
-            _activate(z, act)
+            activate_in_place(z, act)
         src = dst
     p = src[:out.shape[0]]
     if head == 0:
-        _softmax_row(p, out)
+        softmax_row(p, out)
     else:
         for j in range(p.shape[0]):
-            out[j] = _logistic(p[j]) if head == 1 else p[j]
+            out[j] = logistic(p[j]) if head == 1 else p[j]
 
 
 @jit
@@ -944,7 +531,7 @@ def _infer_rows(ws, bs, x, lo, hi, scale, act, head, out):
     cidx = np.empty(d, dtype=np.int32)
     cval = np.empty(d, dtype=x.dtype)
     for r in range(lo, hi):
-        n_nz = _gather_nonzeros(x[r], cidx, cval)
+        n_nz = gather_nonzeros(x[r], cidx, cval)
         _infer_row(ws, bs, cidx, cval, n_nz, scale, act, head, a, b, out[r])
 
 
@@ -1023,10 +610,6 @@ def _fingerprint(words, T, out):
 
 # ---- Python side: validation, flattening, buffers --------------------------------------------
 
-def _index_dtype(d_in):
-    """The dtype of pixel indices below d_in: 2 bytes when they fit."""
-    return np.uint16 if d_in < 65536 else np.int32
-
 
 class Prepared:
     """Layer-1 input of a dataset, ready for the kernels (:func:`prepare`).
@@ -1040,7 +623,7 @@ class Prepared:
         self.mode, self.n_rows, self.d_in = mode, n_rows, d_in
         self.scale = scale  # the factor of uint8 values; None: 1/255
         self.values = values
-        idx_dtype = _index_dtype(d_in)
+        idx_dtype = index_dtype(d_in)
         self.iota = np.arange(d_in, dtype=idx_dtype)
         self.indptr = np.zeros(1, np.int64) if indptr is None else indptr
         self.indices = self.iota[:0] if indices is None else indices
@@ -1050,14 +633,6 @@ class Prepared:
 
     def nbytes(self):
         return self.values.nbytes + self.indptr.nbytes + self.indices.nbytes
-
-
-def _scale_for(values, dtype, scale=None):
-    """The factor that turns `values` into inputs: `scale` (None: 1/255) for uint8, 1 for
-    floats."""
-    if values.dtype != np.uint8:
-        return dtype.type(1)
-    return dtype.type(SCALE if scale is None else scale)
 
 
 def prepare(x, mode=None, scale=None):
@@ -1144,7 +719,7 @@ def _build_csr(x, scale):
     _csr_count(x, counts)
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    idx_dtype = _index_dtype(d_in)
+    idx_dtype = index_dtype(d_in)
     indices = np.empty(indptr[-1], dtype=idx_dtype)
     values = np.empty(indptr[-1], dtype=x.dtype)
     if x.dtype == np.uint8 and d_in % 8 == 0:
@@ -1159,7 +734,7 @@ def prepare_csr(indptr, indices, values, d_in, scale=None):
     making it dense: indptr (n + 1,), indices (nnz,), values (nnz,) uint8 or float (zeros
     stored explicitly are harmless)."""
     indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-    indices = np.ascontiguousarray(indices, dtype=_index_dtype(d_in))
+    indices = np.ascontiguousarray(indices, dtype=index_dtype(d_in))
     values = np.ascontiguousarray(values)
     return Prepared(MODE_CSR, len(indptr) - 1, int(d_in), values, indptr, indices, scale)
 
@@ -1175,39 +750,9 @@ def _layout(params):
     return sizes, woff, off
 
 
-#: alignment in bytes of the parameter, state and gradient vectors: a cache line, so that the
-#: kernels' vector loads of a row of W (or G) do not straddle two lines (NumPy only promises
-#: 16 bytes). Measured on the fast98 epoch, one thread: 0.50 s aligned, 0.56 s not.
-ALIGN = 64
-
-
-#: bytes between per-thread rows (two cache lines: the adjacent-line prefetchers of x86 CPUs
-#: fetch lines in aligned pairs). Measured on 784-128-10 batches of 128 on 2 threads: with the
-#: activation rows of the two threads 64 bytes apart, each thread's half took 195 us; with
-#: them in separate pairs of lines, 171 us (157 us alone).
-SEPARATION = 2 * ALIGN
-
-
-def _aligned_zeros(shape, dtype):
-    """np.zeros(shape, dtype) whose data starts on an ALIGN-byte boundary."""
-    dtype = np.dtype(dtype)
-    n = int(np.prod(shape))
-    raw = np.zeros(n * dtype.itemsize + ALIGN, dtype=np.uint8)
-    start = -raw.ctypes.data % ALIGN
-    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
-
-
-def _stride(P, dtype):
-    """The row length of a per-thread buffer such as G (T, stride): P rounded up to a whole
-    number of SEPARATION-byte blocks, plus one block, so that no two threads' rows share a
-    cache line or the line the CPU's adjacent-line prefetcher fetches with it."""
-    per_block = SEPARATION // np.dtype(dtype).itemsize
-    return (-(-P // per_block) + 1) * per_block
-
-
 def _flatten(pairs, dtype, P):
     """The (W, b) pairs one after another in a cache-line-aligned (P,) vector."""
-    flat = _aligned_zeros(P, dtype)
+    flat = aligned_zeros(P, dtype)
     off = 0
     for W, b in pairs:
         flat[off:off + W.size] = W.reshape(-1)
@@ -1248,22 +793,22 @@ def _wide_buffers(sizes, T, dtype, values_dtype):
     element per thread) when layer 1 is narrow enough to go row by row."""
     d_in, h = int(sizes[0]), int(sizes[1])
     n = BLOCK * d_in if h > LANES else 1
-    return (_aligned_zeros((T, _stride(d_in + 1 if h > LANES else 1, np.int64)), np.int64),
-            _aligned_zeros((T, _stride(n, np.uint8)), np.uint8),
-            _aligned_zeros((T, _stride(n, values_dtype)), values_dtype),
-            _aligned_zeros((T, _stride(BLOCK * h if h > LANES else 1, dtype)), dtype))
+    return (aligned_zeros((T, stride(d_in + 1 if h > LANES else 1, np.int64)), np.int64),
+            aligned_zeros((T, stride(n, np.uint8)), np.uint8),
+            aligned_zeros((T, stride(n, values_dtype)), values_dtype),
+            aligned_zeros((T, stride(BLOCK * h if h > LANES else 1, dtype)), dtype))
 
 
 def _buffers(sizes, T, dtype, d_in, values_dtype):
     """Per-thread activations/deltas A, D (T, sum widths), offsets aoff, pixel buffers."""
     aoff = np.zeros(len(sizes), dtype=np.int64)
     aoff[1:] = np.cumsum(sizes[1:])
-    width = _stride(aoff[-1], dtype)  # each thread's row on its own cache lines
-    A = _aligned_zeros((T, width), dtype)
-    D = _aligned_zeros((T, width), dtype)
-    idx_dtype = _index_dtype(d_in)
-    CI = _aligned_zeros((T, _stride(d_in, idx_dtype)), idx_dtype)
-    CV = _aligned_zeros((T, _stride(d_in, values_dtype)), values_dtype)
+    width = stride(aoff[-1], dtype)  # each thread's row on its own cache lines
+    A = aligned_zeros((T, width), dtype)
+    D = aligned_zeros((T, width), dtype)
+    idx_dtype = index_dtype(d_in)
+    CI = aligned_zeros((T, stride(d_in, idx_dtype)), idx_dtype)
+    CV = aligned_zeros((T, stride(d_in, values_dtype)), values_dtype)
     return aoff, A, D, CI, CV
 
 
@@ -1341,13 +886,13 @@ def linear(x, W, b):
         raise InputError(f"linear: x {x.shape}, W {W.shape} and b {b.shape} do not fit")
     x = np.ascontiguousarray(x)
     T = max(1, min(n_threads(), len(x)))
-    idx_dtype = _index_dtype(d_in)
+    idx_dtype = index_dtype(d_in)
     # per-thread nonzero pixels of the current row
-    CI = _aligned_zeros((T, _stride(d_in, idx_dtype)), idx_dtype)
-    CV = _aligned_zeros((T, _stride(d_in, np.uint8)), np.uint8)
+    CI = aligned_zeros((T, stride(d_in, idx_dtype)), idx_dtype)
+    CV = aligned_zeros((T, stride(d_in, np.uint8)), np.uint8)
     out = np.empty((len(x), d_out), dtype=W.dtype)
     # W used in place (no flattened copy): a kernel call costs what its rows cost
-    _linear_rows(W.reshape(-1), b, x.reshape(-1), _scale_for(x, W.dtype), d_in, CI, CV, out, T)
+    _linear_rows(W.reshape(-1), b, x.reshape(-1), scale_for(x, W.dtype), d_in, CI, CV, out, T)
     return out
 
 
@@ -1357,7 +902,7 @@ def _linear_rows(w, b, values, scale, d_in, CI, CV, out, T):
     n, d_out = out.shape
     for t in prange(T):
         for r in range(t * n // T, (t + 1) * n // T):
-            n_nz = _gather_nonzeros(values[r * d_in:(r + 1) * d_in], CI[t], CV[t])
+            n_nz = gather_nonzeros(values[r * d_in:(r + 1) * d_in], CI[t], CV[t])
             input_forward(w, 0, b, d_out, CI[t], CV[t], n_nz, scale, False, out[r])
 
 
@@ -1382,7 +927,7 @@ def _forward_prepared(params, data, dtype, act, head):
     aoff, A, _, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
     out = np.empty((len(data), sizes[-1]), dtype=dtype)
     _forward_rows(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-                  data.iota, _scale_for(data.values, dtype, data.scale), A, CI, CV, out, T, act,
+                  data.iota, scale_for(data.values, dtype, data.scale), A, CI, CV, out, T, act,
                   head)
     return out
 
@@ -1404,7 +949,7 @@ def _forward_dense(params, x, dtype, act, head):
     ws = tuple([np.ascontiguousarray(W).reshape(-1) for W, _ in params])
     bs = tuple([np.ascontiguousarray(b) for _, b in params])
     out = np.empty((len(x), len(bs[-1])), dtype=dtype)
-    _infer_rows(ws, bs, x, 0, len(x), _scale_for(x, dtype, None), act, head, out)
+    _infer_rows(ws, bs, x, 0, len(x), scale_for(x, dtype, None), act, head, out)
     return out
 
 
@@ -1444,7 +989,7 @@ def _workspace(sizes, P, T, dtype, values_dtype):
     if last is not None and last[0] == key:
         return last
     aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], values_dtype)
-    G = _aligned_zeros((T, _stride(P, dtype)), dtype)
+    G = aligned_zeros((T, stride(P, dtype)), dtype)
     return key, (aoff, A, D, CI, CV, G, _wide_buffers(sizes, T, dtype, values_dtype))
 
 
@@ -1472,7 +1017,7 @@ def _grads(params, x, y, act=0, head=0, sample_weight=None, label_smoothing=0.0)
     loss_t, corr_t = np.zeros(T), np.zeros(T, dtype=np.int64)
     rows = np.arange(len(data), dtype=np.int64)
     _batch_grads(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-                 data.iota, _scale_for(data.values, dtype, data.scale), y, rows,
+                 data.iota, scale_for(data.values, dtype, data.scale), y, rows,
                  dtype.type(1.0 / total), G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task,
                  True, _no_draw(dtype))
     return loss_t.sum() / total, G, sizes, woff, flat, T, work
@@ -1517,7 +1062,7 @@ def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_wei
 
 
 def _hyper(opt, dtype):
-    """The optimizer's hyperparameters (6,) as _update_range reads them, in `dtype`."""
+    """The optimizer's hyperparameters (6,) as update_range reads them, in `dtype`."""
     return np.array([opt.momentum, opt.beta1, 1 - opt.beta1, opt.beta2, 1 - opt.beta2, opt.eps],
                     dtype=dtype)
 
@@ -1633,7 +1178,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
                  dtype.type(s_hid), s_in)
     ema_flat = _flatten(ema, dtype, P) if ema is not None else flat[:1]
     aug = aug + (ema_flat, dtype.type(0 if ema is None else 1 - check_ema(ema_decay)))
-    pixel_scale = dtype.type(_scale_for(data.values, dtype, data.scale) * s_in)
+    pixel_scale = dtype.type(scale_for(data.values, dtype, data.scale) * s_in)
     if data.mode == MODE_GEMM:
         from . import gemm
         done, n_correct = gemm.train_steps(
@@ -1648,7 +1193,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     else:
         T = n_parts(batch_size)
         aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
-        G = _aligned_zeros((T, _stride(P, dtype)), dtype)
+        G = aligned_zeros((T, stride(P, dtype)), dtype)
         done, n_correct = _run_steps(
             flat, s1, s2, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
             data.iota, pixel_scale, y, order, batch_size, lrs_t,
