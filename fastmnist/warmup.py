@@ -62,8 +62,8 @@ def _key(s):
 @functools.lru_cache(maxsize=64)
 def _key_of(parts):
     """The marker key of a spec (hashes the kernels' sources: computed once per process)."""
-    from .backends import _jit
-    return _jit.cache_key(parts, "kernels.py", "numba_cpu.py", "columns.py", "gemm.py")
+    from .backends import cache_key
+    return cache_key(parts, "kernels.py", "numba_cpu.py", "columns.py", "gemm.py")
 
 
 #: specs seen cached in this process: a marker once there stays (the cache is not emptied
@@ -72,8 +72,8 @@ _seen_cached = set()
 
 
 def _path(s, suffix):
-    from .backends import _jit
-    folder = _jit.cache_folder()
+    from .backends import cache_folder
+    folder = cache_folder()
     return None if folder is None else os.path.join(folder, f"fastmnist-warm-{_key(s)}{suffix}")
 
 
@@ -187,8 +187,8 @@ def start_background(s):
     writable (a subprocess's compilation would then be lost). When an earlier run is still
     compiling the same spec, it is waited for instead of started twice.
     """
-    from .backends import _jit
-    if not _jit.CACHE or is_cached(s):
+    from .backends import CACHE
+    if not CACHE or is_cached(s):
         return None
     lock = _path(s, ".lock")
     if _compiling_elsewhere(lock):

@@ -107,3 +107,15 @@ def get(name):
         raise InputError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
     module = _loaded[name] = import_module(_MODULES[name])
     return module
+
+
+#: the Numba cache's public face (:mod:`._jit`'s), for :mod:`fastmnist.warmup`: looked up on
+#: each access, so that importing this package does not import Numba
+_CACHE_API = ("CACHE", "cache_folder", "cache_key")
+
+
+def __getattr__(name):
+    if name in _CACHE_API:
+        from . import _jit
+        return getattr(_jit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
