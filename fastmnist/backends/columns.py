@@ -28,7 +28,6 @@ values) cross between the cores. The results do not depend on ``threads=``: the 
 fixed per machine (``_jit.n_parts``) and a thread that runs several does each alone.
 """
 
-import numba
 import numpy as np
 
 from ._jit import borrow, jit, pjit, prange
@@ -254,11 +253,10 @@ def _step(params, net, data, batch, step, bufs, task, loss_t, corr_t):
     any), then its forward of the next step's rows. batch (rows, draw, next rows, their draw,
     which half of S holds the rows' shares of the logits): the next rows' shares go to the
     other half, so that a part that starts the next forward early does not overwrite shares
-    another part is still reading;
-    step (inv_n, (lr, c1, c2, hp, wd, thr)); loss_t, corr_t (T,): each part's loss sum and
-    right answers, the same on every part (two arguments, not a tuple: Numba 0.68 loses a
-    parallel loop's writes to an array taken out of a tuple argument). The update is skipped
-    when the loss is not finite."""
+    another part is still reading; step (inv_n, (lr, c1, c2, hp, wd, thr)); loss_t, corr_t
+    (T,): each part's loss sum and right answers, the same on every part (two arguments, not
+    a tuple: Numba 0.68 loses a parallel loop's writes to an array taken out of a tuple
+    argument). The update is skipped when the loss is not finite."""
     flat, s1, s2, ema, a_ema, opt = params
     G, Z, S, R, DZ, CI, CV, buckets = bufs
     rows, draw, nxt, draw_next, half = batch
@@ -325,7 +323,3 @@ def run_steps(params, net, data, order, batch_size, sched, bufs, task, aug, loss
         n_correct += corr_t[0]
     return n_steps, n_correct
 
-
-def n_parts():
-    """Parts the hidden units are split into: one per thread the machine gives Numba."""
-    return numba.config.NUMBA_NUM_THREADS

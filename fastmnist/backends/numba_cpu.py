@@ -29,6 +29,10 @@ Where the speed comes from (docs/performance.md tells the measurements behind ea
   and leaves it for its owner to clear (``_reduce_update``, ``_zero_others``).
 * Inputs at least GEMM_MIN_DENSITY nonzero (standardized features) are kept dense
   (``MODE_GEMM``) and each step's products run in NumPy's BLAS (``backends/gemm.py``).
+* One hidden layer of at least 2 x ``columns.MIN_UNITS`` units on two or more cores is split
+  by hidden units instead of rows (``backends/columns.py``): each thread owns its columns of
+  ``W1`` and rows of ``W2``, so no weight or gradient line crosses cores, one parallel region
+  per step.
 """
 
 import threading
