@@ -47,6 +47,26 @@ def random_pixels(n, d, seed=0, density=0.2):
     return ((rng.random((n, d)) < density) * rng.integers(1, 256, (n, d))).astype(np.uint8)
 
 
+def random_targets(head, n, c, seed):
+    """Targets of n rows for the output `head`: integer labels in [0, c) (softmax), 0/1 rows
+    (n, c) (logistic), or standard normal rows (n, c) (identity)."""
+    rng = np.random.default_rng(seed)
+    if head == "softmax":
+        return rng.integers(0, c, n)
+    if head == "logistic":
+        return (rng.random((n, c)) > 0.5).astype(np.float64)
+    return rng.standard_normal((n, c))
+
+
+def params_close(params_f, params_r, dtype):
+    """Every W and b of two nets within ten times the parity tolerance of dtype."""
+    from tolerances import tol
+    rtol, atol = tol(dtype)
+    for (Wf, bf), (Wr, br) in zip(params_f, params_r):
+        np.testing.assert_allclose(Wf, Wr, rtol=rtol * 10, atol=atol * 10)
+        np.testing.assert_allclose(bf, br, rtol=rtol * 10, atol=atol * 10)
+
+
 def learnable(n, seed=0):
     """(uint8 images (n, 784), int64 labels (n,)): the label is which pixel band is bright.
     A 10-class problem that a tiny net learns in a few steps."""

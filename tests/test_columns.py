@@ -5,7 +5,7 @@ split takes, float64 tight and float32 reasonable, and bit-identical whatever th
 import numba
 import numpy as np
 import pytest
-from conftest import random_net, random_pixels
+from conftest import params_close, random_net, random_pixels, random_targets
 from tolerances import tol
 
 from fastmnist import augment
@@ -28,13 +28,6 @@ def narrow_parts(monkeypatch):
 
 def by_rows(monkeypatch):
     monkeypatch.setattr(columns, "MIN_UNITS", 1 << 30)
-
-
-def close_nets(a, b, dtype, factor=10):
-    rtol, atol = tol(dtype)
-    for pair_a, pair_b in zip(a, b):
-        for u, v in zip(pair_a, pair_b):
-            np.testing.assert_allclose(u, v, rtol=rtol * factor, atol=atol * factor)
 
 
 def copy(params):
@@ -109,7 +102,7 @@ def test_epochs_match_the_reference(narrow_parts, dtype, optimizer, mode, sizes)
     assert c_f == c_r
     rtol, atol = tol(dtype)
     np.testing.assert_allclose(l_f, l_r, rtol=rtol, atol=atol)
-    close_nets(p_f, p_r, dtype)
+    params_close(p_f, p_r, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -133,16 +126,7 @@ def test_mnist_shape_takes_the_split_and_matches_the_rows_split(monkeypatch, dty
     assert c_u == c_r
     rtol, atol = tol(dtype)
     np.testing.assert_allclose(l_u, l_r, rtol=rtol, atol=atol)
-    close_nets(p_u, p_r, dtype)
-
-
-def _targets(head, n, c, seed):
-    rng = np.random.default_rng(seed)
-    if head == "softmax":
-        return rng.integers(0, c, n)
-    if head == "logistic":
-        return (rng.random((n, c)) > 0.5).astype(np.float64)
-    return rng.standard_normal((n, c))
+    params_close(p_u, p_r, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -155,7 +139,7 @@ def test_heads_weights_l2_and_activations_match_the_reference(narrow_parts, dtyp
     assert fast._by_units(np.array(sizes), 0.0, 0)
     n, batch = 37, 10
     x = random_pixels(n, sizes[0], seed=2)
-    y = _targets(head, n, sizes[-1], seed=3)
+    y = random_targets(head, n, sizes[-1], seed=3)
     sw = np.random.default_rng(4).random(n) + 0.1
     params = random_net(sizes, dtype, seed=1, scale=0.1)
     opt = Optimizer("adam" if dtype == np.float64 else "nesterov")
@@ -168,7 +152,7 @@ def test_heads_weights_l2_and_activations_match_the_reference(narrow_parts, dtyp
     assert c_f == c_r
     rtol, atol = tol(dtype)
     np.testing.assert_allclose(l_f, l_r, rtol=rtol, atol=atol)
-    close_nets(p_f, p_r, dtype)
+    params_close(p_f, p_r, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -195,8 +179,8 @@ def test_shifts_input_dropout_smoothing_and_average_match_the_reference(narrow_p
     assert c_f == c_r
     rtol, atol = tol(dtype)
     np.testing.assert_allclose(l_f, l_r, rtol=rtol, atol=atol)
-    close_nets(p_f, p_r, dtype)
-    close_nets(a_f, a_r, dtype)
+    params_close(p_f, p_r, dtype)
+    params_close(a_f, a_r, dtype)
     assert not np.allclose(a_f[0][0], p_f[0][0])
 
 

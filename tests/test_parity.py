@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import random_net, random_pixels
+from conftest import params_close, random_net, random_pixels, random_targets
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tolerances import STEPS_ATOL_F64, tol
@@ -23,14 +23,6 @@ SHAPES = [(1, [784, 10, 10]), (7, [13, 5, 3]), (33, [29, 17, 11, 4]), (128, [784
 def close(a, b, dtype):
     rtol, atol = tol(dtype)
     np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
-
-
-def params_close(params_f, params_r, dtype):
-    """Every W and b of the two backends within ten times the parity tolerance of dtype."""
-    rtol, atol = tol(dtype)
-    for (Wf, bf), (Wr, br) in zip(params_f, params_r):
-        np.testing.assert_allclose(Wf, Wr, rtol=rtol * 10, atol=atol * 10)
-        np.testing.assert_allclose(bf, br, rtol=rtol * 10, atol=atol * 10)
 
 
 def inputs(n, d, dtype, kind, seed=0):
@@ -493,15 +485,6 @@ def test_epoch_kernel_nesterov_scale_and_activations(dtype, activation, sizes, m
                            ref.forward(params_r, x))
 
 
-def _targets(head, n, c, seed):
-    rng = np.random.default_rng(seed)
-    if head == "softmax":
-        return rng.integers(0, c, n)
-    if head == "logistic":
-        return (rng.random((n, c)) > 0.5).astype(np.float64)
-    return rng.standard_normal((n, c))
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("head", ["softmax", "logistic", "identity"])
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
@@ -515,7 +498,7 @@ def test_output_heads_sample_weights_and_l2(dtype, head, weighted, sizes, mode):
         pytest.skip("softmax needs two classes")
     n, batch = 37, 10
     x = random_pixels(n, sizes[0], seed=2)
-    y = _targets(head, n, sizes[-1], seed=3)
+    y = random_targets(head, n, sizes[-1], seed=3)
     sw = np.random.default_rng(4).random(n) + 0.1 if weighted else None
     params_f = random_net(sizes, dtype, seed=1, scale=0.1)
     params_r = [(W.copy(), b.copy()) for W, b in params_f]

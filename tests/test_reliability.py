@@ -591,6 +591,16 @@ FIT = dict(epochs=3, batch_size=10, lr=0.02, optimizer="adam", schedule="onecycl
            progress=False)
 
 
+def _interrupted_after_one_epoch():
+    """(X, y, model): a FIT run on the NumPy backend, stopped by Ctrl-C after its first
+    epoch, so that ``model.checkpoint`` holds where it stopped."""
+    X, y = toy(80)
+    model = fm.MLP(hidden=(12,), seed=4)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, backend="numpy", on_epoch=_sigint_at(0), **FIT)
+    return X, y, model
+
+
 def _sigint_in_chunk(monkeypatch, backend, call_to_hit):
     """Send a real SIGINT during the backend's `call_to_hit`-th train_epoch call (a chunk)."""
     be = fm.backends.get(backend)
@@ -668,10 +678,7 @@ def test_stale_checkpoint_is_cleared_by_a_new_fit():
 
 
 def test_checkpoint_that_does_not_fit_is_refused():
-    X, y = toy(80)
-    model = fm.MLP(hidden=(12,), seed=4)
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(X, y, backend="numpy", on_epoch=_sigint_at(0), **FIT)
+    X, y, model = _interrupted_after_one_epoch()
     ckpt = model.checkpoint
     before = weights(model)
     bad_runs = [(dict(FIT, batch_size=16), ckpt),  # other batches: a meaningless position
@@ -694,10 +701,7 @@ def test_checkpoint_that_does_not_fit_is_refused():
 def test_checkpoint_file_format_is_unchanged(tmp_path):
     """A checkpoint file as `fastmnist train` wrote it before Checkpoint was a type (these
     array names) still resumes, and to_arrays still writes exactly these names."""
-    X, y = toy(80)
-    model = fm.MLP(hidden=(12,), seed=4)
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(X, y, backend="numpy", on_epoch=_sigint_at(0), **FIT)
+    X, y, model = _interrupted_after_one_epoch()
     ckpt = model.checkpoint
     assert isinstance(ckpt, train.Checkpoint) and "epoch=1, step=0, t=8" in repr(ckpt)
     old = {"epoch": np.int64(1), "step": np.int64(0), "t": np.int64(8), "partial": np.zeros(4)}
@@ -717,10 +721,7 @@ def test_checkpoint_file_format_is_unchanged(tmp_path):
 
 
 def test_checkpoint_state_is_used_in_place_and_a_dict_is_refused():
-    X, y = toy(80)
-    model = fm.MLP(hidden=(12,), seed=4)
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(X, y, backend="numpy", on_epoch=_sigint_at(0), **FIT)
+    X, y, model = _interrupted_after_one_epoch()
     ckpt = model.checkpoint
     with pytest.raises(dataclasses.FrozenInstanceError):
         ckpt.epoch = 0
