@@ -8,6 +8,11 @@ OneCycleLR, ``cycle_momentum=False``), the recipe's peak lr, batch size and epoc
 threads (or all cores). A recipe with random shifts (``fast985``, ``best``) gets them in
 PyTorch as its users write them: torchvision's ``RandomCrop(28, padding=k)`` (zero padding,
 then a crop at a random offset per image), done on the whole batch at once with one gather.
+A recipe with affine warps gets them as a PyTorch user warps a batch (kornia's
+``RandomAffine`` does the same): one random rotation, scale and shear per image, drawn from
+fastmnist's distributions, applied by ``affine_grid`` and ``grid_sample`` with
+nearest-neighbour sampling and zero padding, before the crop. Label smoothing goes to
+``CrossEntropyLoss(label_smoothing=...)``.
 Processes alternate, fastmnist then PyTorch, `rounds` times, so that a noisy neighbour slows
 both; medians are reported. Timed: the training loop only (data loaded, fastmnist's kernels
 loaded from the cache by a warm-up fit on a slice first; PyTorch warmed up by its first steps
@@ -49,6 +54,35 @@ def _random_crop(xb, k, gen):
     return padded[torch.arange(m).view(m, 1, 1), r, c].reshape(m, 784)
 
 
+def _random_affine(xb, limits, gen):
+    """Each image of the batch xb (m, 784) rotated, scaled and sheared about its centre at
+    random within limits (degrees, scale, shear) as ``fastmnist.augment`` draws them: the
+    inverse map built per image, then ``grid_sample`` (nearest, zeros outside)."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    degrees, scale, shear = limits
+    m = xb.shape[0]
+
+    def uniform(a):
+        return (torch.rand(m, generator=gen) * 2 - 1) * a
+
+    t = uniform(math.tan(math.radians(degrees) / 2))  # tan(angle / 2), as fastmnist draws it
+    cos, sin = (1 - t * t) / (1 + t * t), 2 * t / (1 + t * t)
+    inv_zoom = 1 / (1 + uniform(scale))
+    h = uniform(math.tan(math.radians(shear)))
+    m00, m01, m10, m11 = cos * inv_zoom, -sin * inv_zoom, sin * inv_zoom, cos * inv_zoom
+    # rows of the map on (row, column); affine_grid's theta acts on (x, y) = (column, row)
+    a = torch.stack([m00, m01, m10 - h * m00, m11 - h * m01], 1)
+    theta = torch.zeros(m, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = a[:, 3], a[:, 2]
+    theta[:, 1, 0], theta[:, 1, 1] = a[:, 1], a[:, 0]
+    grid = F.affine_grid(theta, (m, 1, 28, 28), align_corners=False)
+    return F.grid_sample(xb.view(m, 1, 28, 28), grid, mode="nearest", padding_mode="zeros",
+                         align_corners=False).view(m, 784)
+
+
 def _torch(seed, recipe):
     import numpy as np
     import torch
@@ -57,6 +91,7 @@ def _torch(seed, recipe):
     X, y, X_test, y_test = fm.load_mnist(download=False)
     model, kw = fm.recipes.get(recipe, seed=seed)
     k = kw.get("shift", 0)
+    affine = kw.get("affine")
     torch.manual_seed(seed)
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # all cores, as fastmnist uses
     Xt = torch.from_numpy(X).float().div_(255.0)
@@ -71,13 +106,17 @@ def _torch(seed, recipe):
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=kw["lr"],
                                                 total_steps=kw["epochs"] * steps,
                                                 cycle_momentum=False)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=kw.get("label_smoothing", 0.0))
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for _ in range(kw["epochs"]):
         for rows in torch.randperm(len(X), generator=gen).split(kw["batch_size"]):
             opt.zero_grad(set_to_none=True)
-            xb = _random_crop(Xt[rows], k, gen) if k else Xt[rows]
+            xb = Xt[rows]
+            if affine:
+                xb = _random_affine(xb, affine, gen)
+            if k:
+                xb = _random_crop(xb, k, gen)
             loss_fn(net(xb), yt[rows]).backward()
             opt.step()
             sched.step()

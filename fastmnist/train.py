@@ -186,7 +186,8 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         backend="numba", validation_data=None, progress=None, threads=None, shuffle=True,
         seed=None, early_stopping=None, momentum=0.9, beta1=0.9, beta2=0.999, eps=1e-8,
         weight_decay=0.0, checkpoint=None, on_epoch=None, compile="wait", shift=0,
-        label_smoothing=0.0, max_norm=0.0, dropout=0.0, input_dropout=0.0, ema=0.0):
+        affine=None, label_smoothing=0.0, max_norm=0.0, dropout=0.0, input_dropout=0.0,
+        ema=0.0):
     """Train `model` in place on X, y.
 
     Parameters
@@ -245,6 +246,14 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         step from ``(seed, step, row)``: :mod:`fastmnist.augment`), inside the compiled
         epoch, without a copy of the data. Needs square images (784 = 28 x 28 features).
         0 (the default) trains on the rows as they are.
+    affine : (degrees, scale, shear) or None
+        Augmentation: every training row is also warped by a random affine map about the
+        image centre, drawn anew for every step as the shifts are: a rotation of up to
+        `degrees` either way (at most 45), a scale in [1 - `scale`, 1 + `scale`] (`scale` at
+        most 0.45) and a shear of up to `shear` degrees (at most 30), with nearest-neighbour
+        interpolation as torchvision's ``RandomAffine`` (:class:`fastmnist.augment.Affine`).
+        The shift, if any, applies after the warp. Needs square images. None (the default):
+        no warp.
     label_smoothing : float in [0, 1)
         Train against the smoothed targets (1 - label_smoothing) onehot(y) +
         label_smoothing / n_classes instead of onehot(y) (0, the default: none). The
@@ -287,7 +296,7 @@ def fit(model, X, y, *, epochs=5, batch_size=128, lr=0.1, optimizer="sgd", sched
         progress=progress, threads=threads, shuffle=shuffle, seed=seed,
         early_stopping=early_stopping, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
         weight_decay=weight_decay, on_epoch=on_epoch, compile=compile, shift=shift,
-        label_smoothing=label_smoothing, max_norm=max_norm, dropout=dropout,
+        affine=affine, label_smoothing=label_smoothing, max_norm=max_norm, dropout=dropout,
         input_dropout=input_dropout, ema=ema)
     return _Run(model, settings, checkpoint).train()
 
@@ -319,7 +328,7 @@ class _Settings(typing.NamedTuple):
 
 def _check_args(model, X, y, *, epochs, batch_size, lr, optimizer, schedule, backend,
                 validation_data, progress, threads, shuffle, seed, early_stopping, momentum,
-                beta1, beta2, eps, weight_decay, on_epoch, compile, shift,
+                beta1, beta2, eps, weight_decay, on_epoch, compile, shift, affine,
                 label_smoothing, max_norm, dropout, input_dropout, ema):
     """fit's arguments as :class:`_Settings`, or InputError for the first unusable one.
 
@@ -353,7 +362,8 @@ def _check_args(model, X, y, *, epochs, batch_size, lr, optimizer, schedule, bac
                     weight_decay=weight_decay)
     backends.get(backend)  # InputError for an unknown name
     seed = model.seed if seed is None else seed
-    shifts = augment.shift_for(shift, model.n_features, seed)
+    shifts = augment.shift_for(shift, model.n_features, seed, affine)
+    warp = augment.affine_for(affine)
     label_smoothing = backends.check_smoothing(label_smoothing)
     max_norm = backends.check_max_norm(max_norm)
     drop = augment.dropout_for(dropout, input_dropout, seed, model.activation)
@@ -366,7 +376,8 @@ def _check_args(model, X, y, *, epochs, batch_size, lr, optimizer, schedule, bac
                   optimizer=optimizer, schedule=schedule, backend=backend, shuffle=shuffle,
                   seed=seed, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
                   weight_decay=weight_decay, threads=threads, early_stopping=early_stopping,
-                  shift=int(shift or 0), label_smoothing=label_smoothing, max_norm=max_norm,
+                  shift=int(shift or 0), affine=None if warp is None else list(warp),
+                  label_smoothing=label_smoothing, max_norm=max_norm,
                   dropout=float(dropout or 0.0), input_dropout=float(input_dropout or 0.0),
                   ema=ema)
     # the activation only when it is not the default (a ReLU model calls train_epoch as

@@ -1,5 +1,5 @@
-"""Random shifts (fastmnist.augment): the counter-based generator, its Numba twins, and training
-with shifts in both backends."""
+"""Random shifts, affine warps and dropout masks (fastmnist.augment): the counter-based
+generator, its Numba twins, and training with them in both backends."""
 
 import numpy as np
 import pytest
@@ -82,6 +82,111 @@ def test_shift_for_refuses(k, d_in):
 
 def test_shift_for_none_for_zero():
     assert augment.shift_for(0, 784, 0) is None and augment.shift_for(None, 5, 0) is None
+    assert augment.shift_for(0, 784, 0, (0, 0.0, 0)) is None
+
+
+# ---- affine warps ----------------------------------------------------------------------------
+
+AFFINE = (15.0, 0.1, 10.0)
+
+
+@pytest.mark.parametrize("limits", [AFFINE, (45.0, 0.0, 0.0), (0.0, 0.45, 0.0), (0.0, 0.0, 30.0)])
+def test_row_warps_twins_agree_and_stay_within_the_limits(limits):
+    warp = augment.Affine(*limits).packed()
+    rows = np.arange(20000, dtype=np.int64)
+    degrees, scale, shear = limits
+    for key in KEYS:
+        a = augment.row_warps(np.uint64(key), rows, warp)
+        for r in (0, 1, 777, 19999):
+            assert _shift.row_warps(np.uint64(key), r, warp) == tuple(a[r])
+        # the shear keeps the first row of the map: the angle and the scale are read off it
+        angle = np.degrees(np.arctan2(-a[:, 1], a[:, 0]))
+        zoom = 65536 / np.hypot(a[:, 0], a[:, 1])
+        assert np.abs(angle).max() <= degrees + 0.01
+        assert np.abs(zoom - 1).max() <= scale + 1e-3
+        if degrees:  # the whole range is drawn, both ways
+            assert angle.min() < -0.9 * degrees and angle.max() > 0.9 * degrees
+        if scale:
+            assert zoom.min() < 1 - 0.9 * scale and zoom.max() > 1 + 0.9 * scale
+        # the second row is the first turned a quarter, minus h times the first
+        det = (a[:, 0] * a[:, 3] - a[:, 1] * a[:, 2]) / 65536**2
+        np.testing.assert_allclose(det, 1 / zoom**2, rtol=1e-3)
+        h = -(a[:, 2] * a[:, 0] + a[:, 3] * a[:, 1]) / (a[:, 0] ** 2 + a[:, 1] ** 2)
+        assert np.abs(h).max() <= np.tan(np.radians(shear)) + 1e-3
+        if shear:
+            assert h.min() < -0.9 * np.tan(np.radians(shear))
+
+
+def test_warps_by_known_maps():
+    """Exact maps: a quarter turn is np.rot90, half scale takes every other pixel about the
+    centre, and the identity with a shift is the shift."""
+    side = 28
+    img = np.random.default_rng(0).integers(0, 256, (side, side)).astype(np.uint8)
+    quarter = augment._inverse_map(np.array([65536]), np.array([65536]), np.array([0]))
+    np.testing.assert_array_equal(quarter, [[0, -65536, 65536, 0]])
+    out = augment.warp_rows(img.reshape(1, -1), [0], [0], quarter, side).reshape(side, side)
+    np.testing.assert_array_equal(out, np.rot90(img, -1))
+    half = augment._inverse_map(np.array([0]), np.array([32768]), np.array([0]))
+    out = augment.warp_rows(img.reshape(1, -1), [0], [0], half, side).reshape(side, side)
+    r = np.arange(7, 21)  # 2 r - 13 in [1, 27]
+    np.testing.assert_array_equal(out[np.ix_(r, r)], img[np.ix_(2 * r - 13, 2 * r - 13)])
+    assert not out[:6].any() and not out[22:].any()
+    ident = augment._inverse_map(np.array([0]), np.array([65536]), np.array([0]))
+    for dy, dx in [(0, 0), (2, -1), (-3, 3)]:
+        np.testing.assert_array_equal(
+            augment.warp_rows(img.reshape(1, -1), [dy], [dx], ident, side),
+            augment.shift_rows(img.reshape(1, -1), np.array([dy]), np.array([dx]), side))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_warp_nonzeros_twins_agree_and_match_the_dense_warp(dtype):
+    side = 28
+    x = random_pixels(40, side * side, seed=4, density=0.3).astype(dtype)
+    x[1] = 0  # an empty row
+    x[2, :] = 0
+    x[2, [0, 27, 756, 783]] = 7  # the corners only: the span's clamping
+    rows = np.arange(len(x))
+    key = np.uint64(2**63 + 5)
+    a = augment.row_warps(key, rows, augment.Affine(*AFFINE).packed())
+    a[3] = [0, -65536, 65536, 0]  # a quarter turn
+    dy, dx = augment.row_shifts(key, rows, 2)
+    dense = augment.warp_rows(x, dy, dx, a, side)
+    scratch = np.zeros(side * side, dtype)
+    for i, row in enumerate(x):
+        idx = np.flatnonzero(row).astype(np.uint16)
+        val = row[idx]
+        want = np.flatnonzero(dense[i])
+        for twin in (augment.warp_nonzeros, _shift.warp_nonzeros):
+            cidx, cval = np.zeros(side * side, np.uint16), np.zeros(side * side, dtype)
+            n = twin(idx, val, len(idx), dy[i], dx[i], tuple(a[i]), side, cidx, cval, scratch)
+            np.testing.assert_array_equal(cidx[:n], want)
+            np.testing.assert_array_equal(cval[:n], dense[i][want])
+            assert not scratch.any()  # the kernel leaves its scratch as it found it
+        # in place, as kernels.row_input calls it on the gathered row
+        cidx = np.zeros(side * side, np.uint16)
+        cval = np.zeros(side * side, dtype)
+        cidx[:len(idx)], cval[:len(idx)] = idx, val
+        n = _shift.warp_nonzeros(cidx, cval, len(idx), dy[i], dx[i], tuple(a[i]), side, cidx,
+                                 cval, scratch)
+        np.testing.assert_array_equal(cidx[:n], want)
+        np.testing.assert_array_equal(cval[:n], dense[i][want])
+        # the dense rows of the BLAS path
+        for twin in (augment.warp_row, _shift.warp_row):
+            dst = np.full(side * side, -1.0)
+            twin(row, dy[i], dx[i], tuple(a[i]), side, 0.5, dst)
+            np.testing.assert_array_equal(dst, dense[i] * 0.5)
+
+
+@pytest.mark.parametrize("affine", [(-1, 0, 0), (46, 0, 0), (0, 0.5, 0), (0, 0, 31),
+                                    (float("nan"), 0, 0), (1, 2), "big", 3])
+def test_affine_for_refuses(affine):
+    with pytest.raises(InputError):
+        augment.affine_for(affine)
+
+
+def test_affine_needs_square_images():
+    with pytest.raises(InputError, match="affine"):
+        augment.shift_for(0, 785, 0, AFFINE)
 
 
 def _epoch(be, data, params, dtype, x, y, shift, opt_name="adam"):
@@ -97,15 +202,17 @@ def _epoch(be, data, params, dtype, x, y, shift, opt_name="adam"):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("hidden", [10, 40])
 @pytest.mark.parametrize("mode", ["csr", "dense_skip", "gemm", "float"])
-def test_train_epoch_with_shifts_matches_the_reference(dtype, hidden, mode):
+@pytest.mark.parametrize("k, affine", [(2, None), (2, AFFINE), (0, AFFINE)])
+def test_train_epoch_with_shifts_matches_the_reference(dtype, hidden, mode, k, affine):
     """Layer 1 at most LANES wide (row kernels) and wider (blocked backward); CSR, dense rows,
-    BLAS; uint8 and float inputs: the same shifts and the same training as the reference."""
+    BLAS; uint8 and float inputs: the same shifts and warps, and the same training, as the
+    reference."""
     x = random_pixels(200, 784, seed=5)
     y = np.random.default_rng(5).integers(0, 10, len(x))
     if mode == "float":
         x = (x / 255.0).astype(dtype)
     params = random_net([784, hidden, 10], dtype, seed=hidden, scale=0.05)
-    shift = augment.shift_for(2, 784, 11)
+    shift = augment.shift_for(k, 784, 11, affine)
     data = {"csr": fast.prepare(x, mode=fast.MODE_CSR) if mode != "float" else fast.prepare(x),
             "dense_skip": fast.prepare(x, mode=fast.MODE_DENSE_SKIP),
             "gemm": fast.prepare(x, mode=fast.MODE_GEMM),
@@ -126,12 +233,13 @@ def test_train_epoch_with_shifts_matches_the_reference(dtype, hidden, mode):
     assert not np.allclose(l_0, l_f)
 
 
-def test_shifted_training_is_bit_identical_whatever_the_threads():
+@pytest.mark.parametrize("affine", [None, AFFINE])
+def test_shifted_training_is_bit_identical_whatever_the_threads(affine):
     x = random_pixels(256, 784, seed=6)
     y = np.random.default_rng(6).integers(0, 10, len(x))
     params = random_net([784, 40, 10], np.float32, seed=1, scale=0.05)
     data = fast.prepare(x)
-    shift = augment.shift_for(1, 784, 0)
+    shift = augment.shift_for(1, 784, 0, affine)
     outs = []
     for n in (1, 2):
         with fast.threads(n):

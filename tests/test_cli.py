@@ -259,6 +259,7 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches(capsys, tmp_path, fake_mnist
     full, ckpt = tmp_path / "full.npz", tmp_path / "ckpt.npz"
     # 600 rows in batches of 128 (given, not the recipe's): 5 steps an epoch
     opts = (*SMALL, "--batch-size", "128", "--backend", backend, "--shift", shift,
+            "--affine", "10,0.1,5" if shift != "0" else "0,0,0",
             "--dropout", "0.2" if shift != "0" else "0", "--ema", "0.9" if shift != "0" else "0")
     assert run_cli(capsys, "train", *opts, "--out", full)[0] == 0
 
@@ -288,6 +289,8 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches(capsys, tmp_path, fake_mnist
 def test_train_refuses_a_negative_shift(capsys, fake_mnist):
     rc, _, err = run_cli(capsys, "train", *SMALL, "--shift", "-1")
     assert rc == 2 and "--shift" in err
+    rc, _, err = run_cli(capsys, "train", *SMALL, "--affine", "10,0.1")
+    assert rc == 2 and "--affine" in err
 
 
 def test_ctrl_c_without_out(capsys, fake_mnist, monkeypatch, tmp_path):

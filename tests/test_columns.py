@@ -156,9 +156,11 @@ def test_heads_weights_l2_and_activations_match_the_reference(narrow_parts, dtyp
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_shifts_input_dropout_smoothing_and_average_match_the_reference(narrow_parts, dtype):
-    """The tricks the split takes: random shifts, input dropout, label smoothing and the
-    weights' moving average, drawn alike in both backends."""
+@pytest.mark.parametrize("affine", [None, (15.0, 0.1, 10.0)])
+def test_shifts_input_dropout_smoothing_and_average_match_the_reference(narrow_parts, dtype,
+                                                                       affine):
+    """The tricks the split takes: random shifts (and affine warps), input dropout, label
+    smoothing and the weights' moving average, drawn alike in both backends."""
     sizes = [784, 40, 10]
     n, batch = 64, 16
     x = random_pixels(n, 784, seed=5)
@@ -172,7 +174,7 @@ def test_shifts_input_dropout_smoothing_and_average_match_the_reference(narrow_p
     for be, data in ((fast, fast.prepare(x)), (ref, x)):
         avg = copy(params)
         p, losses, right = _epochs(be, copy(params), opt, data, x, y, batch, lrs,
-                                   shift=augment.shift_for(2, 784, 3), dropout=dropout,
+                                   shift=augment.shift_for(2, 784, 3, affine), dropout=dropout,
                                    label_smoothing=0.1, ema=avg, ema_decay=0.9)
         runs.append((p, avg, losses, right))
     (p_f, a_f, l_f, c_f), (p_r, a_r, l_r, c_r) = runs

@@ -47,12 +47,14 @@ def test_backends_train_alike_with_shifts_and_label_smoothing(dtype):
     """fit's tricks reach both backends' epochs: the same weights, and not the plain run's."""
     X, y = toy(300)
     results = []
-    tricks = dict(shift=2, label_smoothing=0.1, max_norm=0.9, dropout=0.3, input_dropout=0.1)
+    tricks = dict(shift=2, affine=(10, 0.1, 5), label_smoothing=0.1, max_norm=0.9, dropout=0.3,
+                  input_dropout=0.1)
     for backend, kw in (("numpy", tricks), ("numba", tricks), ("numba", {})):
         model = fm.MLP(hidden=(16,), dtype=dtype, seed=1)
         model.fit(X, y, epochs=2, batch_size=50, lr=0.01, optimizer="adam", backend=backend,
                   progress=False, **kw)
         assert model.config["shift"] == kw.get("shift", 0)
+        assert model.config["affine"] == (list(kw["affine"]) if kw else None)
         assert model.config["label_smoothing"] == kw.get("label_smoothing", 0.0)
         assert model.config["max_norm"] == kw.get("max_norm", 0.0)
         assert model.config["dropout"] == kw.get("dropout", 0.0)
@@ -120,6 +122,7 @@ def test_bad_arguments():
     for kwargs in (dict(epochs=0), dict(batch_size=0), dict(lr=-1), dict(optimizer="lbfgs"),
                    dict(schedule="zigzag"), dict(backend="cuda"), dict(early_stopping=2),
                    dict(label_smoothing=1.5), dict(shift=-1), dict(shift=1.5),
+                   dict(affine=(90, 0, 0)), dict(affine=(1, 2)),
                    dict(max_norm=-1), dict(max_norm="big"), dict(dropout=1.0),
                    dict(input_dropout=-0.5), dict(ema=1.0), dict(ema=-0.1)):
         with pytest.raises(InputError):

@@ -1,5 +1,5 @@
-"""Random shifts of the training images inside the compiled epoch: the Numba twins of
-:mod:`fastmnist.augment` (same names, same arguments, same results).
+"""Random shifts and affine warps of the training images inside the compiled epoch: the Numba
+twins of :mod:`fastmnist.augment` (same names, same arguments, same results).
 
 A row's shift is a pure function of (step key, row index, k): see :mod:`fastmnist.augment`
 for the generator and the contract. Here it moves a row's nonzero pixels, as the kernels
@@ -57,6 +57,109 @@ def shift_nonzeros(x_idx, x_val, n_nz, dy, dx, side, cidx, cval):
         cval[n] = v
         n += 1 if (0 <= r < side and 0 <= c < side) else 0
     return n
+
+
+# ---- affine warps ----------------------------------------------------------------------------
+
+_WARP_SALT = np.uint64(0x2545F4914F6CDD1D)
+_ONE = 1 << 16  # fixed point: 16 fractional bits
+
+
+@jit
+def _inverse_map(u, zq, hq):
+    """The inverse map (a00, a01, a10, a11) of a rotation by 2 atan(u / 2^16), a scale
+    zq / 2^16 and a shear hq / 2^16, in integer arithmetic (exactly as NumPy's twin)."""
+    den = (np.int64(1) << 32) + u * u
+    cq = ((np.int64(1) << 32) - u * u) * _ONE // den
+    sq = u * (np.int64(1) << 33) // den
+    iz = (np.int64(1) << 32) // zq
+    m00, m01 = (cq * iz) >> 16, (-sq * iz) >> 16
+    m10, m11 = (sq * iz) >> 16, (cq * iz) >> 16
+    return m00, m01, m10 - ((hq * m00) >> 16), m11 - ((hq * m01) >> 16)
+
+
+@jit
+def row_warps(key, rows, warp):
+    """The inverse map (a00, a01, a10, a11) of the random warp of the row `rows` (an int) in
+    the step of `key`, within the packed limits `warp` (``augment.Affine.packed``)."""
+    h = mix64(mix64(np.uint64(key) ^ np.uint64(rows)) ^ _WARP_SALT)
+    lu, lz, lh = warp & 0xFFFF, (warp >> 16) & 0xFFFF, (warp >> 32) & 0xFFFF
+    u = np.int64((h & np.uint64(0x1FFFFF)) % np.uint64(2 * lu + 1)) - lu
+    z = np.int64(((h >> np.uint64(21)) & np.uint64(0x1FFFFF)) % np.uint64(2 * lz + 1)) - lz
+    sh = np.int64(((h >> np.uint64(42)) & np.uint64(0x1FFFFF)) % np.uint64(2 * lh + 1)) - lh
+    return _inverse_map(u, z + _ONE, sh)
+
+
+@jit
+def _target_span(a, lo_y, hi_y, lo_x, hi_x, dy, dx, side):
+    """The output rows [r0, r1] and columns [c0, c1] that can take an input pixel of the box
+    [lo_y, hi_y] x [lo_x, hi_x] under the inverse map a and the shift (dy, dx): the box grown
+    by a pixel, mapped forward in floating point, then grown by another pixel (a bound only:
+    the output pixels themselves come from exact integer arithmetic)."""
+    a00, a01, a10, a11 = a[0] / _ONE, a[1] / _ONE, a[2] / _ONE, a[3] / _ONE
+    det = a00 * a11 - a01 * a10
+    r0, r1, c0, c1 = 1e9, -1e9, 1e9, -1e9
+    for sy in (lo_y - 1, hi_y + 1):
+        for sx in (lo_x - 1, hi_x + 1):
+            uy, ux = 2.0 * sy - (side - 1), 2.0 * sx - (side - 1)
+            ty = (a11 * uy - a01 * ux) / det
+            tx = (a00 * ux - a10 * uy) / det
+            ry, cx = (ty + side - 1) / 2 + dy, (tx + side - 1) / 2 + dx
+            r0, r1, c0, c1 = min(r0, ry), max(r1, ry), min(c0, cx), max(c1, cx)
+    return (max(0, int(np.floor(r0)) - 1), min(side - 1, int(np.ceil(r1)) + 1),
+            max(0, int(np.floor(c0)) - 1), min(side - 1, int(np.ceil(c1)) + 1))
+
+
+@jit
+def warp_nonzeros(x_idx, x_val, n_nz, dy, dx, a, side, cidx, cval, dense):
+    """The nonzero pixels (x_idx, x_val)[:n_nz] of a side x side image warped by the inverse
+    map a (``row_warps``) and shifted by (dy, dx), into cidx, cval (in order); returns how
+    many. dense (side * side,): all zero, the image's scratch, left all zero. x_idx may be
+    cidx itself: the pixels are in dense before the first write."""
+    if n_nz == 0:
+        return 0
+    lo_y, hi_y, lo_x, hi_x = side, -1, side, -1
+    for q in range(n_nz):
+        k = np.int64(x_idx[q])
+        y = k // side
+        x = k - y * side
+        dense[k] = x_val[q]
+        lo_y, hi_y, lo_x, hi_x = min(lo_y, y), max(hi_y, y), min(lo_x, x), max(hi_x, x)
+    r0, r1, c0, c1 = _target_span(a, lo_y, hi_y, lo_x, hi_x, dy, dx, side)
+    a00, a01, a10, a11 = a
+    half = np.int64(side) << 16
+    n = 0
+    for r in range(r0, r1 + 1):
+        vy = 2 * (r - dy) - (side - 1)  # half pixels from the centre
+        by, bx = a00 * vy + half, a10 * vy + half
+        for c in range(c0, c1 + 1):
+            vx = 2 * (c - dx) - (side - 1)
+            sy, sx = (by + a01 * vx) >> 17, (bx + a11 * vx) >> 17
+            inside = 0 <= sy < side and 0 <= sx < side
+            v = dense[sy * side + sx] if inside else dense[0] * 0
+            cidx[n] = r * side + c  # branch-free: a zero is overwritten by the next pixel
+            cval[n] = v
+            n += 1 if v != 0 else 0
+    for y in range(lo_y, hi_y + 1):  # leave the scratch all zero
+        for x in range(lo_x, hi_x + 1):
+            dense[y * side + x] = 0
+    return n
+
+
+@jit
+def warp_row(src, dy, dx, a, side, scale, dst):
+    """dst (side * side,) = the dense image src warped by the inverse map a and shifted by
+    (dy, dx), times scale; 0 where the map leaves the image."""
+    a00, a01, a10, a11 = a
+    half = np.int64(side) << 16
+    for r in range(side):
+        vy = 2 * (r - dy) - (side - 1)
+        by, bx = a00 * vy + half, a10 * vy + half
+        for c in range(side):
+            vx = 2 * (c - dx) - (side - 1)
+            sy, sx = (by + a01 * vx) >> 17, (bx + a11 * vx) >> 17
+            inside = 0 <= sy < side and 0 <= sx < side
+            dst[r * side + c] = src[sy * side + sx] * scale if inside else src[0] * 0
 
 
 # ---- dropout masks ---------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def buffers(sizes, P, batch_size, dtype, values_dtype, cut):
                rows(BLOCK * d_in, values_dtype, 2 * n_blocks))
     return (rows(P), rows(batch_size * h_max), rows(2 * stride(batch_size * c, dtype)),
             rows(3 * _lane_pad(c) + h_max), rows(BLOCK * h_max),
-            rows(d_in, index_dtype(d_in)), rows(d_in, values_dtype), buckets)
+            rows(d_in, index_dtype(d_in)), rows(2 * d_in, values_dtype), buckets)
 
 
 @jit
@@ -291,9 +291,9 @@ def run_steps(params, net, data, order, batch_size, sched, bufs, task, aug, loss
     """``numba_cpu._run_steps`` split by units: len(lrs) optimizer steps over `order` in
     batches; returns (steps run, right answers), stopping before the update at a non-finite
     loss. sched (lrs, inv_ns, c1s, c2s, hps, wds, thrs, wsum) per step; aug (k, side, keys,
-    thr_in): each step's random shifts and input dropout."""
+    thr_in, warp): each step's random shifts, input dropout and affine warps."""
     lrs, inv_ns, c1s, c2s, hps, wds, thrs, wsum = sched
-    k, side, keys, thr_in = aug
+    k, side, keys, thr_in, warp = aug
     T = bufs[2].shape[0]
     loss_t = np.zeros(T)
     corr_t = np.zeros(T, dtype=np.int64)
@@ -302,8 +302,8 @@ def run_steps(params, net, data, order, batch_size, sched, bufs, task, aug, loss
     none = order[:0]
     n_correct = 0
     first = order[:min(batch_size, m)]
-    _step(params, net, data, (none, (k, side, keys[0], thr_in), first,
-                              (k, side, keys[0], thr_in), 1),
+    _step(params, net, data, (none, (k, side, keys[0], thr_in, warp), first,
+                              (k, side, keys[0], thr_in, warp), 1),
           (inv_ns[0], (lrs[0], c1s[0], c2s[0], hps[0], wds[0], thrs[0])), bufs, task,
           loss_t, corr_t)
     for s in range(n_steps):
@@ -312,7 +312,8 @@ def run_steps(params, net, data, order, batch_size, sched, bufs, task, aug, loss
         nxt = order[hi:min(hi + batch_size, m)]
         s_next = min(s + 1, n_steps - 1)
         _step(params, net, data,
-              (order[lo:hi], (k, side, keys[s], thr_in), nxt, (k, side, keys[s_next], thr_in),
+              (order[lo:hi], (k, side, keys[s], thr_in, warp), nxt,
+               (k, side, keys[s_next], thr_in, warp),
                s % 2),
               (inv_ns[s], (lrs[s], c1s[s], c2s[s], hps[s], wds[s], thrs[s])), bufs, task,
               loss_t, corr_t)

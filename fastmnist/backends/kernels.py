@@ -30,7 +30,15 @@ if _jit.PATH == "lanes" and not _jit.self_test_passed():
                       "the plain Numba loops (FASTMNIST_INTRINSICS=0 chooses them)",
                       RuntimeWarning, stacklevel=2)
         _jit.PATH = "plain"
-from ._shift import drop_nonzeros, keeps, layer_key, row_shifts, shift_nonzeros  # noqa: E402
+from ._shift import (  # noqa: E402
+    drop_nonzeros,
+    keeps,
+    layer_key,
+    row_shifts,
+    row_warps,
+    shift_nonzeros,
+    warp_nonzeros,
+)
 
 if _jit.PATH == "lanes":
     from ._lanes import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
@@ -249,27 +257,34 @@ def row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval, shift):
 
     mode MODE_CSR (0): the CSR row (nonzeros only); MODE_DENSE_SKIP (1): the dense row's
     nonzeros, gathered on the fly into cidx, cval (d_in,); MODE_DENSE (2): the dense row
-    (every pixel). shift (k, side, key, thr_in): with k > 0, the row's nonzeros moved by its
-    random shift of the step `key` (``_shift.row_shifts``); with thr_in > 0, the pixels that
-    input dropout drops left out (``_shift.drop_nonzeros``); either into cidx, cval.
+    (every pixel). shift (k, side, key, thr_in, warp): with warp != 0, the row's nonzeros
+    warped by its random affine map of the step `key` (``_shift.row_warps``; cval[d_in:2 *
+    d_in] is its all-zero scratch) and moved by its random shift of up to k pixels; else,
+    with k > 0, moved by the shift alone (``_shift.row_shifts``); with thr_in > 0, the pixels
+    that input dropout drops left out (``_shift.drop_nonzeros``); any of them into cidx, cval.
     """
-    k, side, key, thr_in = shift
+    k, side, key, thr_in, warp = shift
+    moved = k > 0 or warp != 0
     if mode == MODE_CSR:
         a, b = indptr[r], indptr[r + 1]
-        if k == 0 and thr_in == 0:
+        if not moved and thr_in == 0:
             return indices[a:b], values[a:b], b - a
         src_idx, src_val, n_nz = indices[a:b], values[a:b], b - a
     else:
         row = values[r * d_in:(r + 1) * d_in]
-        if mode == MODE_DENSE and k == 0 and thr_in == 0:
+        if mode == MODE_DENSE and not moved and thr_in == 0:
             return iota, row, d_in
         n_nz = gather_nonzeros(row, cidx, cval)
-        if k == 0 and thr_in == 0:
+        if not moved and thr_in == 0:
             return cidx, cval, n_nz
         src_idx, src_val = cidx[:d_in], cval[:d_in]
-    if k > 0:
-        dy, dx = row_shifts(key, r, k)
-        n_nz = shift_nonzeros(src_idx, src_val, n_nz, dy, dx, side, cidx, cval)
+    if moved:
+        dy, dx = row_shifts(key, r, k) if k > 0 else (np.int64(0), np.int64(0))
+        if warp != 0:
+            n_nz = warp_nonzeros(src_idx, src_val, n_nz, dy, dx, row_warps(key, r, warp), side,
+                                 cidx, cval, cval[d_in:2 * d_in])
+        else:
+            n_nz = shift_nonzeros(src_idx, src_val, n_nz, dy, dx, side, cidx, cval)
         src_idx, src_val = cidx[:d_in], cval[:d_in]
     if thr_in > 0:
         n_nz = drop_nonzeros(src_idx, src_val, n_nz, layer_key(key, r, 0), thr_in, cidx, cval)

@@ -264,14 +264,15 @@ def _row_narrow2(flat, d_in, h, c, x_idx, x_val, n_nz, scale, label, inv_n, g, a
 @jit
 def _no_shift():
     """The ``shift`` argument of ``row_input`` that leaves rows as they are."""
-    return np.int64(0), np.int64(1), np.uint64(0), np.int64(0)
+    return np.int64(0), np.int64(1), np.uint64(0), np.int64(0), np.int64(0)
 
 
 def _no_draw(dtype):
     """The per-step draws of ``_batch_grads`` that change nothing: (shift k, side, key, input
-    dropout threshold, hidden dropout threshold, hidden dropout scale), typed as
+    dropout threshold, hidden dropout threshold, hidden dropout scale, warp limits), typed as
     ``_run_steps`` passes them (one compiled ``_batch_grads`` serves both)."""
-    return np.int64(0), np.int64(1), np.uint64(0), np.int64(0), np.int64(0), dtype.type(1)
+    return (np.int64(0), np.int64(1), np.uint64(0), np.int64(0), np.int64(0), dtype.type(1),
+            np.int64(0))
 
 
 #: rows per block of the pixel-major layer-1 backward (``_block_input_backward``)
@@ -306,8 +307,9 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
     sw (n,) (empty: all 1), which multiply each row's gradient and loss. alone: G is all zero
     (else, with two rows, each part first zeroes what ``_reduce_update`` left of its row;
     with more, the update left them all zero: it folds them into G[0]). draw (k, side, key,
-    thr_in, thr_hidden, s_hidden): the step's random draws: shifts of up to k pixels and input
-    dropout (``row_input``), hidden dropout (``_row_forward``); see ``_no_draw``.
+    thr_in, thr_hidden, s_hidden, warp): the step's random draws: shifts of up to k pixels,
+    affine warps and input dropout (``row_input``), hidden dropout (``_row_forward``); see
+    ``_no_draw``.
     """
     nb = rows.shape[0]
     d_in, h, c = sizes[0], sizes[1], sizes[-1]
@@ -317,7 +319,7 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
     weighted = sw.shape[0] > 0
     narrow2 = (sizes.shape[0] == 3 and h <= LANES and c <= LANES and act == 0 and head == 0
                and not weighted and eps == 0 and draw[4] == 0)
-    shift = (draw[0], draw[1], draw[2], draw[3])
+    shift = (draw[0], draw[1], draw[2], draw[3], draw[6])
     for t in prange(T):
         lt = 0.0
         ct = 0
@@ -431,7 +433,8 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
     of side x side images, drawn with the key of each step (k 0: none), the max-norm
     constraint applied after each update (``max_norm_flat``; 0: none), and dropout
     (``_batch_grads``'s draw; thresholds 0: none); then s_in (unused here), the weights'
-    moving average ema (P,) and 1 - its decay (``ema_step`` after each update; 0: none).
+    moving average ema (P,) and 1 - its decay (``ema_step`` after each update; 0: none); last,
+    the affine warps' packed limits (``augment.Affine.packed``; 0: none).
     """
     m = order.shape[0]
     loss_t = np.zeros(T)
@@ -443,7 +446,8 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
         Ts = min(T, hi - lo)
         _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y,
                      order[lo:hi], inv_ns[s], G, A, D, CI, CV, wide, loss_t, corr_t, Ts, act,
-                     task, alone, (aug[0], aug[1], aug[2][s], aug[4], aug[5], aug[6]))
+                     task, alone, (aug[0], aug[1], aug[2][s], aug[4], aug[5], aug[6],
+                                          aug[10]))
         loss = loss_t[:Ts].sum() / wsum[s]
         losses[s] = loss
         if not np.isfinite(loss):
@@ -812,7 +816,7 @@ def _buffers(sizes, T, dtype, d_in, values_dtype):
     D = aligned_zeros((T, width), dtype)
     idx_dtype = index_dtype(d_in)
     CI = aligned_zeros((T, stride(d_in, idx_dtype)), idx_dtype)
-    CV = aligned_zeros((T, stride(d_in, values_dtype)), values_dtype)
+    CV = aligned_zeros((T, stride(2 * d_in, values_dtype)), values_dtype)  # + warps' scratch
     return aoff, A, D, CI, CV
 
 
@@ -1126,7 +1130,7 @@ def _run_by_units(params, net, data, scale, y, order, batch_size, sched, task, a
             order, batch_size, sched,
             columns.buffers(sizes, P, min(batch_size, len(order)), flat.dtype,
                             data.values.dtype, cut),
-            task, (aug[0], aug[1], aug[2], aug[4]), losses)
+            task, (aug[0], aug[1], aug[2], aug[4], aug[10]), losses)
     finally:
         for v in blocked:
             columns.from_blocks(v, d_in, h, cut)
@@ -1181,7 +1185,8 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     aug = aug + (dtype.type(check_max_norm(max_norm)), np.int64(thr_in), np.int64(thr_hid),
                  dtype.type(s_hid), s_in)
     ema_flat = _flatten(ema, dtype, P) if ema is not None else flat[:1]
-    aug = aug + (ema_flat, dtype.type(0 if ema is None else 1 - check_ema(ema_decay)))
+    aug = aug + (ema_flat, dtype.type(0 if ema is None else 1 - check_ema(ema_decay)),
+                 np.int64(0 if shift is None else shift.warp))
     pixel_scale = dtype.type(scale_for(data.values, dtype, data.scale) * s_in)
     if data.mode == MODE_GEMM:
         from . import gemm

@@ -370,11 +370,18 @@ def max_norm(params, c):
 
 def _shifted(xb, rows, shift, key):
     """The batch xb (m, side * side) (or its :class:`Scaled`) with each row moved by its
-    random shift in the step of `key`."""
-    dy, dx = augment.row_shifts(key, rows, shift.k)
-    if isinstance(xb, Scaled):
-        return Scaled(augment.shift_rows(xb.values, dy, dx, shift.side), xb.scale)
-    return augment.shift_rows(xb, dy, dx, shift.side)
+    random shift in the step of `key`, warped first by its random affine map if any."""
+    values = xb.values if isinstance(xb, Scaled) else xb
+    if shift.k > 0:
+        dy, dx = augment.row_shifts(key, rows, shift.k)
+    else:
+        dy = dx = np.zeros(len(rows), np.int64)
+    if shift.warp:
+        a = augment.row_warps(key, rows, shift.warp)
+        out = augment.warp_rows(values, dy, dx, a, shift.side)
+    else:
+        out = augment.shift_rows(values, dy, dx, shift.side)
+    return Scaled(out, xb.scale) if isinstance(xb, Scaled) else out
 
 
 def _train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, act, head=0,

@@ -41,6 +41,17 @@ def _positive(kind):
     return parse
 
 
+def _affine(text):
+    parts = text.split(",")
+    try:
+        if len(parts) != 3:
+            raise ValueError
+        return tuple(float(v) for v in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected DEGREES,SCALE,SHEAR such as 10,0.1,10, "
+                                         f"got {text!r}") from None
+
+
 def _pixels(text):
     try:
         value = int(text)
@@ -85,6 +96,10 @@ def add_parser(sub):
     p.add_argument("--shift", type=_pixels, metavar="PIXELS",
                    help="augmentation: move each training image by a random shift of up to "
                         "PIXELS in each direction, drawn anew every step (0: none)")
+    p.add_argument("--affine", type=_affine, metavar="DEGREES,SCALE,SHEAR",
+                   help="augmentation: also warp each training image by a random rotation of "
+                        "up to DEGREES, scale in [1 - SCALE, 1 + SCALE] and shear of up to "
+                        "SHEAR degrees, drawn anew every step (e.g. 10,0.1,10)")
     p.add_argument("--init", choices=("he", "glorot", "uniform"))
     p.add_argument("--dtype", choices=("float32", "float64"))
     p.add_argument("--backend", choices=("numba", "numpy"), default="numba")
@@ -117,7 +132,7 @@ def _build(args):
                     seed=args.seed)
     for opt, key in (("epochs", "epochs"), ("lr", "lr"), ("optimizer", "optimizer"),
                      ("schedule", "schedule"), ("weight_decay", "weight_decay"),
-                     ("threads", "threads"), ("shift", "shift"),
+                     ("threads", "threads"), ("shift", "shift"), ("affine", "affine"),
                      ("label_smoothing", "label_smoothing"), ("max_norm", "max_norm"),
                      ("dropout", "dropout"), ("input_dropout", "input_dropout"),
                      ("ema", "ema")):
@@ -130,7 +145,7 @@ def _build(args):
 
 #: options that define the run; a resumed run takes them from its checkpoint
 _RUN_OPTIONS = ("hidden", "epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
-                "init", "dtype", "shift", "label_smoothing", "max_norm", "dropout",
+                "init", "dtype", "shift", "affine", "label_smoothing", "max_norm", "dropout",
                 "input_dropout", "ema")
 
 
