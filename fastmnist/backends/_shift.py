@@ -91,23 +91,16 @@ def row_warps(key, rows, warp):
 
 
 @jit
-def _target_span(a, lo_y, hi_y, lo_x, hi_x, dy, dx, side):
-    """The output rows [r0, r1] and columns [c0, c1] that can take an input pixel of the box
-    [lo_y, hi_y] x [lo_x, hi_x] under the inverse map a and the shift (dy, dx): the box grown
-    by a pixel, mapped forward in floating point, then grown by another pixel (a bound only:
-    the output pixels themselves come from exact integer arithmetic)."""
-    a00, a01, a10, a11 = a[0] / _ONE, a[1] / _ONE, a[2] / _ONE, a[3] / _ONE
-    det = a00 * a11 - a01 * a10
-    r0, r1, c0, c1 = 1e9, -1e9, 1e9, -1e9
-    for sy in (lo_y - 1, hi_y + 1):
-        for sx in (lo_x - 1, hi_x + 1):
-            uy, ux = 2.0 * sy - (side - 1), 2.0 * sx - (side - 1)
-            ty = (a11 * uy - a01 * ux) / det
-            tx = (a00 * ux - a10 * uy) / det
-            ry, cx = (ty + side - 1) / 2 + dy, (tx + side - 1) / 2 + dx
-            r0, r1, c0, c1 = min(r0, ry), max(r1, ry), min(c0, cx), max(c1, cx)
-    return (max(0, int(np.floor(r0)) - 1), min(side - 1, int(np.ceil(r1)) + 1),
-            max(0, int(np.floor(c0)) - 1), min(side - 1, int(np.ceil(c1)) + 1))
+def _span(p, iq, lo, hi, c0, c1):
+    """[c0, c1] narrowed to the c where the nearest pixel to (p + q c) / 2 can lie in
+    [lo, hi], that is 2 lo <= p + q c < 2 hi + 2, given iq = 1 / q (inf for q = 0): a bound
+    computed in floating point and grown by a pixel either way."""
+    a, b = 2.0 * lo - p, 2.0 * hi + 2.0 - p
+    if not np.isfinite(iq):  # q = 0: every column or none
+        return (c0, c1) if a <= 0.0 < b else (c0, c0 - 1)
+    u, v = a * iq, b * iq
+    u, v = min(u, v), max(u, v)
+    return max(c0, int(u) - 2), min(c1, int(v) + 2)  # int() truncates: a pixel more
 
 
 @jit
@@ -115,23 +108,36 @@ def warp_nonzeros(x_idx, x_val, n_nz, dy, dx, a, side, cidx, cval, dense):
     """The nonzero pixels (x_idx, x_val)[:n_nz] of a side x side image warped by the inverse
     map a (``row_warps``) and shifted by (dy, dx), into cidx, cval (in order); returns how
     many. dense (side * side,): all zero, the image's scratch, left all zero. x_idx may be
-    cidx itself: the pixels are in dense before the first write."""
+    cidx itself: the pixels are in dense before the first write.
+
+    Each output row visits only the columns whose source can fall in the input's bounding
+    box (``_span``, a bound in floating point; the pixels themselves come from exact
+    integer arithmetic): about 2 us a 28 x 28 MNIST row.
+    """
     if n_nz == 0:
         return 0
+    magic = np.uint64(((1 << 32) + side - 1) // side)  # k // side, as in shift_nonzeros
+    exact = side <= 1024
     lo_y, hi_y, lo_x, hi_x = side, -1, side, -1
     for q in range(n_nz):
         k = np.int64(x_idx[q])
-        y = k // side
+        y = np.int64((np.uint64(k) * magic) >> np.uint64(32)) if exact else k // side
         x = k - y * side
         dense[k] = x_val[q]
         lo_y, hi_y, lo_x, hi_x = min(lo_y, y), max(hi_y, y), min(lo_x, x), max(hi_x, x)
-    r0, r1, c0, c1 = _target_span(a, lo_y, hi_y, lo_x, hi_x, dy, dx, side)
     a00, a01, a10, a11 = a
     half = np.int64(side) << 16
+    f00, f01, f10, f11 = a00 / _ONE, a01 / _ONE, a10 / _ONE, a11 / _ONE
+    iq_y = 1.0 / (2.0 * f01) if a01 != 0 else np.inf
+    iq_x = 1.0 / (2.0 * f11) if a11 != 0 else np.inf
     n = 0
-    for r in range(r0, r1 + 1):
+    for r in range(side):
         vy = 2 * (r - dy) - (side - 1)  # half pixels from the centre
         by, bx = a00 * vy + half, a10 * vy + half
+        # source (half pixels) p + q c along this row, for the rows and the columns
+        v0 = -2 * dx - (side - 1)
+        c0, c1 = _span(f00 * vy + f01 * v0 + side, iq_y, lo_y, hi_y, 0, side - 1)
+        c0, c1 = _span(f10 * vy + f11 * v0 + side, iq_x, lo_x, hi_x, c0, c1)
         for c in range(c0, c1 + 1):
             vx = 2 * (c - dx) - (side - 1)
             sy, sx = (by + a01 * vx) >> 17, (bx + a11 * vx) >> 17
