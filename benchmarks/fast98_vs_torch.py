@@ -2,6 +2,9 @@
 own process.
 
     python benchmarks/fast98_vs_torch.py [--rounds 3] [--seed 0] [--recipe fast98]
+                                         [--affine DEGREES,SCALE,SHEAR]
+
+``--affine`` adds random affine warps to the recipe, in both contenders.
 
 Same network (He-initialized by each library), Adam with a OneCycle schedule (PyTorch's
 OneCycleLR, ``cycle_momentum=False``), the recipe's peak lr, batch size and epochs, float32, 2
@@ -30,12 +33,21 @@ import sys
 import time
 
 
-def _fastmnist(seed, recipe):
+def _recipe(name, seed, affine):
+    """(model, fit keywords) of the recipe `name`, with the affine warps `affine` if given."""
+    import fastmnist as fm
+    model, kw = fm.recipes.get(name, seed=seed)
+    if affine:
+        kw["affine"] = tuple(float(v) for v in affine.split(","))
+    return model, kw
+
+
+def _fastmnist(seed, recipe, affine):
     import fastmnist as fm
     X, y, X_test, y_test = fm.load_mnist(download=False)
-    warm, kw = fm.recipes.get(recipe)
+    warm, kw = _recipe(recipe, 0, affine)
     warm.fit(X[:640], y[:640], progress=False, **{**kw, "epochs": 1})
-    model, kw = fm.recipes.get(recipe, seed=seed)
+    model, kw = _recipe(recipe, seed, affine)
     t0 = time.perf_counter()
     model.fit(X, y, progress=False, **kw)
     return time.perf_counter() - t0, model.score(X_test, y_test)
@@ -83,13 +95,13 @@ def _random_affine(xb, limits, gen):
                          align_corners=False).view(m, 784)
 
 
-def _torch(seed, recipe):
+def _torch(seed, recipe, affine):
     import numpy as np
     import torch
 
     import fastmnist as fm
     X, y, X_test, y_test = fm.load_mnist(download=False)
-    model, kw = fm.recipes.get(recipe, seed=seed)
+    model, kw = _recipe(recipe, seed, affine)
     k = kw.get("shift", 0)
     affine = kw.get("affine")
     torch.manual_seed(seed)
@@ -131,18 +143,21 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--recipe", default="fast98")
+    ap.add_argument("--affine", metavar="DEGREES,SCALE,SHEAR",
+                    help="add random affine warps to the recipe, in both contenders")
     ap.add_argument("--worker", choices=["fastmnist", "torch"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        seconds, acc = (_fastmnist if args.worker == "fastmnist" else _torch)(args.seed,
-                                                                              args.recipe)
+        worker = _fastmnist if args.worker == "fastmnist" else _torch
+        seconds, acc = worker(args.seed, args.recipe, args.affine)
         print(json.dumps({"seconds": seconds, "accuracy": acc}))
         return
     results = {"fastmnist": [], "torch": []}
     for r in range(args.rounds):
         for who in results:
+            extra = ["--affine", args.affine] if args.affine else []
             out = subprocess.run([sys.executable, __file__, "--worker", who, "--seed",
-                                  str(args.seed), "--recipe", args.recipe],
+                                  str(args.seed), "--recipe", args.recipe, *extra],
                                  capture_output=True, text=True, check=True)
             res = json.loads(out.stdout.strip().splitlines()[-1])
             results[who].append(res)

@@ -143,7 +143,8 @@ def test_study_json_timings_are_positive_and_finite(study_json):
             assert 0 < t["rows"] <= t["n"]
     assert set(results["recipes"]) == {"seed", "default", "fast98", "fast985", "best",
                                        "fast98+shift1", "fast98+smooth0.1", "fast98+maxnorm3",
-                                       "fast98+dropout0.2", "fast98+ema0.999"}
+                                       "fast98+dropout0.2", "fast98+ema0.999",
+                                       "fast98+affine"}
     assert results["recipes"]["fast98+shift1"]["trick"] == {"shift": 1}
     for name in results["recipes"]:
         r = results["recipes"][name]

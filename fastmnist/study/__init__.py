@@ -10,8 +10,8 @@ paying?":
 5. dense vs zero-skipping layer 1;
 6. achieved GFLOP/s and percent of the machine's measured GEMM roof, for all of the above;
 7. test accuracy vs training seconds for every recipe, and for each trick of training
-   (shifts, label smoothing, max-norm, dropout, weight averaging) switched on alone over
-   ``fast98``;
+   (shifts, affine warps, label smoothing, max-norm, dropout, weight averaging) switched on
+   alone over ``fast98``;
 8. the accuracy-time frontier of those runs (``frontier``): the Pareto-optimal ones and what
    each trick buys per second it costs.
 

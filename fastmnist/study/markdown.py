@@ -345,7 +345,8 @@ def _section_frontier(study):
              "on the frontier when no other run is at least as accurate in at most its time. "
              "A trick switched on alone over a recipe (`fast98+shift1`: fast98 with "
              "`shift=1`; `+smooth0.1`: `label_smoothing=0.1`; `+maxnorm3`: `max_norm=3`; "
-             "`+dropout0.2`: `dropout=0.2`; `+ema0.999`: `ema=0.999`) is compared with that "
+             "`+dropout0.2`: `dropout=0.2`; `+ema0.999`: `ema=0.999`; `+affine`: "
+             "`affine=(10, 0.1, 10)`) is compared with that "
              "recipe's own run. "
              f"![frontier]({PLOTS['frontier']})", ""]
     if study["plan"].quick:

@@ -230,7 +230,8 @@ def _plot_recipes(study, path):
     colors = {"seed": "tab:blue", "default": "tab:orange", "fast98": "tab:green",
               "fast985": "tab:red", "best": "tab:purple", "fast98+shift1": "tab:olive",
               "fast98+smooth0.1": "tab:cyan", "fast98+maxnorm3": "tab:brown",
-              "fast98+dropout0.2": "tab:pink", "fast98+ema0.999": "tab:gray"}
+              "fast98+dropout0.2": "tab:pink", "fast98+ema0.999": "tab:gray",
+              "fast98+affine": "black"}
     hi = 0.0
     for name, r in rec.items():
         cum = np.cumsum(r["epoch_seconds"])

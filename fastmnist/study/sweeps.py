@@ -163,7 +163,8 @@ TRICKS = {"fast98+shift1": ("fast98", {"shift": 1}),
           "fast98+smooth0.1": ("fast98", {"label_smoothing": 0.1}),
           "fast98+maxnorm3": ("fast98", {"max_norm": 3.0}),
           "fast98+dropout0.2": ("fast98", {"dropout": 0.2}),
-          "fast98+ema0.999": ("fast98", {"ema": 0.999})}
+          "fast98+ema0.999": ("fast98", {"ema": 0.999}),
+          "fast98+affine": ("fast98", {"affine": (10.0, 0.1, 10.0)})}
 
 
 def sweep_recipes(ctx):

@@ -39,7 +39,8 @@ QUICK = Plan(quick=True, repeats=3, batch_sizes=(1, 32, 1024), small_rows={1: 25
              sparsity_sizes=((784, 10, 10), (784, 128, 10)),
              recipe_epochs={"seed": 20, "default": 1, "fast98": 1, "fast985": 1, "best": 1,
                             "fast98+shift1": 1, "fast98+smooth0.1": 1, "fast98+maxnorm3": 1,
-                            "fast98+dropout0.2": 1, "fast98+ema0.999": 1})
+                            "fast98+dropout0.2": 1, "fast98+ema0.999": 1,
+                            "fast98+affine": 1})
 
 
 @dataclass
