@@ -7,7 +7,8 @@ name (``fm_a``; ``fm_b`` for the working tree), so that both import side by side
 its own Numba cache there (the first run compiles both, once). Workloads: one SGD epoch of a
 network through the Numba backend's ``train_epoch`` on data prepared once (``epoch-784-10-10``,
 ``epoch-784-128-10``, ``epoch-784-256-128-10``), and a recipe's whole ``fit`` as users call it
-(``fit-default``, ``fit-fast98``), and the kernels users call directly on uint8 rows of
+(``fit-default``, ``fit-fast98``, any recipe; ``fit-best+affine``: with
+``affine=(10, 0.1, 10)`` added), and the kernels users call directly on uint8 rows of
 784-128-10: ``forward-10000`` (the first 10,000 images) and ``loss_and_grads-128`` (one
 batch, repeated 20 times a run). The two sides start from the same weights and must end
 bit-identical unless ``--allow-different`` (a change meant to move the rounding). Runs
@@ -99,9 +100,12 @@ def _kernel(pkg, name, X, y, threads):
 
 def _fit(pkg, recipe, X, y, threads):
     recipes = importlib.import_module(f"{pkg.__name__}.recipes")
+    recipe, _, extra = recipe.partition("+")
 
     def run():
         model, kw = recipes.get(recipe)
+        if extra == "affine":
+            kw["affine"] = (10.0, 0.1, 10.0)
         if threads:
             kw["threads"] = threads
         model.fit(X, y, progress=False, **kw)

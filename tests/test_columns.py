@@ -107,9 +107,12 @@ def test_epochs_match_the_reference(narrow_parts, dtype, optimizer, mode, sizes)
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_mnist_shape_takes_the_split_and_matches_the_rows_split(monkeypatch, dtype, optimizer):
+@pytest.mark.parametrize("mode", [fast.MODE_CSR, fast.MODE_DENSE_SKIP])
+def test_mnist_shape_takes_the_split_and_matches_the_rows_split(monkeypatch, dtype, optimizer,
+                                                               mode):
     """784-128-10, the default threshold: split by units, and the same training as split by
-    rows (float64 to rounding)."""
+    rows (float64 to rounding); batches of two blocks, each part bucketing one (from the
+    rows its forward staged, for dense rows)."""
     sizes = [784, 128, 10]
     assert fast._by_units(np.array(sizes), 0.0, 0)
     n, batch = 300, 128
@@ -118,7 +121,7 @@ def test_mnist_shape_takes_the_split_and_matches_the_rows_split(monkeypatch, dty
     y = np.random.default_rng(3).integers(0, 10, n)
     opt = Optimizer(optimizer)
     lrs = np.full(3, 1e-3 if optimizer == "adam" else 0.05)
-    data = fast.prepare(x)
+    data = fast.prepare(x, mode=mode)
     p_u, l_u, c_u = _epochs(fast, copy(params), opt, data, x, y, batch, lrs)
     by_rows(monkeypatch)
     assert not fast._by_units(np.array(sizes), 0.0, 0)
@@ -160,9 +163,10 @@ def test_heads_weights_l2_and_activations_match_the_reference(narrow_parts, dtyp
 def test_shifts_input_dropout_smoothing_and_average_match_the_reference(narrow_parts, dtype,
                                                                        affine):
     """The tricks the split takes: random shifts (and affine warps), input dropout, label
-    smoothing and the weights' moving average, drawn alike in both backends."""
+    smoothing and the weights' moving average, drawn alike in both backends. Batches of two
+    blocks: each part buckets the one its forward staged."""
     sizes = [784, 40, 10]
-    n, batch = 64, 16
+    n, batch = 400, 100
     x = random_pixels(n, 784, seed=5)
     y = np.random.default_rng(5).integers(0, 10, n)
     params = random_net(sizes, dtype, seed=5, scale=0.1)

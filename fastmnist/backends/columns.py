@@ -34,10 +34,12 @@ from ._jit import borrow, jit, pjit, prange
 from .kernels import (
     LANES,
     MODE_CSR,
+    MODE_DENSE_SKIP,
     activate_in_place,
     aligned_zeros,
     bucket_backward,
     bucket_block,
+    bucket_staged,
     copy_into,
     dense_backward,
     ema_step,
@@ -95,9 +97,11 @@ def buffers(sizes, P, batch_size, dtype, values_dtype, cut):
     One row per part: G (T, P) gradients (part t writes only its own slices of G[t]), Z (T,
     B * max h_t) its units' outputs, S (T, 2, B * C) its shares of the logits, R (T, 3 *
     _lane_pad(C) + max h_t) per-row scratch (``_scratch``), DZ (T, BLOCK * max h_t) a block's
-    deltas of its units, pixel buffers CI, CV (T, d_in). Shared: the buckets (KC, KR, KV) of
-    each block of a batch (``kernels.bucket_block``; 2 * n_blocks rows). S and the buckets
-    hold two steps' worth (see ``_step``).
+    deltas of its units, pixel buffers CI, CV (T, d_in; CV twice that, see
+    ``kernels.row_input``), a block's staged inputs (SI, SV (T, BLOCK * d_in), SN (T, BLOCK):
+    ``_forward_part``). Shared: the buckets (KC, KR, KV) of each block of a batch
+    (``kernels.bucket_block``; 2 * n_blocks rows). S and the buckets hold two steps' worth
+    (see ``_step``).
     """
     T = len(cut) - 1
     d_in, c = int(sizes[0]), int(sizes[2])
@@ -112,7 +116,9 @@ def buffers(sizes, P, batch_size, dtype, values_dtype, cut):
                rows(BLOCK * d_in, values_dtype, 2 * n_blocks))
     return (rows(P), rows(batch_size * h_max), rows(2 * stride(batch_size * c, dtype)),
             rows(3 * _lane_pad(c) + h_max), rows(BLOCK * h_max),
-            rows(d_in, index_dtype(d_in)), rows(2 * d_in, values_dtype), buckets)
+            rows(d_in, index_dtype(d_in)), rows(2 * d_in, values_dtype), buckets,
+            (rows(BLOCK * d_in, index_dtype(d_in)), rows(BLOCK * d_in, values_dtype),
+             rows(BLOCK, np.int64)))
 
 
 @jit
@@ -130,13 +136,28 @@ def _scratch(r_t, c, ht):
 
 
 @jit
-def _forward_part(fl, net, t, data, rows, draw, bufs):
+def _stages(mode, draw):
+    """Whether a part keeps the rows' inputs of its blocks as its forward makes them, for
+    their buckets (``_forward_part``): when making them costs work (rows gathered from dense
+    rows, shifted, warped or dropped out), not when they are the CSR rows themselves."""
+    k, _, _, thr_in, warp = draw
+    return mode == MODE_DENSE_SKIP or k > 0 or thr_in > 0 or warp != 0
+
+
+@jit
+def _forward_part(fl, net, t, data, rows, draw, bufs, stage):
     """Part t's forward of the rows `rows` (m,): z_t[i * h_t:] its units' outputs (h_t,) of
     row i, s_t[i * C:] its share of row i's logits (C,), b2 included in the last part's.
-    draw: ``row_input``'s shift; bufs (z_t, s_t, r_t, cidx, cval)."""
+    draw: ``row_input``'s shift; bufs (z_t, s_t, r_t, cidx, cval). stage (whether, T, the
+    buckets, their first row k0, SI_t, SV_t, SN_t): if so, the inputs of part t's blocks (t,
+    t + T, ...: ``_bucket_part``'s) are kept as they are made and bucketed from there into
+    the buckets' rows k0 + block, so that each row's input is made once per part, not three
+    times (a shift, a warp or a gather each cost a 784-256-10 epoch 0.1-0.4 s)."""
     sizes, woff, cut, act = net
     mode, ip, ix, vs, io, scale, _ = data
     z_t, s_t, r_t, cidx, cval = bufs
+    staged, T, buckets, k0, si, sv, sn = stage
+    KC, KR, KV = buckets
     d_in, h, c = sizes[0], sizes[1], sizes[2]
     lo, hi = cut[t], cut[t + 1]
     ht = hi - lo
@@ -157,6 +178,15 @@ def _forward_part(fl, net, t, data, rows, draw, bufs):
             activate_in_place(a, act)
         input_forward(fl, wo2 + lo * c, b2, c, None, a, ht, None, False,
                       s_t[i * c:(i + 1) * c])
+        if staged and (i // BLOCK) % T == t:  # a row of one of part t's blocks
+            j = i % BLOCK
+            copy_into(x_idx, si, j * d_in, n_nz)
+            copy_into(x_val, sv, j * d_in, n_nz)
+            sn[j] = n_nz
+            if j == BLOCK - 1 or i == m - 1:  # the block's last row
+                k = k0 + i // BLOCK
+                bucket_staged(j + 1, si, sv, sn, d_in, borrow(KC[k]), borrow(KR[k]),
+                              borrow(KV[k]))
 
 
 @jit
@@ -258,7 +288,7 @@ def _step(params, net, data, batch, step, bufs, task, loss_t, corr_t):
     a tuple: Numba 0.68 loses a parallel loop's writes to an array taken out of a tuple
     argument). The update is skipped when the loss is not finite."""
     flat, s1, s2, ema, a_ema, opt = params
-    G, Z, S, R, DZ, CI, CV, buckets = bufs
+    G, Z, S, R, DZ, CI, CV, buckets, (SI, SV, SN) = bufs
     rows, draw, nxt, draw_next, half = batch
     at = half * (S.shape[1] // 2)
     at_next = (1 - half) * (S.shape[1] // 2)
@@ -281,9 +311,12 @@ def _step(params, net, data, batch, step, bufs, task, loss_t, corr_t):
         loss_t[t] = loss
         corr_t[t] = right
         if nxt.shape[0] > 0 and finite:
-            _forward_part(fl, net, t, data, borrow(nxt), draw_next, (z_t, s_t, r_t, cidx, cval))
-            _bucket_part(t, T, d_in, data, borrow(nxt), draw_next, buckets,
-                         (1 - half) * n_blocks, cidx, cval)
+            k0 = (1 - half) * n_blocks
+            staged = _stages(data[0], draw_next)
+            _forward_part(fl, net, t, data, borrow(nxt), draw_next, (z_t, s_t, r_t, cidx, cval),
+                          (staged, T, buckets, k0, borrow(SI[t]), borrow(SV[t]), borrow(SN[t])))
+            if not staged:
+                _bucket_part(t, T, d_in, data, borrow(nxt), draw_next, buckets, k0, cidx, cval)
 
 
 @jit

@@ -362,6 +362,28 @@ def bucket_block(rows, mode, indptr, indices, values, iota, d_in, cidx, cval, co
 
 
 @jit
+def bucket_staged(m, s_idx, s_val, s_n, d_in, counts, e_row, e_val):
+    """``bucket_block`` for m rows whose inputs are staged already: row i's s_n[i] pixels
+    at s_idx[i * d_in:], s_val[i * d_in:] (s_n (m,), s_idx, s_val (BLOCK * d_in,))."""
+    counts[:] = 0
+    for i in range(m):
+        x_idx = s_idx[i * d_in:i * d_in + s_n[i]]
+        for q in range(x_idx.shape[0]):
+            counts[x_idx[q] + 1] += 1
+    for k in range(d_in):
+        counts[k + 1] += counts[k]
+    for i in range(m):  # fill, counts[k] moving from bucket k's start to its end
+        x_idx = s_idx[i * d_in:i * d_in + s_n[i]]
+        x_val = s_val[i * d_in:i * d_in + s_n[i]]
+        for q in range(x_idx.shape[0]):
+            k = x_idx[q]
+            e = counts[k]
+            e_row[e] = i
+            e_val[e] = x_val[q]
+            counts[k] = e + 1
+
+
+@jit
 def bucket_backward(g, wo, bo, h, m, d_in, scale, counts, e_row, e_val, dz):
     """G[W1] += X_blk^T dZ_blk, G[b1] += dZ_blk.sum(0) from a block's buckets
     (``bucket_block``) and its m rows' deltas dz (m * h,): each touched row of G[W1] updated
