@@ -46,9 +46,8 @@ rounding (the sums run in another order) while the weights are finite.
 
 import numpy as np
 
-from .backends._jit import n_threads
 from .backends.notebook import columns_to_csr, gd_steps
-from .backends.numba_cpu import prepare
+from .backends.numba_cpu import n_threads, prepare
 from .errors import InputError
 
 __all__ = [
