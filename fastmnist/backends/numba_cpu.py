@@ -1129,7 +1129,7 @@ def _run_by_units(params, net, data, scale, y, order, batch_size, sched, task, a
             (data.mode, data.indptr, data.indices, data.values, data.iota, scale, y),
             order, batch_size, sched,
             columns.buffers(sizes, P, min(batch_size, len(order)), flat.dtype,
-                            data.values.dtype, cut),
+                            data.values.dtype, cut, n_threads() > 1),
             task, (aug[0], aug[1], aug[2], aug[4], aug[10]), losses)
     finally:
         for v in blocked:
