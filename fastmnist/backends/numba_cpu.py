@@ -294,23 +294,30 @@ def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iot
 
 
 @pjit
-def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y, rows,
-                 inv_n, G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task, alone, draw):
+def _batch_grads(flat, net, data, rows, inv_n, bufs, task, draw, loss_t, corr_t):
     """Forward + backward the batch `rows`, thread t's rows (a fixed chunk) into G[t] (P,).
 
-    A, D (T, sum of widths): per-thread activations and deltas; CI, CV (T, d_in): per-thread
-    pixel buffers for MODE_DENSE_SKIP; loss_t, corr_t (T,): per-thread loss sums and right answers.
-    wide: per-thread buffers of ``_block_input_backward`` (counts, e_row, e_val, dz), used
-    when layer 1 is wider than LANES; the rows then go in blocks of BLOCK. act: the hidden
-    activation's code (0, ReLU, fused into the matmuls). task (head, Yt, sw, eps): the output's
-    code (0 softmax against y; 1, 2 against the target rows Yt (n, C)) and the rows' weights
-    sw (n,) (empty: all 1), which multiply each row's gradient and loss. alone: G is all zero
-    (else, with two rows, each part first zeroes what ``_reduce_update`` left of its row;
-    with more, the update left them all zero: it folds them into G[0]). draw (k, side, key,
+    net (sizes, woff, aoff, act): the layer widths, the offsets of each layer's W in flat and
+    of its activations in a row of A, and the hidden activation's code (0, ReLU, fused into
+    the matmuls). data (mode, indptr, indices, values, iota, scale, y): the rows' input
+    (``kernels.row_input``), its scale and the labels. bufs (G, A, D, CI, CV, wide, T,
+    alone): A, D (T, sum of widths) per-thread activations and deltas; CI, CV (T, d_in)
+    per-thread pixel buffers for MODE_DENSE_SKIP; wide: per-thread buffers of
+    ``_block_input_backward`` (counts, e_row, e_val, dz), used when layer 1 is wider than
+    LANES (the rows then go in blocks of BLOCK); T threads; alone: G is all zero (else, with
+    two rows, each part first zeroes what ``_reduce_update`` left of its row; with more, the
+    update left them all zero: it folds them into G[0]). task (head, Yt, sw, eps): the
+    output's code (0 softmax against y; 1, 2 against the target rows Yt (n, C)) and the rows'
+    weights sw (n,) (empty: all 1), which multiply each row's gradient and loss. loss_t,
+    corr_t (T,): per-thread loss sums and right answers (two arguments, not in a tuple: see
+    ``columns._step``). draw (k, side, key,
     thr_in, thr_hidden, s_hidden, warp): the step's random draws: shifts of up to k pixels,
     affine warps and input dropout (``row_input``), hidden dropout (``_row_forward``); see
     ``_no_draw``.
     """
+    sizes, woff, aoff, act = net
+    mode, indptr, indices, values, iota, scale, y = data
+    G, A, D, CI, CV, wide, T, alone = bufs
     nb = rows.shape[0]
     d_in, h, c = sizes[0], sizes[1], sizes[-1]
     counts, e_row, e_val, dzs = wide
@@ -417,18 +424,18 @@ def _zero_others(g, t, n_parts, sizes, woff):
 
 
 @jit
-def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, iota, scale,
-               y, order, batch_size, lrs, inv_ns, c1s, c2s, opt, hps, wds, T, G, A, D, CI, CV,
-               wide, losses, thrs, act, task, wsum, alone, aug):
+def _run_steps(params, net, data, order, batch_size, sched, bufs, task, aug, losses):
     """len(lrs) optimizer steps over `order` in batches, all in one compiled call.
 
-    After step s, the weights and optimizer state are flushed below thrs[s] when it is > 0
-    (no subnormals: ``optim.flush_threshold``, ``optim.flush_steps``). Returns (steps run,
-    right answers); stops before updating at a non-finite loss. act: the hidden activation's
-    code; task: see ``_batch_grads``; hps (n_steps, 6): the optimizer's hyperparameters of
-    each step (``update_range``); wds (n_steps,): the weight decay of each step; wsum
-    (n_steps,): what each step's summed loss is divided by (its rows, or their weights);
-    alone: one thread runs the parts (who zeroes G: ``_reduce_update``); aug (k, side, keys
+    params (flat, s1, s2, optimizer code): the weights and the optimizer's state; net, data,
+    bufs and task: see ``_batch_grads``. sched (lrs, inv_ns, c1s, c2s, hps, wds, thrs, wsum),
+    per step: the learning rate, 1 / the rows' weight, the bias corrections, the optimizer's
+    hyperparameters (n_steps, 6; ``update_range``), the weight decay, the flush threshold
+    and what the summed loss is divided by (the rows, or their weights). After step s, the
+    weights and optimizer state are flushed below thrs[s] when it is > 0 (no subnormals:
+    ``optim.flush_threshold``, ``optim.flush_steps``). Returns (steps run, right answers);
+    stops before updating at a non-finite loss. bufs' alone: one thread runs the parts (who
+    zeroes G: ``_reduce_update``). aug (k, side, keys
     (n_steps,) uint64, max_norm, thr_in, thr_hidden, s_hidden): random shifts of up to k pixels
     of side x side images, drawn with the key of each step (k 0: none), the max-norm
     constraint applied after each update (``max_norm_flat``; 0: none), and dropout
@@ -436,6 +443,10 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
     moving average ema (P,) and 1 - its decay (``ema_step`` after each update; 0: none); last,
     the affine warps' packed limits (``augment.Affine.packed``; 0: none).
     """
+    flat, s1, s2, opt = params
+    sizes, woff = net[0], net[1]
+    lrs, inv_ns, c1s, c2s, hps, wds, thrs, wsum = sched
+    G, A, D, CI, CV, wide, T, alone = bufs
     m = order.shape[0]
     loss_t = np.zeros(T)
     corr_t = np.zeros(T, dtype=np.int64)
@@ -444,10 +455,10 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
         lo = s * batch_size
         hi = min(lo + batch_size, m)
         Ts = min(T, hi - lo)
-        _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y,
-                     order[lo:hi], inv_ns[s], G, A, D, CI, CV, wide, loss_t, corr_t, Ts, act,
-                     task, alone, (aug[0], aug[1], aug[2][s], aug[4], aug[5], aug[6],
-                                          aug[10]))
+        _batch_grads(flat, net, data, order[lo:hi], inv_ns[s],
+                     (G, A, D, CI, CV, wide, Ts, alone), task,
+                     (aug[0], aug[1], aug[2][s], aug[4], aug[5], aug[6], aug[10]),
+                     loss_t, corr_t)
         loss = loss_t[:Ts].sum() / wsum[s]
         losses[s] = loss
         if not np.isfinite(loss):
@@ -1024,10 +1035,10 @@ def _grads(params, x, y, act=0, head=0, sample_weight=None, label_smoothing=0.0)
     aoff, A, D, CI, CV, G, wide = work[1]
     loss_t, corr_t = np.zeros(T), np.zeros(T, dtype=np.int64)
     rows = np.arange(len(data), dtype=np.int64)
-    _batch_grads(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-                 data.iota, scale_for(data.values, dtype, data.scale), y, rows,
-                 dtype.type(1.0 / total), G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task,
-                 True, _no_draw(dtype))
+    _batch_grads(flat, (sizes, woff, aoff, act), _data(data, scale_for(data.values, dtype,
+                                                                        data.scale), y),
+                 rows, dtype.type(1.0 / total), (G, A, D, CI, CV, wide, T, True), task,
+                 _no_draw(dtype), loss_t, corr_t)
     return loss_t.sum() / total, G, sizes, woff, flat, T, work
 
 
@@ -1111,6 +1122,12 @@ def _by_units(sizes, max_norm, thr_hidden):
     return columns.applies(sizes, n_parts(sizes[1]), max_norm, thr_hidden)
 
 
+def _data(data, scale, y):
+    """The kernels' ``data`` tuple (mode, indptr, indices, values, iota, scale, y) of the
+    Prepared rows `data`, their pixels' scale and the labels (or targets) y."""
+    return data.mode, data.indptr, data.indices, data.values, data.iota, scale, y
+
+
 def _run_by_units(params, net, data, scale, y, order, batch_size, sched, task, aug, losses):
     """``train_epoch``'s steps split by hidden units (:mod:`.columns`): W1 and its state in
     the parts' column blocks for the run, in place, and back after it. params (flat, s1, s2,
@@ -1126,8 +1143,7 @@ def _run_by_units(params, net, data, scale, y, order, batch_size, sched, task, a
     try:
         return columns.run_steps(
             params, (sizes, woff, cut, act),
-            (data.mode, data.indptr, data.indices, data.values, data.iota, scale, y),
-            order, batch_size, sched,
+            _data(data, scale, y), order, batch_size, sched,
             columns.buffers(sizes, P, min(batch_size, len(order)), flat.dtype,
                             data.values.dtype, cut),
             task, (aug[0], aug[1], aug[2], aug[4], aug[10]), losses)
@@ -1204,11 +1220,10 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
         aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
         G = aligned_zeros((T, stride(P, dtype)), dtype)
         done, n_correct = _run_steps(
-            flat, s1, s2, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-            data.iota, pixel_scale, y, order, batch_size, lrs_t,
-            inv_ns, c1s, c2s, opt.code, _hypers(opt, dtype, t), wds, T, G, A,
-            D, CI, CV, _wide_buffers(sizes, T, dtype, data.values.dtype), losses, thrs, act,
-            task, wsum, n_threads() == 1, aug)
+            (flat, s1, s2, opt.code), (sizes, woff, aoff, act), _data(data, pixel_scale, y),
+            order, batch_size, (lrs_t, inv_ns, c1s, c2s, _hypers(opt, dtype, t), wds, thrs, wsum),
+            (G, A, D, CI, CV, _wide_buffers(sizes, T, dtype, data.values.dtype), T,
+             n_threads() == 1), task, aug, losses)
     _unflatten(flat, params)
     if len(state) > 0:
         _unflatten(s1, state[0])
