@@ -272,7 +272,7 @@ def _update_part(fl, state, G, net, t, step):
         if b == bo2 + c and t != T - 1:  # b2 is the last part's; the others' copy is dropped
             zero_fill(G[t, a:b])
             continue
-        update_range(fl, s1, s2, g, 1, a, b, opt, lr, hp, decay, c1, c2, thr, 0)
+        update_range((fl, s1, s2), (opt, lr, hp, decay, c1, c2, thr), g, 1, a, b, 0)
         if a_ema > 0:
             ema_step(ema[a:b], fl[a:b], a_ema)
 

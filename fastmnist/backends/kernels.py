@@ -418,17 +418,26 @@ def _flush_range(a, lo, hi, thr):
 
 
 @jit
-def update_range(flat, s1, s2, G, T, lo, hi, opt, lr, hp, wd, c1, c2, thr, own):
+def update_range(state, rule, G, T, lo, hi, own):
     """Apply the optimizer to flat[lo:hi] with the gradient summed over G[:T, lo:hi], and
     clear what it reads but one row.
+
+    state (flat, s1, s2), (P,) each, updated in place: the parameters and the optimizer's
+    state (s1 the momentum or Adam's first moment, s2 Adam's second; any array where the
+    optimizer has none). rule (opt, lr, hp, wd, c1, c2, thr): the optimizer's code (0 SGD,
+    1 momentum, 2 Adam, 3 Nesterov), the learning rate, hp (6,) in the parameters' dtype
+    (momentum, beta1, 1 - beta1, beta2, 1 - beta2, eps), the weight decay, Adam's bias
+    corrections 1 - beta1^t and 1 - beta2^t, and the flush threshold: with thr > 0 the
+    weights and the optimizer state of the range are then flushed below thr (see
+    ``optim.flush_threshold``).
 
     With T = 2 the gradient is G[own] + G[1 - own] (the same bits in either order), G[own]
     cleared as it is read and G[1 - own] only read: a thread writes only the row it owns,
     the caller clears the other (``_reduce_update``). With T = 1 or T > 2 the rows are folded
-    into G[0] in order and all cleared. hp (6,) in the parameters' dtype: momentum, beta1,
-    1 - beta1, beta2, 1 - beta2, eps. With thr > 0 the weights and the optimizer state of the
-    range are then flushed below thr (see ``optim.flush_threshold``).
+    into G[0] in order and all cleared.
     """
+    flat, s1, s2 = state
+    opt, lr, hp, wd, c1, c2, thr = rule
     n = hi - lo
     two = T == 2
     g0 = G[own if two else 0, lo:hi]

@@ -379,10 +379,13 @@ def _slice_of(part, n_parts, lo, n):
 
 
 @pjit
-def _reduce_update(flat, s1, s2, G, T, sizes, woff, opt, lr, hp, wd, c1, c2, thr, alone):
-    """One sweep over the parameters: sum the T gradient buffers, add weight decay (weights
-    only), apply the optimizer, flush below thr if thr > 0; split into one disjoint slice per
-    layer for each of the G.shape[0] parts, one per thread.
+def _reduce_update(state, rule, G, T, layout, alone):
+    """One sweep over the parameters: sum the T gradient buffers G[:T] (rows of P or more),
+    add weight decay (weights only), apply the optimizer, flush below thr if thr > 0; split
+    into one disjoint slice per layer for each of the G.shape[0] parts, one per thread.
+    state (flat, s1, s2), updated in place, and rule (opt, lr, hp, wd, c1, c2, thr): see
+    ``kernels.update_range``; layout (sizes, woff): the layer widths and the offsets of
+    each W in flat.
 
     G is zero again afterwards, ready for the next step, but for one thing. With two rows
     (T = 2), part p clears only G[p]'s entries of its slices, the lines its own thread wrote
@@ -392,6 +395,8 @@ def _reduce_update(flat, s1, s2, G, T, sizes, woff, opt, lr, hp, wd, c1, c2, thr
     (``_zero_others``); alone (one thread runs every part) the update clears it at once,
     while it is in cache (deferred, fast98 took 5-17% longer on one thread).
     """
+    sizes, woff = layout
+    opt, lr, hp, wd, c1, c2, thr = rule
     L = sizes.shape[0] - 1
     n_parts = G.shape[0]
     for part in prange(n_parts):
@@ -400,11 +405,11 @@ def _reduce_update(flat, s1, s2, G, T, sizes, woff, opt, lr, hp, wd, c1, c2, thr
             n_w = sizes[l] * sizes[l + 1]
             wo = woff[l]
             a, b = _slice_of(part, n_parts, wo, n_w)
-            update_range(flat, s1, s2, G, T, a, b, opt, lr, hp, wd, c1, c2, thr, own)
+            update_range(state, rule, G, T, a, b, own)
             if alone and T == 2:
                 zero_fill(G[1 - own, a:b])
             a, b = _slice_of(part, n_parts, wo + n_w, sizes[l + 1])
-            update_range(flat, s1, s2, G, T, a, b, opt, lr, hp, wd * 0, c1, c2, thr, own)
+            update_range(state, (opt, lr, hp, wd * 0, c1, c2, thr), G, T, a, b, own)
             if alone and T == 2:
                 zero_fill(G[1 - own, a:b])
 
@@ -464,8 +469,8 @@ def _run_steps(params, net, data, order, batch_size, sched, bufs, task, aug, los
         if not np.isfinite(loss):
             return s + 1, n_correct
         n_correct += corr_t[:Ts].sum()
-        _reduce_update(flat, s1, s2, G, Ts, sizes, woff, opt, lrs[s], hps[s], wds[s], c1s[s],
-                       c2s[s], thrs[s], alone)
+        _reduce_update((flat, s1, s2), (opt, lrs[s], hps[s], wds[s], c1s[s], c2s[s], thrs[s]),
+                       G, Ts, (sizes, woff), alone)
         if aug[3] > 0:
             max_norm_flat(flat, sizes, woff, aug[3])
         if aug[9] > 0:
@@ -1099,9 +1104,10 @@ def train_step(params, x, y, lr):
     loss, G, sizes, woff, flat, T, work = _grads(params, x, y)
     dtype = flat.dtype
     hp = _hyper(Optimizer("sgd"), dtype)
-    _reduce_update(flat, flat[:1], flat[:1], G, T, sizes, woff, 0, dtype.type(lr), hp,
-                   dtype.type(0), dtype.type(1), dtype.type(1),
-                   dtype.type(flush_threshold(Optimizer("sgd"), dtype)), True)
+    _reduce_update((flat, flat[:1], flat[:1]),
+                   (0, dtype.type(lr), hp, dtype.type(0), dtype.type(1), dtype.type(1),
+                    dtype.type(flush_threshold(Optimizer("sgd"), dtype))),
+                   G, T, (sizes, woff), True)
     _keep(work)  # the update left G zero
     _unflatten(flat, params)
     return float(loss)
