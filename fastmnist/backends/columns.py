@@ -193,13 +193,12 @@ def _forward_part(fl, net, t, data, rows, draw, bufs, stage):
 def _bucket_part(t, T, d_in, data, rows, draw, buckets, k0, cidx, cval):
     """Part t's share of bucketing the rows' blocks by pixel (``kernels.bucket_block``):
     blocks t, t + T, ... into the buckets' rows k0 + block."""
-    mode, ip, ix, vs, io = data[0], data[1], data[2], data[3], data[4]
     KC, KR, KV = buckets
     m = rows.shape[0]
     for b in range(t, (m + BLOCK - 1) // BLOCK, T):
         b0 = b * BLOCK
-        bucket_block(rows[b0:min(m, b0 + BLOCK)], mode, ip, ix, vs, io, d_in, cidx, cval,
-                     borrow(KC[k0 + b]), borrow(KR[k0 + b]), borrow(KV[k0 + b]), draw)
+        bucket_block(rows[b0:min(m, b0 + BLOCK)], data, d_in, draw, cidx, cval,
+                     (borrow(KC[k0 + b]), borrow(KR[k0 + b]), borrow(KV[k0 + b])))
 
 
 @jit
@@ -244,8 +243,8 @@ def _backward_part(fl, g, net, t, data, rows, task, inv_n, bufs):
                            act)
             copy_into(da, dzs, (i - b0) * ht, ht)
         k = k0 + b0 // BLOCK
-        bucket_backward(g, wo1, bo1 + lo, ht, b1 - b0, d_in, scale, borrow(KC[k]),
-                        borrow(KR[k]), borrow(KV[k]), dzs)
+        bucket_backward((wo1, bo1 + lo, ht), b1 - b0, d_in, scale,
+                        (borrow(KC[k]), borrow(KR[k]), borrow(KV[k])), dzs, g)
     return loss_sum, right
 
 

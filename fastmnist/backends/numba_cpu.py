@@ -182,11 +182,18 @@ def _dense_forward(flat, wo, bo, d_in, d_out, a, relu, z):
 
 
 @jit
-def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act, noise):
-    """Forward one row: acts[aoff[l]:aoff[l+1]] holds layer l+1's output, logits last; hidden
-    activation code act (ReLU, 0, fused into the matmuls). noise (key, row, thr, s): with
-    thr > 0, inverted dropout of the hidden outputs: unit j of hidden layer l + 1 kept (times
-    s) where ``_shift.keeps(layer_key(key, row, l + 1), j, thr)``, else 0."""
+def _row_forward(flat, net, x, noise, acts):
+    """Forward one row: acts[aoff[l]:aoff[l+1]] holds layer l+1's output, logits last.
+
+    net (sizes, woff, aoff, act): the layer widths (L + 1,), the offsets of each W in flat
+    (L,) and of each layer's output in acts (L + 1,), and the hidden activation's code
+    (0 ReLU, fused into the matmuls). x (x_idx, x_val, n_nz, scale): the row's layer-1 input,
+    its nonzero pixels as ``kernels.row_input`` gives them and their scale. noise (key, row,
+    thr, s): with thr > 0, inverted dropout of the hidden outputs: unit j of hidden layer
+    l + 1 kept (times s) where ``_shift.keeps(layer_key(key, row, l + 1), j, thr)``, else 0.
+    """
+    sizes, woff, aoff, act = net
+    x_idx, x_val, n_nz, scale = x
     L = sizes.shape[0] - 1
     for l in range(L):
         d_in, d_out = sizes[l], sizes[l + 1]
@@ -207,18 +214,23 @@ def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act, 
 
 
 @jit
-def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, inv_n,
-                          g, acts, deltas, aoff, lowest, act, head, yrow, eps, noise):
+def _row_forward_backward(flat, net, x, target, lowest, noise, acts, deltas, g):
     """Forward and backward one row, adding its gradient (scaled by inv_n) into g (P,) for
     layers `lowest` and up (layer 0's delta is left in deltas[:sizes[1]] either way).
 
-    head 0: softmax against the integer `label` (label smoothing eps); 1, 2: logistic or
-    identity outputs against the target row yrow (C,) (``kernels._head_grad``). Returns (loss, 1 if
-    the prediction is right else 0). noise: dropout of the hidden outputs (``_row_forward``;
-    ReLU only: the backward takes the derivative from the dropped outputs, then times s).
+    net, x: the network and the row's input (``_row_forward``). target (label, inv_n, head,
+    yrow, eps): head 0, softmax against the integer `label` (label smoothing eps); 1, 2,
+    logistic or identity outputs against the target row yrow (C,) (``kernels._head_grad``);
+    inv_n the row's weight in the step's mean. acts, deltas (sum of widths,): the row's
+    activations and deltas, laid out by net's aoff. Returns (loss, 1 if the prediction is
+    right else 0). noise: dropout of the hidden outputs (``_row_forward``; ReLU only: the
+    backward takes the derivative from the dropped outputs, then times s).
     """
+    sizes, woff, aoff, act = net
+    x_idx, x_val, n_nz, scale = x
+    label, inv_n, head, yrow, eps = target
     L = sizes.shape[0] - 1
-    _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act, noise)
+    _row_forward(flat, net, x, noise, acts)
     loss, correct = output_grad(acts[aoff[L - 1]:aoff[L]], label, yrow, inv_n, head, eps,
                                 deltas[aoff[L - 1]:aoff[L]])
     for l in range(L - 1, lowest - 1, -1):
@@ -239,10 +251,14 @@ def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, i
 
 
 @jit
-def _row_narrow2(flat, d_in, h, c, x_idx, x_val, n_nz, scale, label, inv_n, g, acts, deltas):
+def _row_narrow2(flat, dims, x, label, inv_n, acts, deltas, g):
     """``_row_forward_backward`` for one hidden layer with h, c <= LANES (784-10-10), written
     out on the vector intrinsics: the generic loop over layers costs more than the row's
-    arithmetic there (650 vs 290 cycles a row besides the pixels, measured)."""
+    arithmetic there (650 vs 290 cycles a row besides the pixels, measured). dims (d_in, h,
+    c): the layer widths; x: the row's input (``_row_forward``); softmax against `label`,
+    the gradient scaled by inv_n."""
+    d_in, h, c = dims
+    x_idx, x_val, n_nz, scale = x
     bo1 = d_in * h
     wo2 = bo1 + h
     bo2 = wo2 + h * c
@@ -280,17 +296,18 @@ BLOCK = 64
 
 
 @jit
-def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iota, scale,
-                          d_in, cidx, cval, counts, e_row, e_val, dz, shift):
-    """G[W1] += X_blk^T dZ_blk and G[b1] += dZ_blk.sum(0) for a block of rows, pixel by pixel.
+def _block_input_backward(layer, rows, data, d_in, shift, dz, cidx, cval, buckets, g):
+    """G[W1] += X_blk^T dZ_blk and G[b1] += dZ_blk.sum(0) for a block of rows, pixel by pixel,
+    into g (P,).
 
-    rows (m <= BLOCK,): the block's rows; dz (m * h,): their layer-1 deltas. The block's
-    nonzeros are bucketed by pixel (``bucket_block``), then each touched row of G[W1] is
-    updated once per block (``bucket_backward``).
+    layer (wo, bo, h): where W1 (d_in, h) and b1 (h,) start in g; rows (m <= BLOCK,): the
+    block's rows of data (``_batch_grads``), their inputs moved by shift (``row_input``); dz
+    (m * h,): their layer-1 deltas; cidx, cval: ``row_input``'s pixel buffers. The block's
+    nonzeros are bucketed by pixel into buckets (counts, e_row, e_val: ``bucket_block``),
+    then each touched row of G[W1] is updated once per block (``bucket_backward``).
     """
-    bucket_block(rows, mode, indptr, indices, values, iota, d_in, cidx, cval, counts, e_row,
-                 e_val, shift)
-    bucket_backward(g, wo, bo, h, rows.shape[0], d_in, scale, counts, e_row, e_val, dz)
+    bucket_block(rows, data, d_in, shift, cidx, cval, buckets)
+    bucket_backward(layer, rows.shape[0], d_in, data[5], buckets, dz, g)
 
 
 @pjit
@@ -338,6 +355,7 @@ def _batch_grads(flat, net, data, rows, inv_n, bufs, task, draw, loss_t, corr_t)
         ip, ix, vs, io = borrow(indptr), borrow(indices), borrow(values), borrow(iota)
         ys, rs, yt, sws = borrow(y), borrow(rows), borrow(Yt), borrow(sw)
         cnt, er, ev, dzt = borrow(counts[t]), borrow(e_row[t]), borrow(e_val[t]), borrow(dzs[t])
+        nt, dat = (sz, wof, aof, act), (mode, ip, ix, vs, io, scale, ys)
         if not alone and G.shape[0] == 2:  # the update zeroed part t's own slices only
             _zero_others(g, t, 2, sz, wof)
         for b0 in range(lo, hi, BLOCK if by_block else max(1, hi - lo)):
@@ -348,16 +366,14 @@ def _batch_grads(flat, net, data, rows, inv_n, bufs, task, draw, loss_t, corr_t)
                     prefetch_row(ip, ix, vs, rs[i + 1], rs[i + 2])
                 x_idx, x_val, n_nz = row_input(r, mode, ip, ix, vs, io, d_in, cidx, cval,
                                                shift)
+                x = (x_idx, x_val, n_nz, scale)
                 if narrow2:
-                    loss, ok = _row_narrow2(fl, d_in, h, c, x_idx, x_val, n_nz, scale, ys[r],
-                                            inv_n, g, acts, deltas)
+                    loss, ok = _row_narrow2(fl, (d_in, h, c), x, ys[r], inv_n, acts, deltas, g)
                 else:
                     w_r = inv_n * sws[r] if weighted else inv_n
-                    loss, ok = _row_forward_backward(fl, sz, wof, x_idx, x_val, n_nz,
-                                                     scale, ys[r], w_r, g, acts, deltas,
-                                                     aof, 1 if by_block else 0, act, head,
-                                                     yt[r] if head != 0 else yt[0], eps,
-                                                     (draw[2], r, draw[4], draw[5]))
+                    loss, ok = _row_forward_backward(
+                        fl, nt, x, (ys[r], w_r, head, yt[r] if head != 0 else yt[0], eps),
+                        1 if by_block else 0, (draw[2], r, draw[4], draw[5]), acts, deltas, g)
                     if weighted:
                         loss = loss * sws[r]
                 if by_block:  # keep layer 1's delta for the block's backward
@@ -365,9 +381,8 @@ def _batch_grads(flat, net, data, rows, inv_n, bufs, task, draw, loss_t, corr_t)
                 lt += loss
                 ct += ok
             if by_block:
-                _block_input_backward(g, wof[0], wof[0] + d_in * h, h, rs[b0:b1], mode,
-                                      ip, ix, vs, io, scale, d_in, cidx, cval, cnt, er, ev, dzt,
-                                      shift)
+                _block_input_backward((wof[0], wof[0] + d_in * h, h), rs[b0:b1], dat, d_in,
+                                      shift, dzt, cidx, cval, (cnt, er, ev), g)
         loss_t[t] = lt
         corr_t[t] = ct
 
@@ -489,10 +504,16 @@ def max_norm(params, c):
 
 
 @pjit
-def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale,
-                  A, CI, CV, out, T, act, head):
+def _forward_rows(flat, net, data, head, bufs, out):
     """Outputs out (n, C) for every row (head 0 softmax, 1 logistic, 2 identity), threads
-    over fixed row chunks."""
+    over fixed row chunks. net (sizes, woff, aoff, act): see ``_row_forward``; data (mode,
+    indptr, indices, values, iota, scale, y): the rows' input (``_batch_grads``; y not
+    read); bufs (A, CI, CV, T): per-thread activations A (T, sum of widths) and pixel
+    buffers CI, CV (T, d_in; ``row_input``), T threads."""
+    sizes, aoff = net[0], net[2]
+    mode, indptr, indices, values, iota, scale = (data[0], data[1], data[2], data[3],
+                                                   data[4], data[5])
+    A, CI, CV, T = bufs
     n = out.shape[0]
     L = sizes.shape[0] - 1
     d_in = sizes[0]
@@ -501,8 +522,8 @@ def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, 
         for r in range(t * n // T, (t + 1) * n // T):
             x_idx, x_val, n_nz = row_input(r, mode, indptr, indices, values, iota, d_in,
                                            CI[t], CV[t], _no_shift())
-            _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act,
-                         (np.uint64(0), r, np.int64(0), 1.0))
+            _row_forward(flat, net, (x_idx, x_val, n_nz, scale),
+                         (np.uint64(0), r, np.int64(0), 1.0), acts)
             p = acts[aoff[L - 1]:aoff[L]]
             if head == 0:
                 softmax_row(p, out[r])
@@ -513,10 +534,12 @@ def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, 
 
 
 @jit
-def _infer_row(ws, bs, x_idx, x_val, n_nz, scale, act, head, a, b, out):
+def _infer_row(ws, bs, x, act, head, a, b, out):
     """One row through the network given layer by layer, ws[l] = W_l (d_l * d_l+1,) and
-    bs[l] (tuples: no flattened copy of the weights), its layer-1 input as nonzero pixels;
-    hidden outputs alternate between a and b (width,), the output head's values into out."""
+    bs[l] (tuples: no flattened copy of the weights), its layer-1 input x (x_idx, x_val,
+    n_nz, scale) as nonzero pixels (``_row_forward``); hidden outputs alternate between a
+    and b (width,), the output head's values into out (C,)."""
+    x_idx, x_val, n_nz, scale = x
     L = len(ws)
     src = a
     for l in range(L):
@@ -556,7 +579,7 @@ def _infer_rows(ws, bs, x, lo, hi, scale, act, head, out):
     cval = np.empty(d, dtype=x.dtype)
     for r in range(lo, hi):
         n_nz = gather_nonzeros(x[r], cidx, cval)
-        _infer_row(ws, bs, cidx, cval, n_nz, scale, act, head, a, b, out[r])
+        _infer_row(ws, bs, (cidx, cval, n_nz, scale), act, head, a, b, out[r])
 
 
 #: rows below which ``forward`` runs on the calling thread (a parallel region costs more)
@@ -950,9 +973,9 @@ def _forward_prepared(params, data, dtype, act, head):
     T = n_parts(len(data))
     aoff, A, _, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
     out = np.empty((len(data), sizes[-1]), dtype=dtype)
-    _forward_rows(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-                  data.iota, scale_for(data.values, dtype, data.scale), A, CI, CV, out, T, act,
-                  head)
+    _forward_rows(flat, (sizes, woff, aoff, act),
+                  _data(data, scale_for(data.values, dtype, data.scale), None), head,
+                  (A, CI, CV, T), out)
     return out
 
 
@@ -1040,9 +1063,9 @@ def _grads(params, x, y, act=0, head=0, sample_weight=None, label_smoothing=0.0)
     aoff, A, D, CI, CV, G, wide = work[1]
     loss_t, corr_t = np.zeros(T), np.zeros(T, dtype=np.int64)
     rows = np.arange(len(data), dtype=np.int64)
-    _batch_grads(flat, (sizes, woff, aoff, act), _data(data, scale_for(data.values, dtype,
-                                                                        data.scale), y),
-                 rows, dtype.type(1.0 / total), (G, A, D, CI, CV, wide, T, True), task,
+    scale = scale_for(data.values, dtype, data.scale)
+    _batch_grads(flat, (sizes, woff, aoff, act), _data(data, scale, y), rows,
+                 dtype.type(1.0 / total), (G, A, D, CI, CV, wide, T, True), task,
                  _no_draw(dtype), loss_t, corr_t)
     return loss_t.sum() / total, G, sizes, woff, flat, T, work
 
@@ -1130,7 +1153,8 @@ def _by_units(sizes, max_norm, thr_hidden):
 
 def _data(data, scale, y):
     """The kernels' ``data`` tuple (mode, indptr, indices, values, iota, scale, y) of the
-    Prepared rows `data`, their pixels' scale and the labels (or targets) y."""
+    Prepared rows `data`, their pixels' scale and the labels y (n,) int64 (None where no
+    kernel reads them: ``_forward_rows``)."""
     return data.mode, data.indptr, data.indices, data.values, data.iota, scale, y
 
 
