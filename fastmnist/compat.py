@@ -269,8 +269,8 @@ def _gradient_descent_numba(X, Y, alpha, iterations, params, m, verbose):
     threads = max(1, min(n_threads(), n_examples))
     for i in range(0, iterations, PRINT_EVERY):
         n_steps = min(PRINT_EVERY, iterations - i)
-        gd_steps(W1T, b1, W2, b2, indptr, indices, values, onehot, float(alpha), 1.0 / m,
-                  n_steps, preds, verbose, threads)
+        gd_steps((W1T, b1, W2, b2), (indptr, indices, values), onehot, float(alpha), 1.0 / m,
+                 n_steps, verbose, threads, preds)
         if verbose:
             print("Iteration: ", i)
             print(get_accuracy(preds, Y))

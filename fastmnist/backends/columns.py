@@ -198,13 +198,12 @@ def _forward_part(fl, net, t, data, rows, draw, bufs, stage):
 def _bucket_part(first, every, d_in, data, rows, draw, buckets, k0, cidx, cval):
     """A part's share of bucketing the rows' blocks by pixel (``kernels.bucket_block``):
     blocks first, first + every, ... into the buckets' rows k0 + block."""
-    mode, ip, ix, vs, io = data[0], data[1], data[2], data[3], data[4]
     KC, KR, KV = buckets
     m = rows.shape[0]
     for b in range(first, (m + BLOCK - 1) // BLOCK, every):
         b0 = b * BLOCK
-        bucket_block(rows[b0:min(m, b0 + BLOCK)], mode, ip, ix, vs, io, d_in, cidx, cval,
-                     borrow(KC[k0 + b]), borrow(KR[k0 + b]), borrow(KV[k0 + b]), draw)
+        bucket_block(rows[b0:min(m, b0 + BLOCK)], data, d_in, draw, cidx, cval,
+                     (borrow(KC[k0 + b]), borrow(KR[k0 + b]), borrow(KV[k0 + b])))
 
 
 @jit
@@ -249,8 +248,8 @@ def _backward_part(fl, g, net, t, data, rows, task, inv_n, bufs):
                            act)
             copy_into(da, dzs, (i - b0) * ht, ht)
         k = k0 + b0 // BLOCK
-        bucket_backward(g, wo1, bo1 + lo, ht, b1 - b0, d_in, scale, borrow(KC[k]),
-                        borrow(KR[k]), borrow(KV[k]), dzs)
+        bucket_backward((wo1, bo1 + lo, ht), b1 - b0, d_in, scale,
+                        (borrow(KC[k]), borrow(KR[k]), borrow(KV[k])), dzs, g)
     return loss_sum, right
 
 
@@ -277,7 +276,7 @@ def _update_part(fl, state, G, net, t, step):
         if b == bo2 + c and t != T - 1:  # b2 is the last part's; the others' copy is dropped
             zero_fill(G[t, a:b])
             continue
-        update_range(fl, s1, s2, g, 1, a, b, opt, lr, hp, decay, c1, c2, thr, 0)
+        update_range((fl, s1, s2), (opt, lr, hp, decay, c1, c2, thr), g, 1, a, b, 0)
         if a_ema > 0:
             ema_step(ema[a:b], fl[a:b], a_ema)
 

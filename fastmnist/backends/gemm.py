@@ -131,15 +131,19 @@ def _derivative(da, a, act, s):
 
 
 @jit
-def _update(flat, s1, s2, G, sizes, woff, opt, lr, hp, wd, c1, c2, thr):
+def _update(state, rule, G, layout):
     """``numba_cpu._reduce_update`` on the calling thread, for one gradient buffer G (1, P):
-    a parallel region here would wait for threads that BLAS's own keep busy."""
+    a parallel region here would wait for threads that BLAS's own keep busy. state (flat,
+    s1, s2), updated in place, and rule (opt, lr, hp, wd, c1, c2, thr): see
+    ``kernels.update_range``; layout (sizes, woff): the layer widths and where each W
+    starts in flat."""
+    sizes, woff = layout
+    opt, lr, hp, wd, c1, c2, thr = rule
     for l in range(sizes.shape[0] - 1):
         wo = woff[l]
         bo = wo + sizes[l] * sizes[l + 1]
-        update_range(flat, s1, s2, G, 1, wo, bo, opt, lr, hp, wd, c1, c2, thr, 0)
-        update_range(flat, s1, s2, G, 1, bo, bo + sizes[l + 1], opt, lr, hp, wd * 0, c1, c2,
-                     thr, 0)
+        update_range(state, rule, G, 1, wo, bo, 0)
+        update_range(state, (opt, lr, hp, wd * 0, c1, c2, thr), G, 1, bo, bo + sizes[l + 1], 0)
 
 
 def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, task, aug):
@@ -208,8 +212,8 @@ def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, tas
                 if l > 0:  # da = dz W^T, times f'
                     np.matmul(dz, Ws[l].T, out=dZ[l - 1][:m])
                     _derivative(dZ[l - 1][:m], a_in, act, aug[6])
-            _update(flat, s1, s2, G, sizes, woff, opt, lrs[s], hps[s], wds[s], c1s[s], c2s[s],
-                    thrs[s])
+            _update((flat, s1, s2), (opt, lrs[s], hps[s], wds[s], c1s[s], c2s[s], thrs[s]), G,
+                    (sizes, woff))
             if aug[3] > 0:
                 max_norm_flat(flat, sizes, woff, aug[3])
             if aug[9] > 0:

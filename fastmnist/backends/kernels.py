@@ -336,11 +336,17 @@ def copy_into(src, dst, at, n):
 
 
 @jit
-def bucket_block(rows, mode, indptr, indices, values, iota, d_in, cidx, cval, counts, e_row,
-                 e_val, shift):
-    """The nonzeros of a block of rows (m <= BLOCK,) bucketed by pixel: bucket k is
-    e_row[counts[k - 1]:counts[k]] (the rows, 0..m-1) and e_val[...] (their values), with
-    counts[-1] read as 0; counts (d_in + 1,), e_row, e_val (BLOCK * d_in,)."""
+def bucket_block(rows, data, d_in, shift, cidx, cval, buckets):
+    """The nonzeros of a block of rows (m <= BLOCK,) bucketed by pixel.
+
+    data (mode, indptr, indices, values, iota, ...): the rows' input as ``row_input`` reads
+    it (the backends' ``data`` tuple; what follows iota is not read); shift: ``row_input``'s;
+    cidx, cval (d_in,): its pixel buffers. buckets (counts (d_in + 1,), e_row, e_val (BLOCK *
+    d_in,)), written: bucket k is e_row[counts[k - 1]:counts[k]] (the rows, 0..m-1) and
+    e_val[...] (their values), with counts[-1] read as 0.
+    """
+    mode, indptr, indices, values, iota = data[0], data[1], data[2], data[3], data[4]
+    counts, e_row, e_val = buckets
     m = rows.shape[0]
     counts[:] = 0
     for i in range(m):
@@ -384,11 +390,15 @@ def bucket_staged(m, s_idx, s_val, s_n, d_in, counts, e_row, e_val):
 
 
 @jit
-def bucket_backward(g, wo, bo, h, m, d_in, scale, counts, e_row, e_val, dz):
+def bucket_backward(layer, m, d_in, scale, buckets, dz, g):
     """G[W1] += X_blk^T dZ_blk, G[b1] += dZ_blk.sum(0) from a block's buckets
-    (``bucket_block``) and its m rows' deltas dz (m * h,): each touched row of G[W1] updated
-    once per block, four deltas per pass, instead of once per nonzero (for wide layers G[W1]
-    lives in L2 and that read-modify-write traffic was the epoch's largest cost)."""
+    (counts, e_row, e_val: ``bucket_block``; their pixel values times scale) and its m rows'
+    deltas dz (m * h,), into g (P,): each touched row of G[W1] updated once per block, four
+    deltas per pass, instead of once per nonzero (for wide layers G[W1] lives in L2 and that
+    read-modify-write traffic was the epoch's largest cost). layer (wo, bo, h): where W1
+    (d_in, h) and b1 (h,) start in g."""
+    wo, bo, h = layer
+    counts, e_row, e_val = buckets
     start = 0
     for k in range(d_in):  # bucket k is e_row[start:counts[k]] now
         stop = counts[k]
@@ -418,17 +428,26 @@ def _flush_range(a, lo, hi, thr):
 
 
 @jit
-def update_range(flat, s1, s2, G, T, lo, hi, opt, lr, hp, wd, c1, c2, thr, own):
+def update_range(state, rule, G, T, lo, hi, own):
     """Apply the optimizer to flat[lo:hi] with the gradient summed over G[:T, lo:hi], and
     clear what it reads but one row.
+
+    state (flat, s1, s2), (P,) each, updated in place: the parameters and the optimizer's
+    state (s1 the momentum or Adam's first moment, s2 Adam's second; any array where the
+    optimizer has none). rule (opt, lr, hp, wd, c1, c2, thr): the optimizer's code (0 SGD,
+    1 momentum, 2 Adam, 3 Nesterov), the learning rate, hp (6,) in the parameters' dtype
+    (momentum, beta1, 1 - beta1, beta2, 1 - beta2, eps), the weight decay, Adam's bias
+    corrections 1 - beta1^t and 1 - beta2^t, and the flush threshold: with thr > 0 the
+    weights and the optimizer state of the range are then flushed below thr (see
+    ``optim.flush_threshold``).
 
     With T = 2 the gradient is G[own] + G[1 - own] (the same bits in either order), G[own]
     cleared as it is read and G[1 - own] only read: a thread writes only the row it owns,
     the caller clears the other (``_reduce_update``). With T = 1 or T > 2 the rows are folded
-    into G[0] in order and all cleared. hp (6,) in the parameters' dtype: momentum, beta1,
-    1 - beta1, beta2, 1 - beta2, eps. With thr > 0 the weights and the optimizer state of the
-    range are then flushed below thr (see ``optim.flush_threshold``).
+    into G[0] in order and all cleared.
     """
+    flat, s1, s2 = state
+    opt, lr, hp, wd, c1, c2, thr = rule
     n = hi - lo
     two = T == 2
     g0 = G[own if two else 0, lo:hi]

@@ -9,7 +9,7 @@ and cache folder).
 
 import numpy as np
 
-from ._jit import jit, pjit, prange
+from ._jit import borrow, jit, pjit, prange
 from .numba_cpu import input_backward, input_forward
 
 
@@ -42,17 +42,20 @@ def columns_to_csr(X):
 
 
 @pjit
-def gd_steps(W1T, b1, W2, b2, indptr, indices, values, onehot, alpha, inv_m, n_steps, preds,
-              record, T):
+def gd_steps(params, csr, onehot, alpha, inv_m, n_steps, record, T, preds):
     """Run `n_steps` notebook iterations in place (float64; NaNs propagate).
 
-    W1T is (d, h) = W1.T, b1 (h,), W2 (c, h), b2 (c,); the examples are the CSR arrays of
-    :func:`columns_to_csr`; onehot (m, c) = one_hot(Y).T. If `record`, preds (m,) gets the
-    argmax of A2 from the first step's forward pass (what the notebook prints).
+    params (W1T, b1, W2, b2), updated in place: W1T is (d, h) = W1.T, b1 (h,), W2 (c, h),
+    b2 (c,); csr (indptr, indices, values): the examples as the CSR arrays of
+    :func:`columns_to_csr`; onehot (m, c) = one_hot(Y).T; the learning rate alpha and
+    inv_m = 1 / m. If `record`, preds (m,) gets the argmax of A2 from the first step's
+    forward pass (what the notebook prints).
     The examples are cut into `T` contiguous slices (one per thread), each with its own
     gradient buffers, reduced serially: results are deterministic for a fixed `T`. Layer 1
     goes through the Numba backend's kernels over the nonzero pixels (four pixels a pass).
     """
+    W1T, b1, W2, b2 = params
+    indptr, indices, values = csr
     d, h = W1T.shape
     c = W2.shape[0]
     m = indptr.shape[0] - 1
@@ -116,13 +119,16 @@ def gd_steps(W1T, b1, W2, b2, indptr, indices, values, onehot, alpha, inv_m, n_s
                                 z)
             gb[t, 0] = db1_t
             gb[t, 1] = db2_t
-        # W = W - alpha * (1/m * sum over threads); every bias moves by the same scalar
+        # W = W - alpha * (1/m * sum over threads); every bias moves by the same scalar.
+        # W1T's row through borrow: Numba 0.68 may lose a parallel loop's writes to an array
+        # taken out of a tuple argument (see ``columns._step``)
         for k in prange(d):
+            w1 = borrow(W1T[k])
             for u in range(h):
                 g = 0.0
                 for t in range(T):
                     g += gW1[t, k * h + u]
-                W1T[k, u] -= alpha * (inv_m * g)
+                w1[u] -= alpha * (inv_m * g)
         for v in range(c):
             for u in range(h):
                 g = 0.0

@@ -182,11 +182,18 @@ def _dense_forward(flat, wo, bo, d_in, d_out, a, relu, z):
 
 
 @jit
-def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act, noise):
-    """Forward one row: acts[aoff[l]:aoff[l+1]] holds layer l+1's output, logits last; hidden
-    activation code act (ReLU, 0, fused into the matmuls). noise (key, row, thr, s): with
-    thr > 0, inverted dropout of the hidden outputs: unit j of hidden layer l + 1 kept (times
-    s) where ``_shift.keeps(layer_key(key, row, l + 1), j, thr)``, else 0."""
+def _row_forward(flat, net, x, noise, acts):
+    """Forward one row: acts[aoff[l]:aoff[l+1]] holds layer l+1's output, logits last.
+
+    net (sizes, woff, aoff, act): the layer widths (L + 1,), the offsets of each W in flat
+    (L,) and of each layer's output in acts (L + 1,), and the hidden activation's code
+    (0 ReLU, fused into the matmuls). x (x_idx, x_val, n_nz, scale): the row's layer-1 input,
+    its nonzero pixels as ``kernels.row_input`` gives them and their scale. noise (key, row,
+    thr, s): with thr > 0, inverted dropout of the hidden outputs: unit j of hidden layer
+    l + 1 kept (times s) where ``_shift.keeps(layer_key(key, row, l + 1), j, thr)``, else 0.
+    """
+    sizes, woff, aoff, act = net
+    x_idx, x_val, n_nz, scale = x
     L = sizes.shape[0] - 1
     for l in range(L):
         d_in, d_out = sizes[l], sizes[l + 1]
@@ -207,18 +214,23 @@ def _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act, 
 
 
 @jit
-def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, inv_n,
-                          g, acts, deltas, aoff, lowest, act, head, yrow, eps, noise):
+def _row_forward_backward(flat, net, x, target, lowest, noise, acts, deltas, g):
     """Forward and backward one row, adding its gradient (scaled by inv_n) into g (P,) for
     layers `lowest` and up (layer 0's delta is left in deltas[:sizes[1]] either way).
 
-    head 0: softmax against the integer `label` (label smoothing eps); 1, 2: logistic or
-    identity outputs against the target row yrow (C,) (``kernels._head_grad``). Returns (loss, 1 if
-    the prediction is right else 0). noise: dropout of the hidden outputs (``_row_forward``;
-    ReLU only: the backward takes the derivative from the dropped outputs, then times s).
+    net, x: the network and the row's input (``_row_forward``). target (label, inv_n, head,
+    yrow, eps): head 0, softmax against the integer `label` (label smoothing eps); 1, 2,
+    logistic or identity outputs against the target row yrow (C,) (``kernels._head_grad``);
+    inv_n the row's weight in the step's mean. acts, deltas (sum of widths,): the row's
+    activations and deltas, laid out by net's aoff. Returns (loss, 1 if the prediction is
+    right else 0). noise: dropout of the hidden outputs (``_row_forward``; ReLU only: the
+    backward takes the derivative from the dropped outputs, then times s).
     """
+    sizes, woff, aoff, act = net
+    x_idx, x_val, n_nz, scale = x
+    label, inv_n, head, yrow, eps = target
     L = sizes.shape[0] - 1
-    _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act, noise)
+    _row_forward(flat, net, x, noise, acts)
     loss, correct = output_grad(acts[aoff[L - 1]:aoff[L]], label, yrow, inv_n, head, eps,
                                 deltas[aoff[L - 1]:aoff[L]])
     for l in range(L - 1, lowest - 1, -1):
@@ -239,10 +251,14 @@ def _row_forward_backward(flat, sizes, woff, x_idx, x_val, n_nz, scale, label, i
 
 
 @jit
-def _row_narrow2(flat, d_in, h, c, x_idx, x_val, n_nz, scale, label, inv_n, g, acts, deltas):
+def _row_narrow2(flat, dims, x, label, inv_n, acts, deltas, g):
     """``_row_forward_backward`` for one hidden layer with h, c <= LANES (784-10-10), written
     out on the vector intrinsics: the generic loop over layers costs more than the row's
-    arithmetic there (650 vs 290 cycles a row besides the pixels, measured)."""
+    arithmetic there (650 vs 290 cycles a row besides the pixels, measured). dims (d_in, h,
+    c): the layer widths; x: the row's input (``_row_forward``); softmax against `label`,
+    the gradient scaled by inv_n."""
+    d_in, h, c = dims
+    x_idx, x_val, n_nz, scale = x
     bo1 = d_in * h
     wo2 = bo1 + h
     bo2 = wo2 + h * c
@@ -280,37 +296,45 @@ BLOCK = 64
 
 
 @jit
-def _block_input_backward(g, wo, bo, h, rows, mode, indptr, indices, values, iota, scale,
-                          d_in, cidx, cval, counts, e_row, e_val, dz, shift):
-    """G[W1] += X_blk^T dZ_blk and G[b1] += dZ_blk.sum(0) for a block of rows, pixel by pixel.
+def _block_input_backward(layer, rows, data, d_in, shift, dz, cidx, cval, buckets, g):
+    """G[W1] += X_blk^T dZ_blk and G[b1] += dZ_blk.sum(0) for a block of rows, pixel by pixel,
+    into g (P,).
 
-    rows (m <= BLOCK,): the block's rows; dz (m * h,): their layer-1 deltas. The block's
-    nonzeros are bucketed by pixel (``bucket_block``), then each touched row of G[W1] is
-    updated once per block (``bucket_backward``).
+    layer (wo, bo, h): where W1 (d_in, h) and b1 (h,) start in g; rows (m <= BLOCK,): the
+    block's rows of data (``_batch_grads``), their inputs moved by shift (``row_input``); dz
+    (m * h,): their layer-1 deltas; cidx, cval: ``row_input``'s pixel buffers. The block's
+    nonzeros are bucketed by pixel into buckets (counts, e_row, e_val: ``bucket_block``),
+    then each touched row of G[W1] is updated once per block (``bucket_backward``).
     """
-    bucket_block(rows, mode, indptr, indices, values, iota, d_in, cidx, cval, counts, e_row,
-                 e_val, shift)
-    bucket_backward(g, wo, bo, h, rows.shape[0], d_in, scale, counts, e_row, e_val, dz)
+    bucket_block(rows, data, d_in, shift, cidx, cval, buckets)
+    bucket_backward(layer, rows.shape[0], d_in, data[5], buckets, dz, g)
 
 
 @pjit
-def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y, rows,
-                 inv_n, G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task, alone, draw):
+def _batch_grads(flat, net, data, rows, inv_n, bufs, task, draw, loss_t, corr_t):
     """Forward + backward the batch `rows`, thread t's rows (a fixed chunk) into G[t] (P,).
 
-    A, D (T, sum of widths): per-thread activations and deltas; CI, CV (T, d_in): per-thread
-    pixel buffers for MODE_DENSE_SKIP; loss_t, corr_t (T,): per-thread loss sums and right answers.
-    wide: per-thread buffers of ``_block_input_backward`` (counts, e_row, e_val, dz), used
-    when layer 1 is wider than LANES; the rows then go in blocks of BLOCK. act: the hidden
-    activation's code (0, ReLU, fused into the matmuls). task (head, Yt, sw, eps): the output's
-    code (0 softmax against y; 1, 2 against the target rows Yt (n, C)) and the rows' weights
-    sw (n,) (empty: all 1), which multiply each row's gradient and loss. alone: G is all zero
-    (else, with two rows, each part first zeroes what ``_reduce_update`` left of its row;
-    with more, the update left them all zero: it folds them into G[0]). draw (k, side, key,
+    net (sizes, woff, aoff, act): the layer widths, the offsets of each layer's W in flat and
+    of its activations in a row of A, and the hidden activation's code (0, ReLU, fused into
+    the matmuls). data (mode, indptr, indices, values, iota, scale, y): the rows' input
+    (``kernels.row_input``), its scale and the labels. bufs (G, A, D, CI, CV, wide, T,
+    alone): A, D (T, sum of widths) per-thread activations and deltas; CI, CV (T, d_in)
+    per-thread pixel buffers for MODE_DENSE_SKIP; wide: per-thread buffers of
+    ``_block_input_backward`` (counts, e_row, e_val, dz), used when layer 1 is wider than
+    LANES (the rows then go in blocks of BLOCK); T threads; alone: G is all zero (else, with
+    two rows, each part first zeroes what ``_reduce_update`` left of its row; with more, the
+    update left them all zero: it folds them into G[0]). task (head, Yt, sw, eps): the
+    output's code (0 softmax against y; 1, 2 against the target rows Yt (n, C)) and the rows'
+    weights sw (n,) (empty: all 1), which multiply each row's gradient and loss. loss_t,
+    corr_t (T,): per-thread loss sums and right answers (two arguments, not in a tuple: see
+    ``columns._step``). draw (k, side, key,
     thr_in, thr_hidden, s_hidden, warp): the step's random draws: shifts of up to k pixels,
     affine warps and input dropout (``row_input``), hidden dropout (``_row_forward``); see
     ``_no_draw``.
     """
+    sizes, woff, aoff, act = net
+    mode, indptr, indices, values, iota, scale, y = data
+    G, A, D, CI, CV, wide, T, alone = bufs
     nb = rows.shape[0]
     d_in, h, c = sizes[0], sizes[1], sizes[-1]
     counts, e_row, e_val, dzs = wide
@@ -331,6 +355,7 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
         ip, ix, vs, io = borrow(indptr), borrow(indices), borrow(values), borrow(iota)
         ys, rs, yt, sws = borrow(y), borrow(rows), borrow(Yt), borrow(sw)
         cnt, er, ev, dzt = borrow(counts[t]), borrow(e_row[t]), borrow(e_val[t]), borrow(dzs[t])
+        nt, dat = (sz, wof, aof, act), (mode, ip, ix, vs, io, scale, ys)
         if not alone and G.shape[0] == 2:  # the update zeroed part t's own slices only
             _zero_others(g, t, 2, sz, wof)
         for b0 in range(lo, hi, BLOCK if by_block else max(1, hi - lo)):
@@ -341,16 +366,14 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
                     prefetch_row(ip, ix, vs, rs[i + 1], rs[i + 2])
                 x_idx, x_val, n_nz = row_input(r, mode, ip, ix, vs, io, d_in, cidx, cval,
                                                shift)
+                x = (x_idx, x_val, n_nz, scale)
                 if narrow2:
-                    loss, ok = _row_narrow2(fl, d_in, h, c, x_idx, x_val, n_nz, scale, ys[r],
-                                            inv_n, g, acts, deltas)
+                    loss, ok = _row_narrow2(fl, (d_in, h, c), x, ys[r], inv_n, acts, deltas, g)
                 else:
                     w_r = inv_n * sws[r] if weighted else inv_n
-                    loss, ok = _row_forward_backward(fl, sz, wof, x_idx, x_val, n_nz,
-                                                     scale, ys[r], w_r, g, acts, deltas,
-                                                     aof, 1 if by_block else 0, act, head,
-                                                     yt[r] if head != 0 else yt[0], eps,
-                                                     (draw[2], r, draw[4], draw[5]))
+                    loss, ok = _row_forward_backward(
+                        fl, nt, x, (ys[r], w_r, head, yt[r] if head != 0 else yt[0], eps),
+                        1 if by_block else 0, (draw[2], r, draw[4], draw[5]), acts, deltas, g)
                     if weighted:
                         loss = loss * sws[r]
                 if by_block:  # keep layer 1's delta for the block's backward
@@ -358,9 +381,8 @@ def _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, s
                 lt += loss
                 ct += ok
             if by_block:
-                _block_input_backward(g, wof[0], wof[0] + d_in * h, h, rs[b0:b1], mode,
-                                      ip, ix, vs, io, scale, d_in, cidx, cval, cnt, er, ev, dzt,
-                                      shift)
+                _block_input_backward((wof[0], wof[0] + d_in * h, h), rs[b0:b1], dat, d_in,
+                                      shift, dzt, cidx, cval, (cnt, er, ev), g)
         loss_t[t] = lt
         corr_t[t] = ct
 
@@ -372,10 +394,13 @@ def _slice_of(part, n_parts, lo, n):
 
 
 @pjit
-def _reduce_update(flat, s1, s2, G, T, sizes, woff, opt, lr, hp, wd, c1, c2, thr, alone):
-    """One sweep over the parameters: sum the T gradient buffers, add weight decay (weights
-    only), apply the optimizer, flush below thr if thr > 0; split into one disjoint slice per
-    layer for each of the G.shape[0] parts, one per thread.
+def _reduce_update(state, rule, G, T, layout, alone):
+    """One sweep over the parameters: sum the T gradient buffers G[:T] (rows of P or more),
+    add weight decay (weights only), apply the optimizer, flush below thr if thr > 0; split
+    into one disjoint slice per layer for each of the G.shape[0] parts, one per thread.
+    state (flat, s1, s2), updated in place, and rule (opt, lr, hp, wd, c1, c2, thr): see
+    ``kernels.update_range``; layout (sizes, woff): the layer widths and the offsets of
+    each W in flat.
 
     G is zero again afterwards, ready for the next step, but for one thing. With two rows
     (T = 2), part p clears only G[p]'s entries of its slices, the lines its own thread wrote
@@ -385,6 +410,8 @@ def _reduce_update(flat, s1, s2, G, T, sizes, woff, opt, lr, hp, wd, c1, c2, thr
     (``_zero_others``); alone (one thread runs every part) the update clears it at once,
     while it is in cache (deferred, fast98 took 5-17% longer on one thread).
     """
+    sizes, woff = layout
+    opt, lr, hp, wd, c1, c2, thr = rule
     L = sizes.shape[0] - 1
     n_parts = G.shape[0]
     for part in prange(n_parts):
@@ -393,11 +420,11 @@ def _reduce_update(flat, s1, s2, G, T, sizes, woff, opt, lr, hp, wd, c1, c2, thr
             n_w = sizes[l] * sizes[l + 1]
             wo = woff[l]
             a, b = _slice_of(part, n_parts, wo, n_w)
-            update_range(flat, s1, s2, G, T, a, b, opt, lr, hp, wd, c1, c2, thr, own)
+            update_range(state, rule, G, T, a, b, own)
             if alone and T == 2:
                 zero_fill(G[1 - own, a:b])
             a, b = _slice_of(part, n_parts, wo + n_w, sizes[l + 1])
-            update_range(flat, s1, s2, G, T, a, b, opt, lr, hp, wd * 0, c1, c2, thr, own)
+            update_range(state, (opt, lr, hp, wd * 0, c1, c2, thr), G, T, a, b, own)
             if alone and T == 2:
                 zero_fill(G[1 - own, a:b])
 
@@ -417,18 +444,18 @@ def _zero_others(g, t, n_parts, sizes, woff):
 
 
 @jit
-def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, iota, scale,
-               y, order, batch_size, lrs, inv_ns, c1s, c2s, opt, hps, wds, T, G, A, D, CI, CV,
-               wide, losses, thrs, act, task, wsum, alone, aug):
+def _run_steps(params, net, data, order, batch_size, sched, bufs, task, aug, losses):
     """len(lrs) optimizer steps over `order` in batches, all in one compiled call.
 
-    After step s, the weights and optimizer state are flushed below thrs[s] when it is > 0
-    (no subnormals: ``optim.flush_threshold``, ``optim.flush_steps``). Returns (steps run,
-    right answers); stops before updating at a non-finite loss. act: the hidden activation's
-    code; task: see ``_batch_grads``; hps (n_steps, 6): the optimizer's hyperparameters of
-    each step (``update_range``); wds (n_steps,): the weight decay of each step; wsum
-    (n_steps,): what each step's summed loss is divided by (its rows, or their weights);
-    alone: one thread runs the parts (who zeroes G: ``_reduce_update``); aug (k, side, keys
+    params (flat, s1, s2, optimizer code): the weights and the optimizer's state; net, data,
+    bufs and task: see ``_batch_grads``. sched (lrs, inv_ns, c1s, c2s, hps, wds, thrs, wsum),
+    per step: the learning rate, 1 / the rows' weight, the bias corrections, the optimizer's
+    hyperparameters (n_steps, 6; ``update_range``), the weight decay, the flush threshold
+    and what the summed loss is divided by (the rows, or their weights). After step s, the
+    weights and optimizer state are flushed below thrs[s] when it is > 0 (no subnormals:
+    ``optim.flush_threshold``, ``optim.flush_steps``). Returns (steps run, right answers);
+    stops before updating at a non-finite loss. bufs' alone: one thread runs the parts (who
+    zeroes G: ``_reduce_update``). aug (k, side, keys
     (n_steps,) uint64, max_norm, thr_in, thr_hidden, s_hidden): random shifts of up to k pixels
     of side x side images, drawn with the key of each step (k 0: none), the max-norm
     constraint applied after each update (``max_norm_flat``; 0: none), and dropout
@@ -436,6 +463,10 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
     moving average ema (P,) and 1 - its decay (``ema_step`` after each update; 0: none); last,
     the affine warps' packed limits (``augment.Affine.packed``; 0: none).
     """
+    flat, s1, s2, opt = params
+    sizes, woff = net[0], net[1]
+    lrs, inv_ns, c1s, c2s, hps, wds, thrs, wsum = sched
+    G, A, D, CI, CV, wide, T, alone = bufs
     m = order.shape[0]
     loss_t = np.zeros(T)
     corr_t = np.zeros(T, dtype=np.int64)
@@ -444,17 +475,17 @@ def _run_steps(flat, s1, s2, sizes, woff, aoff, mode, indptr, indices, values, i
         lo = s * batch_size
         hi = min(lo + batch_size, m)
         Ts = min(T, hi - lo)
-        _batch_grads(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale, y,
-                     order[lo:hi], inv_ns[s], G, A, D, CI, CV, wide, loss_t, corr_t, Ts, act,
-                     task, alone, (aug[0], aug[1], aug[2][s], aug[4], aug[5], aug[6],
-                                          aug[10]))
+        _batch_grads(flat, net, data, order[lo:hi], inv_ns[s],
+                     (G, A, D, CI, CV, wide, Ts, alone), task,
+                     (aug[0], aug[1], aug[2][s], aug[4], aug[5], aug[6], aug[10]),
+                     loss_t, corr_t)
         loss = loss_t[:Ts].sum() / wsum[s]
         losses[s] = loss
         if not np.isfinite(loss):
             return s + 1, n_correct
         n_correct += corr_t[:Ts].sum()
-        _reduce_update(flat, s1, s2, G, Ts, sizes, woff, opt, lrs[s], hps[s], wds[s], c1s[s],
-                       c2s[s], thrs[s], alone)
+        _reduce_update((flat, s1, s2), (opt, lrs[s], hps[s], wds[s], c1s[s], c2s[s], thrs[s]),
+                       G, Ts, (sizes, woff), alone)
         if aug[3] > 0:
             max_norm_flat(flat, sizes, woff, aug[3])
         if aug[9] > 0:
@@ -473,10 +504,16 @@ def max_norm(params, c):
 
 
 @pjit
-def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, scale,
-                  A, CI, CV, out, T, act, head):
+def _forward_rows(flat, net, data, head, bufs, out):
     """Outputs out (n, C) for every row (head 0 softmax, 1 logistic, 2 identity), threads
-    over fixed row chunks."""
+    over fixed row chunks. net (sizes, woff, aoff, act): see ``_row_forward``; data (mode,
+    indptr, indices, values, iota, scale, y): the rows' input (``_batch_grads``; y not
+    read); bufs (A, CI, CV, T): per-thread activations A (T, sum of widths) and pixel
+    buffers CI, CV (T, d_in; ``row_input``), T threads."""
+    sizes, aoff = net[0], net[2]
+    mode, indptr, indices, values, iota, scale = (data[0], data[1], data[2], data[3],
+                                                   data[4], data[5])
+    A, CI, CV, T = bufs
     n = out.shape[0]
     L = sizes.shape[0] - 1
     d_in = sizes[0]
@@ -485,8 +522,8 @@ def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, 
         for r in range(t * n // T, (t + 1) * n // T):
             x_idx, x_val, n_nz = row_input(r, mode, indptr, indices, values, iota, d_in,
                                            CI[t], CV[t], _no_shift())
-            _row_forward(flat, sizes, woff, x_idx, x_val, n_nz, scale, acts, aoff, act,
-                         (np.uint64(0), r, np.int64(0), 1.0))
+            _row_forward(flat, net, (x_idx, x_val, n_nz, scale),
+                         (np.uint64(0), r, np.int64(0), 1.0), acts)
             p = acts[aoff[L - 1]:aoff[L]]
             if head == 0:
                 softmax_row(p, out[r])
@@ -497,10 +534,12 @@ def _forward_rows(flat, sizes, woff, aoff, mode, indptr, indices, values, iota, 
 
 
 @jit
-def _infer_row(ws, bs, x_idx, x_val, n_nz, scale, act, head, a, b, out):
+def _infer_row(ws, bs, x, act, head, a, b, out):
     """One row through the network given layer by layer, ws[l] = W_l (d_l * d_l+1,) and
-    bs[l] (tuples: no flattened copy of the weights), its layer-1 input as nonzero pixels;
-    hidden outputs alternate between a and b (width,), the output head's values into out."""
+    bs[l] (tuples: no flattened copy of the weights), its layer-1 input x (x_idx, x_val,
+    n_nz, scale) as nonzero pixels (``_row_forward``); hidden outputs alternate between a
+    and b (width,), the output head's values into out (C,)."""
+    x_idx, x_val, n_nz, scale = x
     L = len(ws)
     src = a
     for l in range(L):
@@ -540,7 +579,7 @@ def _infer_rows(ws, bs, x, lo, hi, scale, act, head, out):
     cval = np.empty(d, dtype=x.dtype)
     for r in range(lo, hi):
         n_nz = gather_nonzeros(x[r], cidx, cval)
-        _infer_row(ws, bs, cidx, cval, n_nz, scale, act, head, a, b, out[r])
+        _infer_row(ws, bs, (cidx, cval, n_nz, scale), act, head, a, b, out[r])
 
 
 #: rows below which ``forward`` runs on the calling thread (a parallel region costs more)
@@ -934,9 +973,9 @@ def _forward_prepared(params, data, dtype, act, head):
     T = n_parts(len(data))
     aoff, A, _, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
     out = np.empty((len(data), sizes[-1]), dtype=dtype)
-    _forward_rows(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-                  data.iota, scale_for(data.values, dtype, data.scale), A, CI, CV, out, T, act,
-                  head)
+    _forward_rows(flat, (sizes, woff, aoff, act),
+                  _data(data, scale_for(data.values, dtype, data.scale), None), head,
+                  (A, CI, CV, T), out)
     return out
 
 
@@ -1024,10 +1063,10 @@ def _grads(params, x, y, act=0, head=0, sample_weight=None, label_smoothing=0.0)
     aoff, A, D, CI, CV, G, wide = work[1]
     loss_t, corr_t = np.zeros(T), np.zeros(T, dtype=np.int64)
     rows = np.arange(len(data), dtype=np.int64)
-    _batch_grads(flat, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-                 data.iota, scale_for(data.values, dtype, data.scale), y, rows,
-                 dtype.type(1.0 / total), G, A, D, CI, CV, wide, loss_t, corr_t, T, act, task,
-                 True, _no_draw(dtype))
+    scale = scale_for(data.values, dtype, data.scale)
+    _batch_grads(flat, (sizes, woff, aoff, act), _data(data, scale, y), rows,
+                 dtype.type(1.0 / total), (G, A, D, CI, CV, wide, T, True), task,
+                 _no_draw(dtype), loss_t, corr_t)
     return loss_t.sum() / total, G, sizes, woff, flat, T, work
 
 
@@ -1088,9 +1127,10 @@ def train_step(params, x, y, lr):
     loss, G, sizes, woff, flat, T, work = _grads(params, x, y)
     dtype = flat.dtype
     hp = _hyper(Optimizer("sgd"), dtype)
-    _reduce_update(flat, flat[:1], flat[:1], G, T, sizes, woff, 0, dtype.type(lr), hp,
-                   dtype.type(0), dtype.type(1), dtype.type(1),
-                   dtype.type(flush_threshold(Optimizer("sgd"), dtype)), True)
+    _reduce_update((flat, flat[:1], flat[:1]),
+                   (0, dtype.type(lr), hp, dtype.type(0), dtype.type(1), dtype.type(1),
+                    dtype.type(flush_threshold(Optimizer("sgd"), dtype))),
+                   G, T, (sizes, woff), True)
     _keep(work)  # the update left G zero
     _unflatten(flat, params)
     return float(loss)
@@ -1111,6 +1151,13 @@ def _by_units(sizes, max_norm, thr_hidden):
     return columns.applies(sizes, n_parts(sizes[1]), max_norm, thr_hidden)
 
 
+def _data(data, scale, y):
+    """The kernels' ``data`` tuple (mode, indptr, indices, values, iota, scale, y) of the
+    Prepared rows `data`, their pixels' scale and the labels y (n,) int64 (None where no
+    kernel reads them: ``_forward_rows``)."""
+    return data.mode, data.indptr, data.indices, data.values, data.iota, scale, y
+
+
 def _run_by_units(params, net, data, scale, y, order, batch_size, sched, task, aug, losses):
     """``train_epoch``'s steps split by hidden units (:mod:`.columns`): W1 and its state in
     the parts' column blocks for the run, in place, and back after it. params (flat, s1, s2,
@@ -1126,8 +1173,7 @@ def _run_by_units(params, net, data, scale, y, order, batch_size, sched, task, a
     try:
         return columns.run_steps(
             params, (sizes, woff, cut, act),
-            (data.mode, data.indptr, data.indices, data.values, data.iota, scale, y),
-            order, batch_size, sched,
+            _data(data, scale, y), order, batch_size, sched,
             columns.buffers(sizes, P, min(batch_size, len(order)), flat.dtype,
                             data.values.dtype, cut, n_threads() > 1),
             task, (aug[0], aug[1], aug[2], aug[4], aug[10]), losses)
@@ -1204,11 +1250,10 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
         aoff, A, D, CI, CV = _buffers(sizes, T, dtype, sizes[0], data.values.dtype)
         G = aligned_zeros((T, stride(P, dtype)), dtype)
         done, n_correct = _run_steps(
-            flat, s1, s2, sizes, woff, aoff, data.mode, data.indptr, data.indices, data.values,
-            data.iota, pixel_scale, y, order, batch_size, lrs_t,
-            inv_ns, c1s, c2s, opt.code, _hypers(opt, dtype, t), wds, T, G, A,
-            D, CI, CV, _wide_buffers(sizes, T, dtype, data.values.dtype), losses, thrs, act,
-            task, wsum, n_threads() == 1, aug)
+            (flat, s1, s2, opt.code), (sizes, woff, aoff, act), _data(data, pixel_scale, y),
+            order, batch_size, (lrs_t, inv_ns, c1s, c2s, _hypers(opt, dtype, t), wds, thrs, wsum),
+            (G, A, D, CI, CV, _wide_buffers(sizes, T, dtype, data.values.dtype), T,
+             n_threads() == 1), task, aug, losses)
     _unflatten(flat, params)
     if len(state) > 0:
         _unflatten(s1, state[0])
