@@ -91,7 +91,7 @@ def from_blocks(flat, d_in, h, cut):
         w[:, cut[t]:cut[t + 1]] = blocks[d_in * cut[t]:d_in * cut[t + 1]].reshape(d_in, -1)
 
 
-def buffers(sizes, P, batch_size, dtype, values_dtype, cut, private):
+def buffers(sizes, P, batch_size, dtype, values_dtype, cut):
     """The work buffers.
 
     One row per part: G (T, P) gradients (part t writes only its own slices of G[t]), Z (T,
@@ -99,12 +99,9 @@ def buffers(sizes, P, batch_size, dtype, values_dtype, cut, private):
     _lane_pad(C) + max h_t) per-row scratch (``_scratch``), DZ (T, BLOCK * max h_t) a block's
     deltas of its units, pixel buffers CI, CV (T, d_in; CV twice that, see
     ``kernels.row_input``), a block's staged inputs (SI, SV (T, BLOCK * d_in), SN (T, BLOCK):
-    ``_forward_part``). The buckets (KC, KR, KV) of each block of a batch
-    (``kernels.bucket_block``; 2 * n_blocks rows a set): with `private`, a set per part, each
-    part bucketing every block for itself (reading buckets another core wrote cost a
-    784-128-10 step on two threads more than bucketing them again); else one set, shared,
-    each part bucketing its share of the blocks. S and the buckets hold two steps' worth (see
-    ``_step``). `private` is the last item.
+    ``_forward_part``). Shared: the buckets (KC, KR, KV) of each block of a batch
+    (``kernels.bucket_block``; 2 * n_blocks rows). S and the buckets hold two steps' worth
+    (see ``_step``).
     """
     T = len(cut) - 1
     d_in, c = int(sizes[0]), int(sizes[2])
@@ -114,15 +111,14 @@ def buffers(sizes, P, batch_size, dtype, values_dtype, cut, private):
     def rows(n, dt=dtype, k=T):  # each row on cache lines of its own
         return aligned_zeros((k, stride(n, dt)), dt)
 
-    sets = T if private else 1
-    buckets = (rows(d_in + 1, np.int64, 2 * n_blocks * sets),
-               rows(BLOCK * d_in, np.uint8, 2 * n_blocks * sets),
-               rows(BLOCK * d_in, values_dtype, 2 * n_blocks * sets))
+    buckets = (rows(d_in + 1, np.int64, 2 * n_blocks),
+               rows(BLOCK * d_in, np.uint8, 2 * n_blocks),
+               rows(BLOCK * d_in, values_dtype, 2 * n_blocks))
     return (rows(P), rows(batch_size * h_max), rows(2 * stride(batch_size * c, dtype)),
             rows(3 * _lane_pad(c) + h_max), rows(BLOCK * h_max),
             rows(d_in, index_dtype(d_in)), rows(2 * d_in, values_dtype), buckets,
             (rows(BLOCK * d_in, index_dtype(d_in)), rows(BLOCK * d_in, values_dtype),
-             rows(BLOCK, np.int64)), bool(private))
+             rows(BLOCK, np.int64)))
 
 
 @jit
@@ -152,16 +148,15 @@ def _stages(mode, draw):
 def _forward_part(fl, net, t, data, rows, draw, bufs, stage):
     """Part t's forward of the rows `rows` (m,): z_t[i * h_t:] its units' outputs (h_t,) of
     row i, s_t[i * C:] its share of row i's logits (C,), b2 included in the last part's.
-    draw: ``row_input``'s shift; bufs (z_t, s_t, r_t, cidx, cval). stage (whether, first,
-    every, the buckets, their first row k0, SI_t, SV_t, SN_t): if so, the inputs of part t's
-    blocks (first, first + every, ...: ``_bucket_part``'s) are kept as they are made and
-    bucketed from there into the buckets' rows k0 + block, so that each row's input is made
-    once per part, not three times (a shift, a warp or a gather each cost a 784-256-10 epoch
-    0.1-0.4 s)."""
+    draw: ``row_input``'s shift; bufs (z_t, s_t, r_t, cidx, cval). stage (whether, T, the
+    buckets, their first row k0, SI_t, SV_t, SN_t): if so, the inputs of part t's blocks (t,
+    t + T, ...: ``_bucket_part``'s) are kept as they are made and bucketed from there into
+    the buckets' rows k0 + block, so that each row's input is made once per part, not three
+    times (a shift, a warp or a gather each cost a 784-256-10 epoch 0.1-0.4 s)."""
     sizes, woff, cut, act = net
     mode, ip, ix, vs, io, scale, _ = data
     z_t, s_t, r_t, cidx, cval = bufs
-    staged, first, every, buckets, k0, si, sv, sn = stage
+    staged, T, buckets, k0, si, sv, sn = stage
     KC, KR, KV = buckets
     d_in, h, c = sizes[0], sizes[1], sizes[2]
     lo, hi = cut[t], cut[t + 1]
@@ -183,7 +178,7 @@ def _forward_part(fl, net, t, data, rows, draw, bufs, stage):
             activate_in_place(a, act)
         input_forward(fl, wo2 + lo * c, b2, c, None, a, ht, None, False,
                       s_t[i * c:(i + 1) * c])
-        if staged and (i // BLOCK) % every == first:  # a row of one of part t's blocks
+        if staged and (i // BLOCK) % T == t:  # a row of one of part t's blocks
             j = i % BLOCK
             copy_into(x_idx, si, j * d_in, n_nz)
             copy_into(x_val, sv, j * d_in, n_nz)
@@ -195,12 +190,12 @@ def _forward_part(fl, net, t, data, rows, draw, bufs, stage):
 
 
 @jit
-def _bucket_part(first, every, d_in, data, rows, draw, buckets, k0, cidx, cval):
-    """A part's share of bucketing the rows' blocks by pixel (``kernels.bucket_block``):
-    blocks first, first + every, ... into the buckets' rows k0 + block."""
+def _bucket_part(t, T, d_in, data, rows, draw, buckets, k0, cidx, cval):
+    """Part t's share of bucketing the rows' blocks by pixel (``kernels.bucket_block``):
+    blocks t, t + T, ... into the buckets' rows k0 + block."""
     KC, KR, KV = buckets
     m = rows.shape[0]
-    for b in range(first, (m + BLOCK - 1) // BLOCK, every):
+    for b in range(t, (m + BLOCK - 1) // BLOCK, T):
         b0 = b * BLOCK
         bucket_block(rows[b0:min(m, b0 + BLOCK)], data, d_in, draw, cidx, cval,
                      (borrow(KC[k0 + b]), borrow(KR[k0 + b]), borrow(KV[k0 + b])))
@@ -292,39 +287,35 @@ def _step(params, net, data, batch, step, bufs, task, loss_t, corr_t):
     a tuple: Numba 0.68 loses a parallel loop's writes to an array taken out of a tuple
     argument). The update is skipped when the loss is not finite."""
     flat, s1, s2, ema, a_ema, opt = params
-    G, Z, S, R, DZ, CI, CV, buckets, (SI, SV, SN), private = bufs
+    G, Z, S, R, DZ, CI, CV, buckets, (SI, SV, SN) = bufs
     rows, draw, nxt, draw_next, half = batch
     at = half * (S.shape[1] // 2)
     at_next = (1 - half) * (S.shape[1] // 2)
+    n_blocks = buckets[0].shape[0] // 2
     d_in = net[0][0]
     inv_n, rule = step
     T = S.shape[0]
-    n_blocks = buckets[0].shape[0] // (2 * T if private else 2)
     for t in prange(T):
         fl, g = borrow(flat), borrow(G[t])
         z_t, s_t, r_t = borrow(Z[t]), borrow(S[t, at_next:]), borrow(R[t])
         cidx, cval = borrow(CI[t]), borrow(CV[t])
         loss, right = 0.0, 0
-        # the part's own set of buckets (every block), or its share of the one set
-        base, first, every = (2 * n_blocks * t, 0, 1) if private else (0, t, T)
         if rows.shape[0] > 0:
             loss, right = _backward_part(
                 fl, g, net, t, data, borrow(rows), task, inv_n,
-                (borrow(S), at, z_t, r_t, borrow(DZ[t]), buckets, base + half * n_blocks))
+                (borrow(S), at, z_t, r_t, borrow(DZ[t]), buckets, half * n_blocks))
         finite = np.isfinite(loss)
         if rows.shape[0] > 0 and finite:
             _update_part(fl, (s1, s2, ema, a_ema, opt), borrow(G), net, t, rule)
         loss_t[t] = loss
         corr_t[t] = right
         if nxt.shape[0] > 0 and finite:
-            k0 = base + (1 - half) * n_blocks
+            k0 = (1 - half) * n_blocks
             staged = _stages(data[0], draw_next)
             _forward_part(fl, net, t, data, borrow(nxt), draw_next, (z_t, s_t, r_t, cidx, cval),
-                          (staged, first, every, buckets, k0, borrow(SI[t]), borrow(SV[t]),
-                           borrow(SN[t])))
+                          (staged, T, buckets, k0, borrow(SI[t]), borrow(SV[t]), borrow(SN[t])))
             if not staged:
-                _bucket_part(first, every, d_in, data, borrow(nxt), draw_next, buckets, k0,
-                             cidx, cval)
+                _bucket_part(t, T, d_in, data, borrow(nxt), draw_next, buckets, k0, cidx, cval)
 
 
 @jit

@@ -1175,7 +1175,7 @@ def _run_by_units(params, net, data, scale, y, order, batch_size, sched, task, a
             params, (sizes, woff, cut, act),
             _data(data, scale, y), order, batch_size, sched,
             columns.buffers(sizes, P, min(batch_size, len(order)), flat.dtype,
-                            data.values.dtype, cut, n_threads() > 1),
+                            data.values.dtype, cut),
             task, (aug[0], aug[1], aug[2], aug[4], aug[10]), losses)
     finally:
         for v in blocked:
