@@ -185,8 +185,8 @@ def _forward_part(fl, net, t, data, rows, draw, bufs, stage):
             sn[j] = n_nz
             if j == BLOCK - 1 or i == m - 1:  # the block's last row
                 k = k0 + i // BLOCK
-                bucket_staged(j + 1, si, sv, sn, d_in, borrow(KC[k]), borrow(KR[k]),
-                              borrow(KV[k]))
+                bucket_staged(j + 1, (si, sv, sn), d_in,
+                              (borrow(KC[k]), borrow(KR[k]), borrow(KV[k])))
 
 
 @jit

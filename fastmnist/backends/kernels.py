@@ -336,6 +336,33 @@ def copy_into(src, dst, at, n):
 
 
 @jit
+def _count_row(x_idx, n_nz, counts):
+    """Count a row's pixels x_idx[:n_nz] into counts[pixel + 1] (the buckets' sizes)."""
+    for q in range(n_nz):
+        counts[x_idx[q] + 1] += 1
+
+
+@jit
+def _starts(counts, d_in):
+    """counts (d_in + 1,) from each bucket's size (at pixel + 1) to where each starts."""
+    for k in range(d_in):
+        counts[k + 1] += counts[k]
+
+
+@jit
+def _file_row(i, x_idx, x_val, n_nz, buckets):
+    """File row i's pixels (x_idx, x_val)[:n_nz] into the buckets (counts, e_row, e_val),
+    counts[k] moving from bucket k's start to its end."""
+    counts, e_row, e_val = buckets
+    for q in range(n_nz):
+        k = x_idx[q]
+        e = counts[k]
+        e_row[e] = i
+        e_val[e] = x_val[q]
+        counts[k] = e + 1
+
+
+@jit
 def bucket_block(rows, data, d_in, shift, cidx, cval, buckets):
     """The nonzeros of a block of rows (m <= BLOCK,) bucketed by pixel.
 
@@ -346,47 +373,33 @@ def bucket_block(rows, data, d_in, shift, cidx, cval, buckets):
     e_val[...] (their values), with counts[-1] read as 0.
     """
     mode, indptr, indices, values, iota = data[0], data[1], data[2], data[3], data[4]
-    counts, e_row, e_val = buckets
+    counts = buckets[0]
     m = rows.shape[0]
     counts[:] = 0
     for i in range(m):
         x_idx, x_val, n_nz = row_input(rows[i], mode, indptr, indices, values, iota, d_in,
                                        cidx, cval, shift)
-        for q in range(n_nz):
-            counts[x_idx[q] + 1] += 1
-    for k in range(d_in):
-        counts[k + 1] += counts[k]
-    for i in range(m):  # fill, counts[k] moving from bucket k's start to its end
+        _count_row(x_idx, n_nz, counts)
+    _starts(counts, d_in)
+    for i in range(m):
         x_idx, x_val, n_nz = row_input(rows[i], mode, indptr, indices, values, iota, d_in,
                                        cidx, cval, shift)
-        for q in range(n_nz):
-            k = x_idx[q]
-            e = counts[k]
-            e_row[e] = i
-            e_val[e] = x_val[q]
-            counts[k] = e + 1
+        _file_row(i, x_idx, x_val, n_nz, buckets)
 
 
 @jit
-def bucket_staged(m, s_idx, s_val, s_n, d_in, counts, e_row, e_val):
-    """``bucket_block`` for m rows whose inputs are staged already: row i's s_n[i] pixels
-    at s_idx[i * d_in:], s_val[i * d_in:] (s_n (m,), s_idx, s_val (BLOCK * d_in,))."""
+def bucket_staged(m, staged, d_in, buckets):
+    """``bucket_block`` for m rows whose inputs are staged already: staged (s_idx, s_val
+    (BLOCK * d_in,), s_n (BLOCK,)), row i's s_n[i] pixels at s_idx[i * d_in:], s_val[i *
+    d_in:]; buckets as ``bucket_block``'s, written."""
+    s_idx, s_val, s_n = staged
+    counts = buckets[0]
     counts[:] = 0
     for i in range(m):
-        x_idx = s_idx[i * d_in:i * d_in + s_n[i]]
-        for q in range(x_idx.shape[0]):
-            counts[x_idx[q] + 1] += 1
-    for k in range(d_in):
-        counts[k + 1] += counts[k]
-    for i in range(m):  # fill, counts[k] moving from bucket k's start to its end
-        x_idx = s_idx[i * d_in:i * d_in + s_n[i]]
-        x_val = s_val[i * d_in:i * d_in + s_n[i]]
-        for q in range(x_idx.shape[0]):
-            k = x_idx[q]
-            e = counts[k]
-            e_row[e] = i
-            e_val[e] = x_val[q]
-            counts[k] = e + 1
+        _count_row(s_idx[i * d_in:], s_n[i], counts)
+    _starts(counts, d_in)
+    for i in range(m):
+        _file_row(i, s_idx[i * d_in:], s_val[i * d_in:], s_n[i], buckets)
 
 
 @jit
