@@ -50,7 +50,7 @@ def _gather(values, d_in, rows, scale, out, next_rows, shift):
             for k in range(d_in):
                 dst[k] = src[k] * scale
             continue
-        dy, dx = row_shifts(key, rows[i], k_max) if k_max > 0 else (np.int64(0), np.int64(0))
+        dy, dx = row_shifts(key, rows[i], k_max)  # (0, 0) for k_max 0
         if warp != 0:
             warp_row(src, dy, dx, row_warps(key, rows[i], warp), side, scale, dst)
             continue

@@ -279,7 +279,7 @@ def row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval, shift):
             return cidx, cval, n_nz
         src_idx, src_val = cidx[:d_in], cval[:d_in]
     if moved:
-        dy, dx = row_shifts(key, r, k) if k > 0 else (np.int64(0), np.int64(0))
+        dy, dx = row_shifts(key, r, k)  # (0, 0) for k 0
         if warp != 0:
             n_nz = warp_nonzeros(src_idx, src_val, n_nz, dy, dx, row_warps(key, r, warp), side,
                                  cidx, cval, cval[d_in:2 * d_in])

@@ -372,10 +372,7 @@ def _shifted(xb, rows, shift, key):
     """The batch xb (m, side * side) (or its :class:`Scaled`) with each row moved by its
     random shift in the step of `key`, warped first by its random affine map if any."""
     values = xb.values if isinstance(xb, Scaled) else xb
-    if shift.k > 0:
-        dy, dx = augment.row_shifts(key, rows, shift.k)
-    else:
-        dy = dx = np.zeros(len(rows), np.int64)
+    dy, dx = augment.row_shifts(key, rows, shift.k)  # zeros for k 0
     if shift.warp:
         a = augment.row_warps(key, rows, shift.warp)
         out = augment.warp_rows(values, dy, dx, a, shift.side)
