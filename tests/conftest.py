@@ -19,6 +19,25 @@ settings.load_profile("ci")
 os.environ["FASTMNIST_COMPILE"] = "wait"
 
 
+def pytest_collection_finish(session):
+    """Start the background jobs (``tests/background.py``) of the selected tests, unless a
+    benchmark is timed in this run."""
+    import background
+    jobs = [mark.args[0] for item in session.items for mark in item.iter_markers("background")]
+    session.config.stash[_JOBS] = jobs
+    opt = session.config.option
+    if getattr(opt, "benchmark_disable", True) and not getattr(opt, "benchmark_only", False):
+        background.start(jobs)
+
+
+def pytest_sessionfinish(session):
+    import background
+    background.stop(session.config.stash.get(_JOBS, []))
+
+
+_JOBS = pytest.StashKey()
+
+
 def examples(n):
     """`n` property-test examples under the default profile, scaled by the profile in use."""
     return max(1, n * settings.default.max_examples // 100)

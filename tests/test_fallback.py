@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import background
 import numpy as np
 import pytest
 
@@ -24,35 +25,36 @@ def test_intrinsics_flag_names_the_path():
         assert numba_cpu.nz_dot is _plain.nz_dot
 
 
-@pytest.fixture(scope="module")
-def plain_cache(tmp_path_factory):
-    """A fresh Numba cache folder shared by this module's subprocesses that run the plain
-    loops: each would otherwise compile them again (about 30 s)."""
-    return tmp_path_factory.mktemp("numba-cache-plain")
+@background.job(cost=260)
+def plain_parity(folder):
+    """The whole parity and gradient suite, in a fresh process on the fallback path (its slow
+    tests, subprocesses for another CPU's intrinsics, are not the fallback's); then the steps
+    split by units, in float64 (each dtype costs the fallback's kernels another compile). The
+    plain loops' cache is left in `folder`."""
+    env = background.env(FASTMNIST_INTRINSICS="0", NUMBA_CACHE_DIR=folder)
+    return [background.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                            "-m", "not slow", *args], cwd=REPO, env=env, timeout=900)
+            for args in (["tests/test_parity.py", "tests/test_gradients.py",
+                          "tests/test_fallback.py::test_intrinsics_flag_names_the_path"],
+                         ["-k", "float64", "tests/test_columns.py"])]
 
 
 @pytest.mark.slow
-def test_parity_suite_on_the_plain_loops(plain_cache):
-    """The whole parity and gradient suite, in a fresh process on the fallback path (its slow
-    tests, subprocesses for another CPU's intrinsics, are not the fallback's); then the steps
-    split by units, in float64 (each dtype costs the fallback's kernels another compile)."""
-    env = dict(os.environ, FASTMNIST_INTRINSICS="0", NUMBA_CACHE_DIR=str(plain_cache))
-    for args in (["tests/test_parity.py", "tests/test_gradients.py",
-                  "tests/test_fallback.py::test_intrinsics_flag_names_the_path"],
-                 ["-k", "float64", "tests/test_columns.py"]):
-        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p",
-                              "no:cacheprovider", "-m", "not slow", *args],
-                             cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+@pytest.mark.background(plain_parity)
+def test_parity_suite_on_the_plain_loops():
+    for out in plain_parity.result():
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
         assert " passed" in out.stdout and "failed" not in out.stdout
 
 
 @pytest.mark.slow
+@pytest.mark.background(plain_parity)
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
                     reason="the intrinsics are only tried on x86-64")
-def test_failing_intrinsics_fall_back(plain_cache):
+def test_failing_intrinsics_fall_back():
     """A self-test that raises (as an LLVM without these intrinsics would) selects the plain
-    loops, with a warning, and training still works."""
+    loops, with a warning, and training still works (in the plain loops' cache, compiled)."""
+    plain_parity.wait()
     script = """
 import warnings
 from fastmnist.backends import _lanes
@@ -71,7 +73,7 @@ y = np.arange(64) % 10
 fm.MLP(hidden=(8,)).fit(X, y, epochs=1, batch_size=16, backend="numba", progress=False)
 print("ok")
 """
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(plain_cache), FASTMNIST_INTRINSICS="1")
+    env = background.env(NUMBA_CACHE_DIR=plain_parity.folder, FASTMNIST_INTRINSICS="1")
     out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

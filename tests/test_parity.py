@@ -1,5 +1,8 @@
 """The Numba backend against its NumPy twin: every protocol function, same inputs."""
 
+import sys
+
+import background
 import numpy as np
 import pytest
 from conftest import params_close, random_net, random_pixels, random_targets
@@ -401,19 +404,20 @@ print("ok")
 """
 
 
+@background.job(cost=55)
+def on_haswell(folder):
+    return background.run([sys.executable, "-c", _OTHER_CPU_SCRIPT], timeout=600,
+                          env=background.env(NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=folder))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("cpu", ["haswell"])
-def test_vector_kernels_on_a_cpu_without_avx512(cpu, tmp_path):
-    """The 16-lane intrinsics (``_lanes``) compiled for an AVX2-only CPU (two registers per
-    vector; masked loads lowered another way) agree with the reference: the development
-    machine has AVX-512, users' machines may not. A fresh process and cache folder, since
-    Numba compiles for one CPU per process."""
-    import os
-    import subprocess
-    import sys
-    env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CACHE_DIR=str(tmp_path))
-    out = subprocess.run([sys.executable, "-c", _OTHER_CPU_SCRIPT], env=env,
-                         capture_output=True, text=True, timeout=600)
+@pytest.mark.background(on_haswell)
+def test_vector_kernels_on_a_cpu_without_avx512():
+    """The 16-lane intrinsics (``_lanes``) compiled for an AVX2-only CPU (haswell: two
+    registers per vector; masked loads lowered another way) agree with the reference: the
+    development machine has AVX-512, users' machines may not. A fresh process and cache
+    folder, since Numba compiles for one CPU per process."""
+    out = on_haswell.result()
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 

@@ -9,12 +9,12 @@ import dataclasses
 import hashlib
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
+import background
 import numpy as np
 import pytest
 from conftest import examples, learnable
@@ -508,28 +508,41 @@ print("cache", _jit.CACHE, os.environ.get("NUMBA_CACHE_DIR"), "threads", numba.g
 """
 
 
-def _run_training(env_changes, tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(REPO), T_TESTS=str(REPO / "tests"), **env_changes)
-    proc = subprocess.run([sys.executable, "-c", _TRAIN_SCRIPT], env=env, cwd=str(tmp_path),
-                          capture_output=True, text=True, timeout=600)
+def _run_training(env_changes, folder):
+    env = background.env(PYTHONPATH=str(REPO), T_TESTS=str(REPO / "tests"), **env_changes)
+    return background.run([sys.executable, "-c", _TRAIN_SCRIPT], env=env, cwd=str(folder),
+                          timeout=600)
+
+
+def _train_output(proc):
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.split()
 
 
-def test_unwritable_numba_cache_falls_back(tmp_path):
-    """NUMBA_CACHE_DIR, HOME and XDG_CACHE_HOME all unwritable (paths under a regular file)."""
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    out = _run_training({"NUMBA_CACHE_DIR": str(blocker / "numba"),
-                         "HOME": str(blocker / "home"),
-                         "XDG_CACHE_HOME": str(blocker / "xdg")}, tmp_path)
+@background.job(cost=45)
+def unwritable_cache(folder):
+    """Training with NUMBA_CACHE_DIR, HOME and XDG_CACHE_HOME all unwritable (paths under a
+    regular file); compiles everything into the folder chosen instead."""
+    blocker = os.path.join(folder, "file")
+    open(blocker, "w").close()
+    proc = _run_training({"NUMBA_CACHE_DIR": os.path.join(blocker, "numba"),
+                          "HOME": os.path.join(blocker, "home"),
+                          "XDG_CACHE_HOME": os.path.join(blocker, "xdg")}, folder)
+    return blocker, proc
+
+
+@pytest.mark.slow
+@pytest.mark.background(unwritable_cache)
+def test_unwritable_numba_cache_falls_back():
+    blocker, proc = unwritable_cache.result()
+    out = _train_output(proc)
     assert out[:2] == ["cache", "True"]
     chosen = out[2]
-    assert not chosen.startswith(str(blocker)) and os.path.isdir(chosen)
+    assert not chosen.startswith(blocker) and os.path.isdir(chosen)
 
 
 def test_numba_num_threads_1(tmp_path):
-    out = _run_training({"NUMBA_NUM_THREADS": "1"}, tmp_path)
+    out = _train_output(_run_training({"NUMBA_NUM_THREADS": "1"}, tmp_path))
     assert out[-2:] == ["threads", "1"]  # threads=4 asked, clamped to what Numba has
 
 

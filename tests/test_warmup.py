@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import background
 import numba
 import numpy as np
 import pytest
@@ -167,19 +168,23 @@ print(json.dumps(dict(numpy_steps=model.steps_on_numpy, cached_at_end=cached_at_
 """
 
 
+@background.job(cost=100)
+def first_and_second_run(folder):
+    env = background.env(NUMBA_CACHE_DIR=os.path.join(folder, "cache"))
+    return [background.run([sys.executable, "-c", _FIRST_RUN], env=env, timeout=900)
+            for _ in range(2)]
+
+
 @pytest.mark.slow
-def test_first_run_trains_on_numpy_and_leaves_the_cache_filled(tmp_path):
+@pytest.mark.background(first_and_second_run)
+def test_first_run_trains_on_numpy_and_leaves_the_cache_filled():
     """The real thing, in fresh processes with an empty Numba cache: the first fit trains
     on NumPy while a subprocess compiles; the compiler outlives it and fills the cache, and
     the next process's fit runs on Numba from the first step."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
-    first = subprocess.run([sys.executable, "-c", _FIRST_RUN], env=env, capture_output=True,
-                           text=True, timeout=900)
+    first, second = first_and_second_run.result()
     assert first.returncode == 0, first.stderr
     out = json.loads(first.stdout.splitlines()[-1])
     assert out["numpy_steps"] == 8 and not out["cached_at_end"] and out["cached"]
-    second = subprocess.run([sys.executable, "-c", _FIRST_RUN], env=env, capture_output=True,
-                            text=True, timeout=900)
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout.splitlines()[-1]) == dict(
         numpy_steps=0, cached_at_end=True, cached=True)
