@@ -776,3 +776,36 @@ def test_thread_count_changes_nothing(dtype):
         other = _run("numba", dtype, threads)
         assert weights(other) == weights(one)
         assert other.history["loss"] == one.history["loss"]
+
+
+def _compiled_signatures():
+    """{kernel name: its compiled signatures} over the Numba backend's modules."""
+    import numba
+
+    from fastmnist.backends import columns, gemm, kernels, numba_cpu
+    return {f"{mod.__name__}.{name}": set(map(str, fn.signatures))
+            for mod in (numba_cpu, columns, gemm, kernels) for name, fn in vars(mod).items()
+            if isinstance(fn, numba.core.registry.CPUDispatcher)}
+
+
+@pytest.mark.parametrize("hidden", [(8,), (64,)], ids=["rows", "columns"])
+def test_read_only_inputs_reuse_the_compiled_kernels(hidden):
+    """A read-only array is a type of its own to Numba: the inputs are made writable (copied
+    when they are not) before they reach a kernel, so that a read-only memmap costs no second
+    compile of every kernel."""
+    X, y = learnable(96)
+    Xf = X.astype(np.float32) / 255
+
+    def run(X, y, Xf):
+        model = fm.MLP(hidden=hidden, seed=0)
+        model.fit(X, y, epochs=1, batch_size=32, backend="numba", threads=2, progress=False)
+        return model.predict(X, backend="numba"), model.predict_proba(Xf, backend="numba")
+
+    expected = run(X, y, Xf)
+    before = _compiled_signatures()
+    for a in (X, y, Xf):
+        a.setflags(write=False)
+    got = run(X, y, Xf)
+    assert _compiled_signatures() == before
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])

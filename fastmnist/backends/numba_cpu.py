@@ -698,7 +698,7 @@ def prepare(x, mode=None, scale=None):
     if mode is None:
         mode = MODE_GEMM if density(x) >= GEMM_MIN_DENSITY else MODE_CSR
     if mode != MODE_CSR:
-        return Prepared(mode, n, d_in, x.reshape(-1), scale=scale)
+        return Prepared(mode, n, d_in, writable(x).reshape(-1), scale=scale)
     key = _reuse_key(x, scale)
     if key is not None:
         fingerprint = _fingerprint_of(x)
@@ -780,9 +780,9 @@ def prepare_csr(indptr, indices, values, d_in, scale=None):
     """Layer-1 input from a CSR matrix's arrays (e.g. scipy.sparse.csr_matrix), without
     making it dense: indptr (n + 1,), indices (nnz,), values (nnz,) uint8 or float (zeros
     stored explicitly are harmless)."""
-    indptr = np.ascontiguousarray(indptr, dtype=np.int64)
-    indices = np.ascontiguousarray(indices, dtype=index_dtype(d_in))
-    values = np.ascontiguousarray(values)
+    indptr = writable(np.asarray(indptr, dtype=np.int64))
+    indices = writable(np.asarray(indices, dtype=index_dtype(d_in)))
+    values = writable(values)
     return Prepared(MODE_CSR, len(indptr) - 1, int(d_in), values, indptr, indices, scale)
 
 
@@ -872,9 +872,20 @@ def _input(x, dtype, d_in, mode=MODE_DENSE_SKIP):
     return prepare(x, mode=mode)
 
 
+def writable(a):
+    """`a` C-contiguous and writable, copied only when it is not.
+
+    Numba compiles a kernel again for each new argument type, and a read-only array (an
+    ``np.memmap`` opened read-only, ``setflags(write=False)``, a view of ``bytes``) is a
+    type of its own: without the copy, the first read-only input would cost the user a
+    second compile of every kernel it reaches (about 25 s for ``_run_steps``)."""
+    a = np.ascontiguousarray(a)
+    return a if a.flags.writeable else a.copy()
+
+
 def _labels(y, n, classes):
     """y as (n,) int64 labels, each in [0, classes): the kernels index the logits by them."""
-    y = np.ascontiguousarray(y, dtype=np.int64)
+    y = writable(np.asarray(y, dtype=np.int64))
     if y.shape != (n,):
         raise InputError(f"y must be ({n},), got shape {y.shape}")
     if n and not (0 <= y.min() and y.max() < classes):
@@ -990,7 +1001,7 @@ def _forward_dense(params, x, dtype, act, head):
     d_in = params[0][0].shape[0]
     if x.ndim != 2 or x.shape[1] != d_in:
         raise InputError(f"x must be (n, {d_in}), got shape {x.shape}")
-    x = np.ascontiguousarray(x if x.dtype == np.uint8 else x.astype(dtype, copy=False))
+    x = writable(x if x.dtype == np.uint8 else x.astype(dtype, copy=False))
     if len(x) >= _SERIAL_ROWS:
         return _forward_prepared(params, prepare(x, mode=MODE_DENSE_SKIP), dtype, act, head)
     ws = tuple([np.ascontiguousarray(W).reshape(-1) for W, _ in params])
@@ -1009,12 +1020,12 @@ def _task(head, y, n, classes, dtype, sample_weight, label_smoothing=0.0):
         labels = _labels(y, n, classes)
         Yt = np.zeros((1, 1), dtype=dtype)
     else:
-        Yt = np.ascontiguousarray(y, dtype=dtype)
+        Yt = writable(np.asarray(y, dtype=dtype))
         if Yt.shape != (n, classes):
             raise InputError(f"y must be ({n}, {classes}) targets, got shape {Yt.shape}")
         labels = np.zeros(n, dtype=np.int64)
     sw = (np.zeros(0, dtype=dtype) if sample_weight is None
-          else np.ascontiguousarray(sample_weight, dtype=dtype))
+          else writable(np.asarray(sample_weight, dtype=dtype)))
     if sample_weight is not None and sw.shape != (n,):
         raise InputError(f"sample_weight must be ({n},), got shape {sw.shape}")
     return labels, (np.int64(head), Yt, sw, dtype.type(eps))
@@ -1196,7 +1207,7 @@ def train_epoch(params, state, opt, data, y, order, batch_size, lrs, t0, activat
     sizes, woff, P = _layout(params)
     if not isinstance(data, Prepared):
         data = prepare(data if data.dtype == np.uint8 else data.astype(dtype, copy=False))
-    order = np.ascontiguousarray(order, dtype=np.int64)
+    order = writable(np.asarray(order, dtype=np.int64))
     y, task = _task(head, y, len(data), sizes[-1], dtype, sample_weight, label_smoothing)
     lrs = np.asarray(lrs, dtype=np.float64)
     with np.errstate(over="ignore"):  # an absurd lr becomes inf: divergence, reported later
