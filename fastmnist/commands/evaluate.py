@@ -35,7 +35,7 @@ def run(args):
     print(f"{args.model}: {model!r}")
     print(f"test accuracy {acc:.4f}  test loss {loss:.4f}  ({len(y_test)} images)")
     if args.plots:
-        from ..plots import write_evaluation_plots
+        from ..integrations.evaluation_plots import write_evaluation_plots
         for path in write_evaluation_plots(model, X_test, y_test, args.plots,
                                            backend=args.backend):
             print(f"wrote {path}")

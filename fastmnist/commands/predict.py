@@ -75,7 +75,7 @@ def _make_folder(folder):
 
 def run(args):
     from ..errors import InputError
-    from ..images import digit_warning, load_images, save_png
+    from ..integrations.images import digit_warning, load_images, save_png
     from ..model import MLP
 
     model = MLP.load(args.model)

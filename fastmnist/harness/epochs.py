@@ -137,7 +137,7 @@ def notebook_iteration(X_cols, Y, alpha, start):
     the notebook's (W1 (h, 784), b1 (h, 1), ...). ``run()`` returns no losses (an empty
     array): the notebook's loop computes none.
     """
-    from .. import compat
+    from ..integrations import compat
     (W1, b1), (W2, b2) = start
     state = [(W1.T.copy(), b1[:, None].copy(), W2.T.copy(), b2[:, None].copy())]
 

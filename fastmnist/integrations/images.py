@@ -32,8 +32,12 @@ import os
 
 import numpy as np
 
-from ._extras import missing
-from .errors import InputError
+from .._extras import missing
+from ..errors import InputError
+
+__all__ = ["to_mnist", "load_image", "load_images", "is_dark_on_light", "ink_fraction",
+           "digit_warning", "save_png", "SIDE", "BOX", "INK", "WORK", "BG_SIDE", "PAPER_FLOOR",
+           "NOISE", "INK_LEVEL", "INK_RANGE", "MNIST_INK", "MIN_PROBA"]
 
 SIDE = 28     # MNIST frame side
 BOX = 20      # side of the box a digit is resized into
@@ -304,7 +308,7 @@ def save_png(x, path):
     path : str or os.PathLike
         The file to write; its folder must exist.
     """
-    from ._atomic import atomic_write
+    from .._atomic import atomic_write
     Image, _, _ = _import_pil()
     img = Image.fromarray(np.asarray(x, dtype=np.uint8).reshape(SIDE, SIDE))   # mode "L"
     with atomic_write(path) as f:

@@ -1,16 +1,21 @@
-"""Evaluation plots as PNG files (the ``plot`` extra, matplotlib).
+"""Evaluation plots as PNG files: ``fastmnist evaluate --plots`` (the ``plot`` extra, matplotlib).
 
 Figures are drawn on matplotlib's Agg canvas directly (no pyplot), so importing this module never
-changes the backend of an interactive session, and every file is written atomically.
+changes the backend of an interactive session, and every file is written atomically. The public
+path is :mod:`fastmnist.plots`; :func:`figure` and :func:`save_png` also draw and write the
+study's figures (:mod:`fastmnist.tools.study.figures`).
 """
 
 import os
 
 import numpy as np
 
-from ._atomic import atomic_write
-from ._extras import missing
-from .errors import InputError
+from .._atomic import atomic_write
+from .._extras import missing
+from ..errors import InputError
+
+__all__ = ["write_evaluation_plots", "plot_confusion_matrix", "plot_worst_mistakes",
+           "plot_training_curves", "confusion_matrix", "figure", "save_png", "DPI"]
 
 DPI = 120
 

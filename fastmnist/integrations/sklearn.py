@@ -8,8 +8,9 @@ Change the import and nothing else::
 The constructors are scikit-learn 1.9's, with the same defaults and meanings, and fastmnist's
 own keyword-only arguments after them (``backend``, ``threads``, ``dtype``, ``schedule``).
 Training follows scikit-learn's stochastic solvers step for step (same initialization,
-batches, updates, L2 term, stopping rules; see :mod:`fastmnist._sk_solver`), with each epoch
-run by fastmnist's compiled kernels. Features are used as given, uint8 included (no 1/255).
+batches, updates, L2 term, stopping rules; see :mod:`fastmnist.integrations._sk_solver`), with
+each epoch run by fastmnist's compiled kernels. Features are used as given, uint8 included (no
+1/255).
 
 ``solver="lbfgs"`` has no compiled path: it is served by scikit-learn's own estimator, with a
 :class:`FallbackWarning`, and the fitted weights are copied in (prediction then runs here).
@@ -38,13 +39,13 @@ try:
     )
     from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 except ImportError as e:  # sklearn missing, or older than 1.6 (no validate_data)
-    from ._extras import missing
+    from .._extras import missing
     raise missing("fastmnist.sklearn", "scikit-learn >= 1.6", "sklearn") from e
 
-from . import backends
+from .. import backends
+from ..governor import Governor
+from ..optim import SCHEDULES, lr_schedule
 from ._sk_solver import Solver, glorot_init, run_epoch
-from .governor import Governor
-from .optim import SCHEDULES, lr_schedule
 
 __all__ = ["MLPClassifier", "MLPRegressor", "FallbackWarning"]
 
@@ -191,7 +192,7 @@ class _BaseMLP(BaseEstimator):
         """threads=None on the Numba backend: each chunk of steps runs on one thread or all,
         whichever was faster lately (as :meth:`fastmnist.MLP.fit` does; a busy neighbour
         process makes the threads' barriers stall); the weights are the same either way."""
-        from .train import CHUNK_STEPS
+        from ..train import CHUNK_STEPS
         be = backends.get(self.backend)
         if self.threads is None and hasattr(be, "threads") and be.n_threads() > 1:
             return Governor(be.n_threads(), CHUNK_STEPS)

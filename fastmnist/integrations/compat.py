@@ -46,9 +46,9 @@ rounding (the sums run in another order) while the weights are finite.
 
 import numpy as np
 
-from .backends.notebook import columns_to_csr, gd_steps
-from .backends.numba_cpu import n_threads, prepare
-from .errors import InputError
+from ..backends.notebook import columns_to_csr, gd_steps
+from ..backends.numba_cpu import n_threads, prepare
+from ..errors import InputError
 
 __all__ = [
     "init_params", "ReLU", "softmax", "forward_prop", "ReLU_deriv", "one_hot", "backward_prop",
