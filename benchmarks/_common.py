@@ -1,4 +1,4 @@
-"""What the benchmarks share besides :mod:`fastmnist.harness` (whose contenders, tolerances
+"""What the benchmarks share besides :mod:`fastmnist.tools.harness` (whose contenders, tolerances
 and checks they use, as ``fastmnist bench`` and ``fastmnist study`` do): pytest-benchmark's
 rounds, smoke mode, networks and row orders.
 
@@ -12,7 +12,9 @@ import math
 
 import numpy as np
 
-from fastmnist.harness.checks import (  # noqa: F401  (re-exported to the benchmark files)
+from fastmnist.model import init_params
+from fastmnist.optim import Optimizer
+from fastmnist.tools.harness.checks import (  # noqa: F401  (re-exported to the benchmark files)
     PARITY_STEPS,
     check_accuracy,
     check_first_steps,
@@ -23,10 +25,8 @@ from fastmnist.harness.checks import (  # noqa: F401  (re-exported to the benchm
     steps_tol,
     tol,
 )
-from fastmnist.harness.epochs import BATCH, Epoch, copy_params, fastmnist_epoch  # noqa: F401
-from fastmnist.harness.timing import timed  # noqa: F401
-from fastmnist.model import init_params
-from fastmnist.optim import Optimizer
+from fastmnist.tools.harness.epochs import BATCH, Epoch, copy_params, fastmnist_epoch  # noqa: F401
+from fastmnist.tools.harness.timing import timed  # noqa: F401
 
 #: rows of an "epoch" under --benchmark-disable (a smoke test runs each body once, fast)
 SMOKE_ROWS = 2048

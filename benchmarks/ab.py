@@ -12,7 +12,7 @@ network through the Numba backend's ``train_epoch`` on data prepared once (``epo
 784-128-10: ``forward-10000`` (the first 10,000 images) and ``loss_and_grads-128`` (one
 batch, repeated 20 times a run). The two sides start from the same weights and must end
 bit-identical unless ``--allow-different`` (a change meant to move the rounding). Runs
-alternate A, B, A, B with a pause before each (:func:`fastmnist.harness.timing.interleaved`),
+alternate A, B, A, B with a pause before each (:func:`fastmnist.tools.harness.timing.interleaved`),
 and the report gives each side's median and B / A (and the ratio of the fastest runs, steadier
 on a noisy machine): a refactor is done when no B / A is above
 1.03. Needs MNIST in $FASTMNIST_DATA or the cache.
@@ -128,7 +128,7 @@ def main(argv=None):
     sys.path.insert(0, tmp)
     os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(tmp, "numba"))
     import fastmnist
-    from fastmnist.harness.timing import interleaved
+    from fastmnist.tools.harness.timing import interleaved
     X, y, _, _ = fastmnist.load_mnist(download=False)
     y = y.astype(np.int64)
     sides = {"A": importlib.import_module("fm_a"), "B": importlib.import_module("fm_b")}

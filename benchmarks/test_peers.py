@@ -20,8 +20,8 @@ import pytest
 
 from fastmnist import recipes
 from fastmnist.backends import numba_cpu
-from fastmnist.harness.peers import jax_data, jax_epoch, torch_data, torch_epoch
 from fastmnist.optim import Optimizer, lr_schedule
+from fastmnist.tools.harness.peers import jax_data, jax_epoch, torch_data, torch_epoch
 
 from ._common import (
     BATCH,

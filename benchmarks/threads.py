@@ -5,7 +5,7 @@
 Workloads: one shuffled SGD epoch of 784-128-10 (batches of 128) through the Numba backend's
 ``train_epoch`` on data prepared once, and the ``fast98`` recipe's whole ``fit``; each with 1
 and with 2 threads (Numba's thread count fixed for the call), all four timed round-robin with a
-pause before each run (:func:`fastmnist.harness.timing.interleaved`). Prints the medians and
+pause before each run (:func:`fastmnist.tools.harness.timing.interleaved`). Prints the medians and
 how many times faster 2 threads are. Needs MNIST in $FASTMNIST_DATA or the cache.
 """
 
@@ -23,10 +23,10 @@ def main(argv=None):
 
     import fastmnist as fm
     from fastmnist.backends import numba_cpu
-    from fastmnist.harness import epochs
-    from fastmnist.harness.timing import interleaved
     from fastmnist.model import init_params
     from fastmnist.optim import Optimizer
+    from fastmnist.tools.harness import epochs
+    from fastmnist.tools.harness.timing import interleaved
 
     X, y, _, _ = fm.load_mnist(download=False)
     y = y.astype(np.int64)

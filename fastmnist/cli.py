@@ -1,6 +1,6 @@
 """Command line: ``fastmnist train | evaluate | predict | data | bench | study | export | compile``.
 
-Each command lives in ``fastmnist/commands/<name>.py`` with ``add_parser(subparsers)`` and
+Each command lives in ``fastmnist/tools/commands/<name>.py`` with ``add_parser(subparsers)`` and
 ``run(args) -> exit code``; this module only dispatches and turns fastmnist's errors into a
 one-line message and exit code 2 (130 after Ctrl-C), never a traceback.
 """
@@ -15,9 +15,9 @@ COMMANDS = ("train", "evaluate", "predict", "data", "bench", "study", "export", 
 def _available_commands():
     for name in COMMANDS:
         try:
-            yield name, import_module(f"fastmnist.commands.{name}")
+            yield name, import_module(f"fastmnist.tools.commands.{name}")
         except ModuleNotFoundError as e:
-            if e.name != f"fastmnist.commands.{name}":
+            if e.name != f"fastmnist.tools.commands.{name}":
                 raise
 
 

@@ -201,8 +201,8 @@ class MLP:
             np.savez(f, **arrays)
 
     def to_onnx(self, path, **kwargs):
-        """Export to ONNX (needs the onnx extra); see :func:`fastmnist.onnx.export`."""
-        from .onnx import export
+        """Export to ONNX (the onnx extra); see :func:`fastmnist.integrations.onnx.export`."""
+        from .integrations.onnx import export
         return export(self, path, **kwargs)
 
     @classmethod

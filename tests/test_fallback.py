@@ -259,8 +259,8 @@ def test_cache_key_covers_the_inlined_modules(monkeypatch):
 
 
 def test_bench_header_names_the_path():
-    from fastmnist import bench
-    assert f"INTRINSICS={numba_cpu.INTRINSICS}" in bench.machine()
+    from fastmnist.tools import head_to_head
+    assert f"INTRINSICS={numba_cpu.INTRINSICS}" in head_to_head.machine()
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),

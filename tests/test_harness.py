@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 from conftest import learnable
 
-from fastmnist import bench, compat
+from fastmnist import compat
 from fastmnist.backends import numba_cpu, numpy_ref
-from fastmnist.harness import checks, epochs, timing
 from fastmnist.model import init_params
 from fastmnist.optim import Optimizer
+from fastmnist.tools import head_to_head
+from fastmnist.tools.harness import checks, epochs, timing
 
 
 def _start(sizes=(784, 16, 10), dtype="float64", init="he"):
@@ -70,14 +71,14 @@ def test_fastmnist_epoch_carries_the_optimizer_state_on():
     assert epoch.params() is params
 
 
-@pytest.mark.parametrize("name", list(bench.CASES))
+@pytest.mark.parametrize("name", list(head_to_head.CASES))
 def test_every_case_validates_and_times_its_contenders(name):
     """Each case of `fastmnist bench` on a small slice: every contender available here passes
     its check against the reference and gets a time."""
     X, y = learnable(1024)
-    case = bench.CASES[name]
-    times = bench.run_case(case, X, y, repeats=1, threads=1)
-    have = set(bench.available_peers())
+    case = head_to_head.CASES[name]
+    times = head_to_head.run_case(case, X, y, repeats=1, threads=1)
+    have = set(head_to_head.available_peers())
     want = [c for c in case.contenders if c.partition("-")[0] not in ("torch", "jax")
             or (c in have and (c == "torch" or case.optimizer == "sgd"))]
     assert list(times) == want
@@ -86,8 +87,8 @@ def test_every_case_validates_and_times_its_contenders(name):
 
 def test_fit_contender_times_itself_per_epoch():
     X, y = learnable(512)
-    case = bench.CASES["epoch-784-10-10"]
-    run = bench._fit_contender("fit", case, X, y, 128, 1)
+    case = head_to_head.CASES["epoch-784-10-10"]
+    run = head_to_head._fit_contender("fit", case, X, y, 128, 1)
     seconds, model = run()
     assert 0 < seconds and len(model.history["loss"]) == case.fit_epochs
     calls = []
@@ -105,7 +106,7 @@ def test_flops():
 
 def test_standardized_features_are_dense_and_centred():
     X, _ = learnable(500)
-    Xs = bench.standardized(X)
+    Xs = head_to_head.standardized(X)
     assert Xs.dtype == np.float32 and np.isfinite(Xs).all()
     np.testing.assert_allclose(Xs.mean(axis=0), 0, atol=1e-4)
     assert (Xs != 0).mean() > 0.5

@@ -11,7 +11,7 @@ ort = pytest.importorskip("onnxruntime")
 import fastmnist as fm  # noqa: E402
 from fastmnist.cli import main  # noqa: E402
 from fastmnist.errors import InputError  # noqa: E402
-from fastmnist.onnx import DEFAULT_IR_VERSION, DEFAULT_OPSET, export  # noqa: E402
+from fastmnist.integrations.onnx import DEFAULT_IR_VERSION, DEFAULT_OPSET, export  # noqa: E402
 
 ATOL = 1e-5          # onnxruntime vs predict_proba, float32 graph
 ATOL_F64 = 1e-12     # float64 graph of a float64 model

@@ -163,14 +163,14 @@ def test_study_json_timings_are_positive_and_finite(study_json):
 @pytest.fixture
 def no_measuring(monkeypatch):
     """Make loading MNIST or measuring the roof fail the test."""
-    import fastmnist.bench
     import fastmnist.data
+    import fastmnist.tools.head_to_head
 
     def measured(*args, **kwargs):
         raise AssertionError("study measured something before checking its prerequisites")
 
     monkeypatch.setattr(fastmnist.data, "load_mnist", measured)
-    monkeypatch.setattr(fastmnist.bench, "gemm_roof", measured)
+    monkeypatch.setattr(fastmnist.tools.head_to_head, "gemm_roof", measured)
 
 
 def _one_line_error(capsys):
@@ -192,7 +192,7 @@ def test_without_matplotlib_fails_before_measuring(tmp_path, capsys, monkeypatch
 
 def test_run_study_without_matplotlib_raises_import_error(tmp_path, monkeypatch, no_measuring):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    from fastmnist.study import run_study
+    from fastmnist.tools.study import run_study
     with pytest.raises(ImportError, match=r"pip install -e '\.\[plot\]'"):
         run_study(tmp_path / "out", quick=True)
     assert not (tmp_path / "out").exists()
@@ -209,13 +209,13 @@ def test_out_is_a_file_fails_before_measuring(tmp_path, capsys, no_measuring):
 
 def test_unwritable_out_fails_before_measuring(tmp_path, capsys, monkeypatch, no_measuring):
     pytest.importorskip("matplotlib")
-    import fastmnist.study.run
+    import fastmnist.tools.study.run
 
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     # chmod cannot make a folder unwritable for root, so the probe is made to fail instead
-    monkeypatch.setattr(fastmnist.study.run.tempfile, "TemporaryFile", refuse)
+    monkeypatch.setattr(fastmnist.tools.study.run.tempfile, "TemporaryFile", refuse)
     assert main(["study", "--quick", "--out", str(tmp_path / "out")]) == 2
     assert "cannot write the report there (Permission denied)" in _one_line_error(capsys)
 
@@ -226,7 +226,7 @@ def _run(seconds, acc, base=None, trick=None):
 
 
 def test_frontier_points_and_trick_gains():
-    from fastmnist.study import frontier
+    from fastmnist.tools.study import frontier
     rec = {"a": _run(1.0, 0.97), "b": _run(2.0, 0.985), "c": _run(3.0, 0.98),
            "d": _run(2.0, 0.985), "b+t": _run(3.0, 0.99, base="b", trick={"shift": 1})}
     for name in ("a", "b", "c", "d"):

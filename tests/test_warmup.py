@@ -194,7 +194,7 @@ def test_cli_first_run_trains_with_numpy_and_says_so(monkeypatch, capsys, tmp_pa
     """`fastmnist train` with kernels that are not cached ('auto'): announced, NumPy steps
     counted, scored with NumPy while the compiler still runs; with them cached: the warm-up."""
     from fastmnist.cli import main
-    from fastmnist.commands import train as train_cmd
+    from fastmnist.tools.commands import train as train_cmd
     _make_fake_mnist(tmp_path, monkeypatch)
     monkeypatch.setenv("FASTMNIST_COMPILE", "auto")
     monkeypatch.setattr(warmup, "is_cached", lambda s: False)

@@ -65,7 +65,7 @@ def input_names(paths):
 
 def _make_folder(folder):
     """Create `folder` (and its parents) unless it exists; InputError if that fails."""
-    from ..errors import InputError
+    from ...errors import InputError
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:
@@ -74,9 +74,9 @@ def _make_folder(folder):
 
 
 def run(args):
-    from ..errors import InputError
-    from ..images import digit_warning, load_images, save_png
-    from ..model import MLP
+    from ...errors import InputError
+    from ...integrations.images import digit_warning, load_images, save_png
+    from ...model import MLP
 
     model = MLP.load(args.model)
     if model.n_features != 28 * 28:

@@ -23,9 +23,9 @@ def add_parser(sub):
 
 
 def run(args):
-    from .. import warmup
-    from .._notice import slow_notice
-    from ..errors import InputError
+    from ... import warmup
+    from ..._notice import slow_notice
+    from ...errors import InputError
 
     if args.features < 1:
         raise InputError(f"--features must be >= 1, got {args.features}")

@@ -5,7 +5,7 @@ import platform
 
 import numpy as np
 
-from .. import bench
+from .. import head_to_head
 from ..harness.timing import cpu_model
 
 
@@ -13,8 +13,8 @@ def machine_info():
     """CPU, cores, memory, load and library versions of this machine, as a dict."""
     import numba
 
-    from .. import __version__
-    info = dict(summary=bench.machine(), python=platform.python_version(),
+    from ... import __version__
+    info = dict(summary=head_to_head.machine(), python=platform.python_version(),
                 numpy=np.__version__, numba=numba.__version__, fastmnist=__version__,
                 platform=platform.platform(), logical_cpus=os.cpu_count())
     flags = set()

@@ -16,12 +16,12 @@ def add_parser(sub):
 def run(args):
     import numpy as np
 
-    from .. import backends
-    from .._extras import require
-    from ..data import load_mnist
-    from ..errors import InputError
-    from ..model import MLP
-    from ..train import evaluate
+    from ... import backends
+    from ..._extras import require
+    from ...data import load_mnist
+    from ...errors import InputError
+    from ...model import MLP
+    from ...train import evaluate
 
     if args.plots:  # before the evaluation, not after it
         require("matplotlib", "--plots", "matplotlib", "plot")
@@ -35,7 +35,7 @@ def run(args):
     print(f"{args.model}: {model!r}")
     print(f"test accuracy {acc:.4f}  test loss {loss:.4f}  ({len(y_test)} images)")
     if args.plots:
-        from ..plots import write_evaluation_plots
+        from ...integrations.evaluation_plots import write_evaluation_plots
         for path in write_evaluation_plots(model, X_test, y_test, args.plots,
                                            backend=args.backend):
             print(f"wrote {path}")

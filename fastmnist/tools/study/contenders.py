@@ -3,9 +3,9 @@ dtype, a number of threads), built once so that timing them measures only the wo
 
 import numpy as np
 
-from ..backends import numba_cpu
-from ..model import init_params
-from ..optim import Optimizer, init_state
+from ...backends import numba_cpu
+from ...model import init_params
+from ...optim import Optimizer, init_state
 
 
 def fresh_state(sizes, dtype, init="he", optimizer="sgd"):
@@ -54,8 +54,9 @@ def step_fn(X, y, order, batch_size, sizes, dtype, lr=0.05):
 
 
 def torch_fn(X, y, order, batch_size, sizes, dtype, threads, lr=0.05):
-    """A callable running SGD over `order` in PyTorch (:func:`fastmnist.harness.peers.torch_epoch`)
-    from the same initial weights as the other contenders."""
+    """A callable running SGD over `order` in PyTorch
+    (:func:`fastmnist.tools.harness.peers.torch_epoch`) from the same initial weights as the
+    other contenders."""
     from ..harness.peers import torch_data, torch_epoch
     params, _, _ = fresh_state(sizes, dtype)
     return torch_epoch(params, torch_data(X, y), order, lr, "sgd", batch_size=batch_size,

@@ -1,5 +1,5 @@
-"""Side-by-side timing of fastmnist and every contender of :mod:`fastmnist.harness` on the same
-work (``fastmnist bench``).
+"""fastmnist head to head with each contender of :mod:`fastmnist.tools.harness` on the same work,
+timed side by side (``fastmnist bench``).
 
 fastmnist is timed as users call it, through ``fit`` (a new model, its preparation included;
 seconds per epoch of a multi-epoch fit) and, to show the kernels alone, through the Numba
@@ -8,7 +8,7 @@ it (float data scaled once, outside the timer), the NumPy reference backend, the
 notebook's own code for the full-batch case, and PyTorch and JAX when installed. Every
 contender is checked against the NumPy reference before it is timed (its first optimizer
 steps from the same weights), then all are timed interleaved with a pause before each run
-(:func:`fastmnist.harness.timing.interleaved`), and ratios are taken between medians.
+(:func:`fastmnist.tools.harness.timing.interleaved`), and ratios are taken between medians.
 """
 
 import platform
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .backends import numba_cpu, numpy_ref
+from ..backends import numba_cpu, numpy_ref
+from ..model import MLP, init_params
+from ..optim import Optimizer
 from .harness import checks, epochs, timing
 from .harness.timing import gemm_roof, interleaved, sparse_train_flops, train_flops
-from .model import MLP, init_params
-from .optim import Optimizer
 
 __all__ = ["CASES", "Case", "available_peers", "gemm_roof", "interleaved", "machine", "report",
            "run_case", "train_flops"]

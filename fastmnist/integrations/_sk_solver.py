@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from .optim import Optimizer, init_state
+from ..optim import Optimizer, init_state
 
 #: scikit-learn's lower bound of the "adaptive" learning rate: below it, training stops
 _ADAPTIVE_MIN_LR = 1e-6

@@ -6,7 +6,7 @@ is inside a timed call.
 
 import numpy as np
 
-from ..backends import numpy_ref
+from ...backends import numpy_ref
 from .epochs import BATCH, copy_params, fastmnist_epoch
 
 #: one kernel call, backends against each other (the same values as tests/tolerances.py)

@@ -5,9 +5,9 @@ import os
 
 import numpy as np
 
-from .._atomic import atomic_write
+from ..._atomic import atomic_write
 from . import frontier
-from .plots import PLOTS
+from .figures import PLOTS
 from .timing import select, select_one
 from .words import SAME, TIMING_HEADER, compare, fmt_s, fmt_x, md_table, timing_row
 
@@ -26,7 +26,7 @@ def _section_machine(study):
              f"- CPU: {info['cpu']} ({info['simd'] or 'SIMD flags unknown'}), "
              f"{info['logical_cpus']} logical CPUs, {info['usable_cores']} usable by this "
              f"process" + (f", {info['memory_gb']:.0f} GB memory" if info["memory_gb"] else ""),
-             f"- `fastmnist.bench.machine()`: {info['summary']}",
+             f"- `fastmnist.tools.head_to_head.machine()`: {info['summary']}",
              f"- Versions: fastmnist {info['fastmnist']}, Python {info['python']}, "
              f"NumPy {info['numpy']} (BLAS: {info['blas']}), Numba {info['numba']}, "
              f"PyTorch {info['torch'] or 'not installed'}, "
@@ -57,10 +57,10 @@ def _section_machine(study):
               + (f" ({study['roof_1t']:.1f} GFLOP/s float32 on one thread)"
                  if study["roof_1t"] else "") + ". "
               "Achieved GFLOP/s below count the dense work of a training pass "
-              "(`fastmnist.bench.train_flops`: forward, dW of every layer, dA of every layer "
-              "but the first), skipped zero pixels included, so a zero-skipping kernel can show "
-              "more than it computes. `% roof` is against the all-thread roof of the run's "
-              "dtype.", ""]
+              "(`fastmnist.tools.harness.timing.train_flops`: forward, dW of every layer, dA "
+              "of every layer but the first), skipped zero pixels included, so a zero-skipping "
+              "kernel can show more than it computes. `% roof` is against the all-thread roof "
+              "of the run's dtype.", ""]
     if study["notes"]:
         lines += ["Notes:", ""] + [f"- {n}" for n in study["notes"]] + [""]
     return lines

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .. import bench
+from .. import head_to_head
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Timing:
     @property
     def gflops(self):
         """Dense-equivalent GFLOP/s: skipped zeros count as work done."""
-        return bench.train_flops(list(self.sizes), self.rows) / self.median / 1e9
+        return head_to_head.train_flops(list(self.sizes), self.rows) / self.median / 1e9
 
     @property
     def pct_roof(self):
@@ -137,7 +137,7 @@ def time_sweep(sweep, specs, plan, n, roofs, log, notes):
         return run
 
     log(f"  timing {len(kept)} contenders, {plan.repeats} interleaved runs each")
-    times = bench.interleaved({k: recording(s) for k, s in kept.items()},
+    times = head_to_head.interleaved({k: recording(s) for k, s in kept.items()},
                               repeats=plan.repeats, warmup=0)
     out = []
     for name, spec in kept.items():

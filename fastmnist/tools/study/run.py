@@ -8,15 +8,15 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .. import bench
-from .._atomic import atomic_write
-from .._extras import require
-from ..backends import numba_cpu
-from ..errors import InputError
+from ..._atomic import atomic_write
+from ..._extras import require
+from ...backends import numba_cpu
+from ...errors import InputError
+from .. import head_to_head
 from .contenders import blas_controller
+from .figures import write_plots
 from .machine import load_average, machine_info
 from .markdown import write_markdown
-from .plots import write_plots
 from .sweeps import (
     sweep_batch_size,
     sweep_dtype,
@@ -52,7 +52,7 @@ def run_study(out_dir, quick=False, data_dir=None, log=print):
     Returns the list of paths written.
     """
     require_matplotlib()
-    from ..data import load_mnist
+    from ...data import load_mnist
     plan = QUICK if quick else FULL
     check_out_dir(out_dir)
     started = time.perf_counter()
@@ -67,14 +67,15 @@ def run_study(out_dir, quick=False, data_dir=None, log=print):
     import numba
     max_threads = min(info["usable_cores"] or 1, numba.config.NUMBA_NUM_THREADS)
     thread_counts = tuple(sorted({1, min(2, max_threads), max_threads}))
-    peers = bench.available_peers()
+    peers = head_to_head.available_peers()
     log("measuring the GEMM roof...")
-    roofs = {"float32": bench.gemm_roof(np.float32), "float64": bench.gemm_roof(np.float64)}
+    roofs = {"float32": head_to_head.gemm_roof(np.float32),
+             "float64": head_to_head.gemm_roof(np.float64)}
     blas = blas_controller()
     roof_1t = None
     if blas is not None:
         with blas.limit(limits=1, user_api="blas"):
-            roof_1t = bench.gemm_roof(np.float32)
+            roof_1t = head_to_head.gemm_roof(np.float32)
     ctx = dict(X=X, y=y, n=n, X_all=X_all, y_all=y_all, X_test=X_test,
                y_test=y_test.astype(np.int64), plan=plan, log=log, notes=[], roofs=roofs,
                torch="torch" in peers, threads=threads, thread_counts=thread_counts,

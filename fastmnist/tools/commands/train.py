@@ -4,7 +4,7 @@ import argparse
 import os
 import time
 
-from .._notice import slow_notice
+from ..._notice import slow_notice
 
 
 def _hidden(text):
@@ -68,8 +68,8 @@ COMPILE_CHOICES = ("auto", "wait", "background")
 
 
 def add_parser(sub):
-    from ..optim import OPTIMIZERS, SCHEDULES
-    from ..recipes import RECIPES
+    from ...optim import OPTIMIZERS, SCHEDULES
+    from ...recipes import RECIPES
     p = sub.add_parser("train", help="train an MLP on MNIST (options override the recipe)",
                        description="Train on MNIST. The recipe sets every option; the options "
                                    "given override it.")
@@ -123,8 +123,8 @@ def add_parser(sub):
 
 def _build(args):
     """(model, fit_kwargs) from the recipe and the options that override it."""
-    from .. import recipes
-    from ..model import MLP
+    from ... import recipes
+    from ...model import MLP
     model, kw = recipes.get(args.recipe, seed=args.seed, backend=args.backend)
     if args.hidden is not None or args.dtype or args.init:
         model = MLP(hidden=model.hidden if args.hidden is None else args.hidden,
@@ -150,9 +150,9 @@ _RUN_OPTIONS = ("hidden", "epochs", "batch_size", "lr", "optimizer", "schedule",
 
 
 def _resume(args):
-    from ..errors import InputError
-    from ..model import MLP
-    from ..train import Checkpoint
+    from ...errors import InputError
+    from ...model import MLP
+    from ...train import Checkpoint
     given = [o for o in _RUN_OPTIONS if getattr(args, o) is not None]
     if given:
         raise InputError("--resume continues the run saved in the checkpoint; these options "
@@ -172,7 +172,7 @@ def _check_writable(path):
     import os
     import tempfile
 
-    from ..errors import InputError
+    from ...errors import InputError
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise InputError(f"--out {path}: is a folder; give a file name, e.g. {path}/model.npz")
@@ -195,7 +195,7 @@ def _warm_up(model, kw, X, y):
     printed afterwards do not include compilation (about 12 s on a first run)."""
     import copy
 
-    from ..errors import DivergedError
+    from ...errors import DivergedError
     twin = copy.deepcopy(model)
     n = min(len(X), 2 * (kw.get("batch_size") or 64))
     fit_kw = {k: v for k, v in kw.items() if k not in ("checkpoint", "epochs", "early_stopping")}
@@ -205,7 +205,7 @@ def _warm_up(model, kw, X, y):
                  **fit_kw)
     except DivergedError:  # compiled all the same
         pass
-    from .. import warmup
+    from ... import warmup
     warmup.mark_cached(_spec(model, X))
 
 
@@ -215,13 +215,13 @@ BACKGROUND = ("kernels: not in Numba's cache yet; compiling them in the backgrou
 
 
 def _spec(model, X):
-    from .. import warmup
+    from ... import warmup
     return warmup.spec(model.dtype, X.dtype, model.n_features)
 
 
 def _compile_mode(args, model, kw, X):
     """fit's `compile` for this run: --compile, with 'auto' resolved by the cache's state."""
-    from .. import warmup
+    from ... import warmup
     if kw.get("backend", "numba") != "numba" or args.compile == "wait":
         return "wait"
     if args.compile == "auto" and warmup.is_cached(_spec(model, X)):
@@ -230,7 +230,7 @@ def _compile_mode(args, model, kw, X):
 
 
 def _say_background(model, X):
-    from .. import warmup
+    from ... import warmup
     if model.steps_on_numpy:
         print(f"kernels: {model.steps_on_numpy} steps ran on NumPy while they compiled")
     if not warmup.is_cached(_spec(model, X)):
@@ -241,11 +241,11 @@ def _say_background(model, X):
 def run(args):
     from tqdm import tqdm
 
-    from ..data import load_mnist
+    from ...data import load_mnist
 
     # everything that can fail fast does, before the data is loaded and the training runs
     if args.compile not in COMPILE_CHOICES:  # a bad $FASTMNIST_COMPILE
-        from ..errors import InputError
+        from ...errors import InputError
         raise InputError(f"FASTMNIST_COMPILE must be one of {', '.join(COMPILE_CHOICES)}, "
                          f"got {args.compile!r}")
     model, kw = _resume(args) if args.resume else _build(args)
@@ -296,7 +296,7 @@ def run(args):
     train_s = sum(h["epoch_seconds"])
     backend = kw.get("backend", "numba")
     if compile_mode == "background":
-        from .. import warmup
+        from ... import warmup
         _say_background(model, X_train)
         if not warmup.is_cached(_spec(model, X_train)):
             backend = "numpy"  # not ready: scoring would compile here

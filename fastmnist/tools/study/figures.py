@@ -35,7 +35,7 @@ def write_plots(study, out_dir):
 
 
 def _figure(w, h):
-    from ..plots import figure
+    from ...integrations.evaluation_plots import figure
     return figure(w, h)
 
 
@@ -47,7 +47,7 @@ def _two_panels(title):
 
 
 def _save(fig, path):
-    from ..plots import save_png as save
+    from ...integrations.evaluation_plots import save_png as save
     return save(fig, path)
 
 

@@ -9,6 +9,6 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..data import data_report
+    from ...data import data_report
     print(data_report(data_dir=args.data_dir, cache_dir=args.cache_dir))
     return 0

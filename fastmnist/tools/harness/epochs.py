@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..optim import init_state
+from ...optim import init_state
 
 #: mini-batch rows of the epoch workloads
 BATCH = 128
@@ -137,7 +137,7 @@ def notebook_iteration(X_cols, Y, alpha, start):
     the notebook's (W1 (h, 784), b1 (h, 1), ...). ``run()`` returns no losses (an empty
     array): the notebook's loop computes none.
     """
-    from .. import compat
+    from ...integrations import compat
     (W1, b1), (W2, b2) = start
     state = [(W1.T.copy(), b1[:, None].copy(), W2.T.copy(), b2[:, None].copy())]
 

@@ -16,8 +16,9 @@ paying?":
    each trick buys per second it costs.
 
 Every timing is the median of runs interleaved round-robin with the other contenders of its
-sweep (:func:`fastmnist.bench.interleaved`), so that a noisy, shared machine slows them all
-alike; each contender's result is checked (finite losses) before it is timed and after.
+sweep (:func:`fastmnist.tools.harness.timing.interleaved`), so that a noisy, shared machine
+slows them all alike; each contender's result is checked (finite losses) before it is timed and
+after.
 The sentences of the report are derived from the measured numbers, not written in advance.
 
 Plots need matplotlib (the ``plot`` extra); figures are drawn on the Agg canvas without
@@ -35,7 +36,7 @@ Modules, one concern each:
 - :mod:`.words`: numbers into sentences and Markdown tables;
 - :mod:`.markdown`: report.md, a section per sweep;
 - :mod:`.frontier`: the Pareto-optimal runs of sweep 7 and each trick's gain per second;
-- :mod:`.plots`: the PNGs (matplotlib imported only when drawing);
+- :mod:`.figures`: the PNGs (matplotlib imported only when drawing);
 - :mod:`.run`: :func:`run_study`, which runs it all and writes the files.
 """
 

@@ -2,10 +2,10 @@
 
 
 def add_parser(sub):
-    from ..bench import CASES
+    from ..head_to_head import CASES
     p = sub.add_parser("bench", help="time fastmnist's fit against plain NumPy, the reference, "
                                      "the notebook's code, PyTorch and JAX on the same work",
-                       description="Every contender of fastmnist.harness on each case, "
+                       description="Every contender of fastmnist.tools.harness on each case, "
                                    "checked against the NumPy reference, then timed "
                                    "interleaved (medians). Cases: " + ", ".join(CASES))
     p.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
@@ -23,36 +23,36 @@ def add_parser(sub):
 def run(args):
     import numpy as np
 
-    from .. import bench
-    from ..data import load_mnist
-    from ..errors import InputError
+    from ...data import load_mnist
+    from ...errors import InputError
+    from .. import head_to_head
 
     names = [c.strip() for c in args.cases.split(",") if c.strip()]
-    unknown = [c for c in names if c not in bench.CASES]
+    unknown = [c for c in names if c not in head_to_head.CASES]
     if unknown:
-        raise InputError(f"unknown case(s) {unknown}; choose from {', '.join(bench.CASES)}")
+        raise InputError(f"unknown case(s) {unknown}; choose from {', '.join(head_to_head.CASES)}")
     if args.repeats < 1:
         raise InputError("--repeats must be >= 1")
     X, y, _, _ = load_mnist(args.data_dir, verbose=True)
-    print(bench.machine())
+    print(head_to_head.machine())
     if args.busy:
-        from ..busy import busy_report
+        from ...busy import busy_report
         if args.rounds < 1:
             raise InputError("--rounds must be >= 1")
         _, lines = busy_report(X, y, rounds=args.rounds)
         print("\n".join(lines))
         return 0
-    peers = bench.available_peers()
+    peers = head_to_head.available_peers()
     print("peers: " + (", ".join(peers) if peers
                        else "none installed (the `peers` extra: pip install -e '.[peers]')"))
-    roof = bench.gemm_roof()
+    roof = head_to_head.gemm_roof()
     print(f"GEMM roof (NumPy float32 1024^3 matmul, best of 7): {roof:.1f} GFLOP/s")
     nnz = int(np.count_nonzero(X))
     results = {}
     for name in names:
-        case = bench.CASES[name]
+        case = head_to_head.CASES[name]
         print(f"timing {name} ({args.repeats} interleaved runs each)...", flush=True)
         results[name] = (case, len(X), nnz,
-                         bench.run_case(case, X, y, args.repeats, args.threads))
-    print(bench.report(results, roof))
+                         head_to_head.run_case(case, X, y, args.repeats, args.threads))
+    print(head_to_head.report(results, roof))
     return 0

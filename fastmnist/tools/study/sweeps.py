@@ -1,6 +1,6 @@
 """The sweeps: each builds its contenders, times them together and returns their Timings.
 
-A sweep takes ``ctx``, the dict :func:`fastmnist.study.run.run_study` fills once (the data,
+A sweep takes ``ctx``, the dict :func:`fastmnist.tools.study.run.run_study` fills once (the data,
 its CSR copy, the plan, the roofs, the log and the notes list).
 """
 
@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from .. import bench
-from ..backends import numba_cpu, numpy_ref
+from ...backends import numba_cpu, numpy_ref
+from .. import head_to_head
 from .contenders import blas_controller, epoch_fn, step_fn, threaded, torch_fn
 from .timing import Spec, row_order, rows_per_call, time_sweep
 
@@ -89,7 +89,7 @@ def sweep_dtype(ctx):
 
 def sweep_python_overhead(ctx):
     """4. One compiled call per epoch vs per chunk (as fit) vs per batch; the NumPy loop."""
-    from ..train import CHUNK_STEPS
+    from ...train import CHUNK_STEPS
     X, y, n, plan = ctx["X"], ctx["y"], ctx["n"], ctx["plan"]
     sizes, specs = (784, 128, 10), []
     for bs in plan.overhead_batches:
@@ -142,7 +142,7 @@ def sweep_sparsity(ctx):
             extra=dict(mode="NumPy reference (dense BLAS)", arch=arch), **common))
     timings = time_sweep("sparsity", specs, plan, n, ctx["roofs"], ctx["log"], ctx["notes"])
     # the one-off cost of the CSR copy
-    prep = bench.interleaved({"csr": lambda: numba_cpu.prepare(X),
+    prep = head_to_head.interleaved({"csr": lambda: numba_cpu.prepare(X),
                               "dense": lambda: numba_cpu.prepare(X, mode=numba_cpu.MODE_DENSE)},
                              repeats=3, warmup=1)
     csr = ctx["csr"]
@@ -170,7 +170,7 @@ TRICKS = {"fast98+shift1": ("fast98", {"shift": 1}),
 def sweep_recipes(ctx):
     """7. Test accuracy vs cumulative training seconds of the named recipes, and of each trick
     switched on alone over its recipe (8., the frontier) (numba)."""
-    from .. import recipes
+    from ... import recipes
     X, y, Xt, yt, plan = ctx["X_all"], ctx["y_all"], ctx["X_test"], ctx["y_test"], ctx["plan"]
     out = {}
     for name in RECIPE_NAMES + tuple(TRICKS):

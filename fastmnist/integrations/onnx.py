@@ -17,9 +17,12 @@ model's weights are rounded to float32, which moves its probabilities by about 1
 
 import numpy as np
 
-from ._atomic import atomic_write
-from ._extras import missing
-from .errors import InputError
+from .._atomic import atomic_write
+from .._extras import missing
+from ..errors import InputError
+
+__all__ = ["export", "to_model_proto", "DEFAULT_OPSET", "DEFAULT_IR_VERSION", "INPUT_NAME",
+           "OUTPUT_NAME"]
 
 #: ONNX operator set and IR version written by default: opset 17 / IR 8 (ONNX 1.12) are read by
 #: onnxruntime >= 1.13, the oldest the ``onnx`` extra allows being 1.17.
@@ -96,7 +99,7 @@ def to_model_proto(model, opset=DEFAULT_OPSET, ir_version=DEFAULT_IR_VERSION, dt
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", int(opset))],
                               producer_name="fastmnist")
     proto.ir_version = int(ir_version)
-    from . import __version__
+    from .. import __version__
     proto.producer_version = __version__
     proto.model_version = 1
     helper.set_model_props(proto, {"architecture": "-".join(map(str, model.sizes)),

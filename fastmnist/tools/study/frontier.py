@@ -1,7 +1,7 @@
 """The accuracy-time frontier from sweep 7's runs: which runs are Pareto-optimal, and what each
 trick buys per second it costs.
 
-A run is the dict of :func:`fastmnist.study.sweeps.sweep_recipes` (``epoch_seconds``,
+A run is the dict of :func:`fastmnist.tools.study.sweeps.sweep_recipes` (``epoch_seconds``,
 ``val_accuracy``, ``base``, ``trick``); its point is (training seconds, final test accuracy).
 """
 

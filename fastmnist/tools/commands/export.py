@@ -2,7 +2,7 @@
 
 
 def add_parser(sub):
-    from ..onnx import DEFAULT_IR_VERSION, DEFAULT_OPSET
+    from ...integrations.onnx import DEFAULT_IR_VERSION, DEFAULT_OPSET
     p = sub.add_parser(
         "export", help="export a saved model to ONNX",
         description="Export a model file to ONNX. The graph takes float input (N, 784) already "
@@ -20,8 +20,8 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..model import MLP
-    from ..onnx import export
+    from ...integrations.onnx import export
+    from ...model import MLP
 
     model = MLP.load(args.model)
     export(model, args.output, opset=args.opset, ir_version=args.ir_version,
