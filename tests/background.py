@@ -6,8 +6,9 @@ most of the main test process: run one after the other, they leave the second co
 CI machine idle for minutes. A `Job` is that subprocess work, written as a function; tests that
 need it carry ``@pytest.mark.background(job)``. Once collection ends, ``conftest.py`` hands the
 jobs of the selected tests to one worker thread, which runs them one at a time, longest first,
-beside the main process. A test then calls ``job.result()``: the job's return value, or its
-exception, once it has finished (the job runs in the test itself when it was not started early).
+beside the main process, and moves those tests to the end of the session. A test then calls
+``job.result()``: the job's return value, or its exception, once it has finished (the job runs in
+the test itself when it was not started early).
 
 Jobs start early only when no benchmark is timed: a compiler beside a timed benchmark would
 slow it down.

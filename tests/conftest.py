@@ -19,6 +19,13 @@ settings.load_profile("ci")
 os.environ["FASTMNIST_COMPILE"] = "wait"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """The tests that read a background job's result run last, in their order: by then their
+    jobs have run beside the other tests."""
+    items.sort(key=lambda item: item.get_closest_marker("background") is not None)
+
+
 def pytest_collection_finish(session):
     """Start the background jobs (``tests/background.py``) of the selected tests, unless a
     benchmark is timed in this run."""

@@ -4,8 +4,11 @@ These train for real (about a minute in all), so they
 are marked slow; CI runs them.
 """
 
+import os
 import re
+import sys
 
+import background
 import numpy as np
 import pytest
 
@@ -15,42 +18,86 @@ from fastmnist.cli import main
 pytestmark = pytest.mark.slow
 
 
-def _cli_accuracy(capsys, *argv):
-    """Run ``fastmnist train`` and return the final test accuracy it printed."""
-    assert main(["train", "--no-progress", *argv]) == 0
-    out = capsys.readouterr().out
+def _accuracy(out):
+    """The final test accuracy that ``fastmnist train`` printed in `out`."""
     found = re.findall(r"^test accuracy (0\.\d+)", out, flags=re.M)
     assert len(found) == 1, out
     return float(found[0])
 
 
-def test_seed_recipe_cli_reproduces_the_notebook(mnist, capsys, tmp_path):
-    acc = _cli_accuracy(capsys, "--recipe", "seed", "--out", str(tmp_path / "seed.npz"))
+def _cli_accuracy(capsys, *argv):
+    """Run ``fastmnist train`` and return the final test accuracy it printed."""
+    assert main(["train", "--no-progress", *argv]) == 0
+    return _accuracy(capsys.readouterr().out)
+
+
+@background.job(cost=30)
+def seed_cli(folder):
+    """``fastmnist train --recipe seed`` in its own process (500 full-batch steps, about
+    30 s): (the process, the model file)."""
+    if not os.environ.get("FASTMNIST_DATA"):  # the test skips; no download
+        return None
+    path = os.path.join(folder, "seed.npz")
+    return background.run([sys.executable, "-m", "fastmnist", "train", "--no-progress",
+                           "--recipe", "seed", "--out", path], timeout=600), path
+
+
+@pytest.mark.background(seed_cli)
+def test_seed_recipe_cli_reproduces_the_notebook(mnist):
+    proc, path = seed_cli.result()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    acc = _accuracy(proc.stdout)
     assert acc >= 0.85
-    model = fm.MLP.load(tmp_path / "seed.npz")
+    model = fm.MLP.load(path)
     assert model.sizes == [784, 10, 10] and model.dtype == np.float64
     assert len(model.history["loss"]) == 500
     # the saved model gives the printed accuracy through the public API
     assert model.score(mnist[2], mnist[3]) == pytest.approx(acc, abs=1e-4)
 
 
+_SEED_BOTH = """
+import sys
+import numpy as np
+import fastmnist as fm
+X, y, Xt, yt = fm.load_mnist()
+out = {}
+for backend in ("numpy", "numba"):
+    model, kw = fm.recipes.get("seed", backend=backend)
+    model.fit(X, y, progress=False, **{**kw, "epochs": 60})
+    for i, (W, b) in enumerate(model.params):
+        out[f"{backend}_W{i}"], out[f"{backend}_b{i}"] = W, b
+    out[f"{backend}_loss"] = np.asarray(model.history["loss"])
+    out[f"{backend}_score"] = np.float64(model.score(Xt, yt))
+np.savez(sys.argv[1], **out)
+"""
+
+
+@background.job(cost=30)
+def seed_both(folder):
+    """The seed recipe's first 60 full-batch steps on each backend, in its own process (the
+    reference takes ~0.3 s a step): (the process, the npz of weights, losses and scores)."""
+    if not os.environ.get("FASTMNIST_DATA"):  # the test skips; no download
+        return None
+    path = os.path.join(folder, "seed-both.npz")
+    return background.run([sys.executable, "-c", _SEED_BOTH, path], timeout=600), path
+
+
+@pytest.mark.background(seed_both)
 def test_seed_recipe_numpy_and_numba_agree(mnist):
     """The reference and the fast backend train the seed recipe to the same weights.
 
-    60 of the 500 full-batch steps keep this affordable (the reference takes ~0.3 s a step);
-    the full run on the reference is ``fastmnist train --recipe seed --backend numpy``.
+    60 of the 500 full-batch steps keep this affordable; the full run on the reference is
+    ``fastmnist train --recipe seed --backend numpy``.
     """
-    models = {}
-    for backend in ("numpy", "numba"):
-        model, kw = fm.recipes.get("seed", backend=backend)
-        model.fit(mnist[0], mnist[1], progress=False, **{**kw, "epochs": 60})
-        models[backend] = model
-    ref, fast = models["numpy"], models["numba"]
-    for (W, b), (W0, b0) in zip(fast.params, ref.params):
-        np.testing.assert_allclose(W, W0, rtol=1e-7, atol=1e-10)
-        np.testing.assert_allclose(b, b0, rtol=1e-7, atol=1e-10)
-    np.testing.assert_allclose(fast.history["loss"], ref.history["loss"], rtol=1e-9)
-    assert fast.score(mnist[2], mnist[3]) == ref.score(mnist[2], mnist[3]) > 0.6
+    proc, path = seed_both.result()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = np.load(path)
+    for i in range(2):
+        np.testing.assert_allclose(got[f"numba_W{i}"], got[f"numpy_W{i}"], rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(got[f"numba_b{i}"], got[f"numpy_b{i}"], rtol=1e-7, atol=1e-10)
+    assert len(got["numba_loss"]) == 60
+    np.testing.assert_allclose(got["numba_loss"], got["numpy_loss"], rtol=1e-9)
+    assert got["numba_score"] == got["numpy_score"] > 0.6
 
 
 def test_default_recipe_cli_reaches_97(mnist, capsys, tmp_path):

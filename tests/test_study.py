@@ -6,8 +6,7 @@ several tests. Its numbers are not checked, only that they are there and sane: t
 is shared, so timings vary.
 """
 
-import contextlib
-import io
+import importlib.util
 import json
 import math
 import os
@@ -15,7 +14,9 @@ import platform
 import re
 import struct
 import sys
+from pathlib import Path
 
+import background
 import numba
 import numpy as np
 import pytest
@@ -45,17 +46,25 @@ HEADINGS = [
 SWEEPS = ("batch_size", "threads", "dtype", "python_overhead", "sparsity")
 
 
+@background.job(cost=40)
+def quick_study(folder):
+    """``fastmnist study --quick`` on real MNIST, in its own process (about 40 s): the
+    process and the out folder; None without real MNIST or matplotlib."""
+    if not os.environ.get("FASTMNIST_DATA") or importlib.util.find_spec("matplotlib") is None:
+        return None
+    out = Path(folder) / "out"
+    return background.run([sys.executable, "-m", "fastmnist", "study", "--quick", "--out",
+                           str(out)], timeout=900), out
+
+
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+def study():
     """(exit code, out folder, stdout, stderr) of ``fastmnist study --quick`` on real MNIST."""
     if not os.environ.get("FASTMNIST_DATA"):
         pytest.skip("FASTMNIST_DATA is not set: no real MNIST here")
     pytest.importorskip("matplotlib")
-    out = tmp_path_factory.mktemp("study") / "out"
-    stdout, stderr = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-        code = main(["study", "--quick", "--out", str(out)])
-    return code, out, stdout.getvalue(), stderr.getvalue()
+    proc, out = quick_study.result()
+    return proc.returncode, out, proc.stdout, proc.stderr
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +79,7 @@ def study_json(study):
 
 
 @pytest.mark.slow
+@pytest.mark.background(quick_study)
 def test_study_exits_0_and_writes_every_file(study):
     code, out, stdout, stderr = study
     assert code == 0, stderr
@@ -82,6 +92,7 @@ def test_study_exits_0_and_writes_every_file(study):
 
 
 @pytest.mark.slow
+@pytest.mark.background(quick_study)
 def test_report_has_every_section_in_order(report):
     headings = [line for line in report.splitlines() if line.startswith("#")]
     assert headings == HEADINGS
@@ -93,6 +104,7 @@ def test_report_has_every_section_in_order(report):
 
 
 @pytest.mark.slow
+@pytest.mark.background(quick_study)
 def test_report_states_machine_and_versions(report):
     machine = report[report.index("## Machine and settings"):report.index("### GEMM roof")]
     assert "- CPU: " in machine
@@ -107,6 +119,7 @@ def test_report_states_machine_and_versions(report):
 
 
 @pytest.mark.slow
+@pytest.mark.background(quick_study)
 def test_every_plot_in_the_report_is_a_png(study, report):
     out = study[1]
     shown = set(re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report))
@@ -127,6 +140,7 @@ def _positive_finite(x):
 
 
 @pytest.mark.slow
+@pytest.mark.background(quick_study)
 def test_study_json_timings_are_positive_and_finite(study_json):
     results = study_json["results"]
     assert set(results) == set(SWEEPS) | {"recipes"}
