@@ -912,6 +912,7 @@ print(json.dumps([hashlib.sha256(a.tobytes()).hexdigest() for a in arrays]))
 """
 
 
+@pytest.mark.slow  # two real processes racing to fill the cache
 def test_two_processes_fill_cache_at_once(tiny, tmp_path):
     mirror = _write_folder(tmp_path / "mirror", tiny, gz=True)
     cache = tmp_path / "cache"

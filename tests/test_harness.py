@@ -71,6 +71,7 @@ def test_fastmnist_epoch_carries_the_optimizer_state_on():
     assert epoch.params() is params
 
 
+@pytest.mark.slow  # times every contender of every case
 @pytest.mark.parametrize("name", list(head_to_head.CASES))
 def test_every_case_validates_and_times_its_contenders(name):
     """Each case of `fastmnist bench` on a small slice: every contender available here passes

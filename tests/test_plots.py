@@ -55,6 +55,7 @@ def test_confusion_matrix_counts():
         plots.confusion_matrix([0, 1], [0], n_classes=3)
 
 
+@pytest.mark.slow  # matplotlib draws every figure
 def test_write_evaluation_plots(tmp_path, small, trained_model):
     _, _, X_test, y_test = small
     out = tmp_path / "plots" / "nested"
@@ -86,6 +87,7 @@ def test_edge_cases(tmp_path):
     assert_png(tmp_path / "curves.png")
 
 
+@pytest.mark.slow  # matplotlib draws every figure
 def test_cli_evaluate_plots(tmp_path, small, trained_model, monkeypatch, capsys):
     if not os.environ.get("FASTMNIST_DATA"):
         import fastmnist.data

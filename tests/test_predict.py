@@ -248,6 +248,7 @@ def test_large_jpeg_photo(tmp_path):
     assert correlation(x, to_mnist(small)) > 0.97 and digit_warning(x) is None
 
 
+@pytest.mark.slow  # every test digit through the photo pipeline
 def test_photos_of_mnist_digits(mnist, digits):
     """A model trained on MNIST reads MNIST test digits photographed under uneven light (a
     300x400 frame, light ramping from 90 to 250) about as well as the digits themselves."""

@@ -26,6 +26,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import GridSearchCV, train_test_split  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils import estimator_checks  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 import fastmnist  # noqa: E402
@@ -44,9 +45,23 @@ def _quiet_convergence():
 
 # ---- scikit-learn's checks, default arguments -----------------------------------------------
 
+@pytest.mark.slow  # about 20 s: CI runs every check, the inner loop the few below
 @parametrize_with_checks([MLPClassifier(), MLPRegressor()])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+#: a few of scikit-learn's checks for the inner loop (``-m "not slow"``)
+QUICK_CHECKS = ["check_classifiers_train", "check_fit2d_predict1d", "check_dtype_object",
+                "check_fit_idempotent", "check_n_features_in", "check_estimators_nan_inf"]
+
+
+@pytest.mark.parametrize("estimator", [MLPClassifier(), MLPRegressor()], ids=repr)
+@pytest.mark.parametrize("name", QUICK_CHECKS)
+def test_quick_sklearn_checks(estimator, name):
+    if name == "check_classifiers_train" and isinstance(estimator, MLPRegressor):
+        name = "check_regressors_train"
+    getattr(estimator_checks, name)(type(estimator).__name__, estimator)
 
 
 @pytest.mark.slow  # the same checks as above on the other backend: CI, not the inner loop
@@ -215,6 +230,7 @@ def test_regressor_like_sklearn(backend):
 
 # ---- the defaults on small data: scikit-learn's accuracy --------------------------------------
 
+@pytest.mark.slow  # six default fits on each library
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("dataset", ["digits", "moons"])
 def test_default_accuracy_within_a_point_of_sklearn(dataset, seed):
