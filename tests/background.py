@@ -22,6 +22,7 @@ import threading
 
 _LIVE = set()  # Popen objects of running jobs, killed when the session ends
 _LOCK = threading.Lock()
+_STOPPED = threading.Event()  # the session has ended: no new process
 
 
 class Job:
@@ -82,10 +83,13 @@ def job(cost):
 
 def run(argv, timeout, **kwargs):
     """`subprocess.run(argv, capture_output=True, text=True, ...)`, killed with the session."""
-    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          **kwargs) as proc:
-        with _LOCK:
-            _LIVE.add(proc)
+    with _LOCK:
+        if _STOPPED.is_set():
+            raise RuntimeError("the test session has ended")
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, **kwargs)
+        _LIVE.add(proc)
+    with proc:
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -104,7 +108,7 @@ def start(jobs):
 
     def worker():
         for j in queue:
-            if j._claim():
+            if not _STOPPED.is_set() and j._claim():
                 j._run()
 
     if queue:
@@ -112,8 +116,9 @@ def start(jobs):
 
 
 def stop(jobs):
-    """Kill what still runs and remove the jobs' folders."""
+    """Kill what still runs, start nothing more, and remove the jobs' folders."""
     with _LOCK:
+        _STOPPED.set()
         for proc in list(_LIVE):
             proc.kill()
     for j in set(jobs):
