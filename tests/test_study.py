@@ -1,9 +1,9 @@
 """``fastmnist study``: report.md, study.json and the plots of a ``--quick`` run on the real MNIST;
 without matplotlib or a writable ``--out``, a one-line error before anything is measured.
 
-The study is run once for the module (about a minute on 2 cores) and its files checked by
-several tests. Its numbers are not checked, only that they are there and sane: the machine
-is shared, so timings vary.
+The study runs once, in a process of its own beside the other tests (the background job
+`quick_study`, about 40 s on 2 cores), and its files are checked by several tests. Its numbers
+are not checked, only that they are there and sane: the machine is shared, so timings vary.
 """
 
 import importlib.util
