@@ -25,6 +25,11 @@ PROBE_STEPS = 32
 RETRY_START = 8
 RETRY_MOST = 16
 
+#: the wait after the first verdict from a measurement of all threads, where one thread was
+#: faster: the first steps on all threads can be slow for reasons that pass (see
+#: :class:`Governor`)
+RETRY_FIRST = 2
+
 #: a count whose last chunk took this much longer (or shorter) than its estimate is re-checked
 JUMP = 1.3
 
@@ -71,7 +76,14 @@ class Governor:
     thread and as many on `most`; where the system's CPU counters show another process
     holding a core already, the probe of `most` is skipped until they show it free (a step on
     two threads with one core taken cost six of one thread's, fast98 on an Intel Xeon); one
-    thread runs until they have START_WINDOW seconds to say. From then on the faster
+    thread runs until they have START_WINDOW seconds to say. The first chunk on `most`
+    threads (PROBE_STEPS steps) is not measured either, and the first verdict for one thread
+    is checked again after two chunks: a fit's first steps on all threads can run no faster
+    than one thread (the scikit-learn estimator on a 2-vCPU Intel Xeon, about 70 steps; the
+    first in a process some 70 ms more), and one thread was then kept for 16 chunks.
+    A probe's time replaces the count's estimate (it is the newest word on conditions that
+    may have changed since); whole chunks on the current count are averaged. From then on
+    the faster
     count runs whole chunks, and the other is measured again (PROBE_STEPS steps) after
     RETRY_START chunks; the wait doubles up to RETRY_MOST each time the choice is confirmed,
     and starts over when the running count's step time jumps by JUMP (a neighbour process
@@ -89,6 +101,8 @@ class Governor:
         self.time = {}          # count -> estimate of seconds per step
         self.full = {}          # count -> the same, from whole chunks only
         self.warm = False
+        self.warm_most = False  # the first chunk on `most` threads has run (unmeasured)
+        self.judged = False     # a measurement of `most` threads has been compared
         self.current = 1        # the count measured first
         self.wait = RETRY_START
         self.since = 0          # chunks on the current count since the other was measured
@@ -102,13 +116,15 @@ class Governor:
         if 1 not in self.time:
             return 1, PROBE_STEPS
         if self.most not in self.time:
+            if self.warm_most:  # the counters allowed the warm-up: the probe follows it
+                return self.most, PROBE_STEPS
             free = self._cores_free(START_WINDOW)
             if free is None and self.since_sample is not None:  # counters, but too few ticks
                 return 1, PROBE_STEPS
             if free is False:  # a neighbour holds a core already: all threads would stall;
                 self.time[self.most] = math.inf  # measured once the counters show it free
                 return 1, self.chunk
-            return self.most, PROBE_STEPS
+            return self.most, PROBE_STEPS  # the warm-up, then the probe
         if self.since >= self.wait:
             if self._load_unchanged():
                 self.since = 0
@@ -142,12 +158,16 @@ class Governor:
         if not self.warm:  # compilation, thread start-up
             self.warm = True
             return
+        if threads == self.most and not self.warm_most:  # the other cores waking up
+            self.warm_most = True
+            return
         if steps < PROBE_STEPS:  # an epoch's short tail: the call's own cost dominates
             return
         per_step = seconds / steps
         before = self.time.get(threads)
         known = before is not None and math.isfinite(before)  # inf: skipped, see plan
-        self.time[threads] = 0.5 * (before + per_step) if known else per_step
+        probe = threads != self.current
+        self.time[threads] = 0.5 * (before + per_step) if known and not probe else per_step
         # a jump is judged between whole chunks only (a probe's call cost weighs more per step)
         full = steps >= self.chunk
         was = self.full.get(threads) if full else None
@@ -158,12 +178,14 @@ class Governor:
             self.time[threads] = per_step
         if len(self.time) < 2:
             return
+        judged, self.judged = self.judged, self.judged or (probe and threads == self.most)
         best = min(self.time, key=self.time.get)
-        if threads != self.current:  # the other count was measured
+        if probe:  # the other count was measured
             self.since = 0
             self.since_sample = self.sample()
             if best == self.current:
-                self.wait = min(self.wait * 2, RETRY_MOST)
+                first = threads == self.most and not judged
+                self.wait = RETRY_FIRST if first else min(self.wait * 2, RETRY_MOST)
             else:
                 self.current, self.wait = best, RETRY_START
         elif jumped:
