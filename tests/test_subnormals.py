@@ -79,6 +79,31 @@ def test_long_adam_run_leaves_no_subnormals(record_state, backend, dtype, steps)
     assert _subnormal_count(arrays) == 0
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_tiny_gradients_leave_no_subnormal_second_moment(record_state, backend):
+    """A confident model's gradients can be so small that Adam's (1 - beta2) * g * g is
+    subnormal within one step, where the state's flush (every FLUSH_EVERY steps) does not
+    look: here the true class leads the others by 43.7 in the logits, so that b2's and W2's
+    gradients are about exp(-43.7) = 1e-19 and their squares, times 1 - beta2, about 1e-41.
+    Adam takes them as 0 (``optim.grad_flush_threshold``): one step (not a flush step)
+    stores no subnormal. float32 only: the softmax's flush at exp(-64) keeps float64's
+    gradients far above its threshold (5e-153)."""
+    dtype, gap = "float32", 43.7
+    model = fm.MLP(hidden=(8,), dtype=dtype, seed=0)
+    (W1, b1), (W2, b2) = model.params
+    W2[:] = 0.5 / 8
+    b2[:] = 0
+    b2[3] = gap
+    X = np.zeros((1, 784), np.uint8)
+    X[0, 300:340] = 200
+    y = np.array([3])
+    assert fm.optim.grad_flush_threshold(fm.optim.Optimizer("adam"), dtype) > np.exp(-gap)
+    model.fit(X, y, epochs=1, batch_size=1, lr=1e-3, optimizer="adam", shuffle=False,
+              backend=backend, progress=False, threads=1 if backend == "numba" else None)
+    arrays = _touched(model, record_state[-1:])
+    assert _subnormal_count(arrays) == 0
+
+
 def test_flush_keeps_nan_and_normals():
     opt = fm.optim.Optimizer("adam")
     thr = fm.optim.flush_threshold(opt, np.float32)

@@ -448,8 +448,9 @@ def update_range(state, rule, G, T, lo, hi, own):
     state (flat, s1, s2), (P,) each, updated in place: the parameters and the optimizer's
     state (s1 the momentum or Adam's first moment, s2 Adam's second; any array where the
     optimizer has none). rule (opt, lr, hp, wd, c1, c2, thr): the optimizer's code (0 SGD,
-    1 momentum, 2 Adam, 3 Nesterov), the learning rate, hp (6,) in the parameters' dtype
-    (momentum, beta1, 1 - beta1, beta2, 1 - beta2, eps), the weight decay, Adam's bias
+    1 momentum, 2 Adam, 3 Nesterov), the learning rate, hp (7,) in the parameters' dtype
+    (momentum, beta1, 1 - beta1, beta2, 1 - beta2, eps, and the magnitude below which Adam
+    takes a gradient as 0: ``optim.grad_flush_threshold``), the weight decay, Adam's bias
     corrections 1 - beta1^t and 1 - beta2^t, and the flush threshold: with thr > 0 the
     weights and the optimizer state of the range are then flushed below thr (see
     ``optim.flush_threshold``).
@@ -495,10 +496,12 @@ def update_range(state, rule, G, T, lo, hi, own):
             w[i] -= lr * (g + mu * v)
             g0[i] = 0
     else:  # adam
-        b1, one_b1, b2, one_b2, eps = hp[1], hp[2], hp[3], hp[4], hp[5]
+        b1, one_b1, b2, one_b2, eps, g_thr = hp[1], hp[2], hp[3], hp[4], hp[5], hp[6]
         m1, m2 = s1[lo:hi], s2[lo:hi]
+        zero = eps * 0
         for i in range(n):
             g = (g0[i] + g1[i] if two else g0[i]) + wd * w[i]
+            g = zero if abs(g) < g_thr else g  # no subnormal g * g (NaN kept)
             m = b1 * m1[i] + one_b1 * g
             v = b2 * m2[i] + one_b2 * (g * g)
             m1[i] = m

@@ -40,7 +40,7 @@ import threading
 import numpy as np
 
 from ..errors import InputError
-from ..optim import Optimizer, flush_steps, flush_threshold
+from ..optim import Optimizer, flush_steps, flush_threshold, grad_flush_threshold
 from . import (
     _jit,
     _plain,
@@ -1120,13 +1120,13 @@ def loss_and_grads(params, x, y, activation="relu", output="softmax", sample_wei
 
 
 def _hyper(opt, dtype):
-    """The optimizer's hyperparameters (6,) as update_range reads them, in `dtype`."""
-    return np.array([opt.momentum, opt.beta1, 1 - opt.beta1, opt.beta2, 1 - opt.beta2, opt.eps],
-                    dtype=dtype)
+    """The optimizer's hyperparameters (7,) as update_range reads them, in `dtype`."""
+    return np.array([opt.momentum, opt.beta1, 1 - opt.beta1, opt.beta2, 1 - opt.beta2, opt.eps,
+                     grad_flush_threshold(opt, dtype)], dtype=dtype)
 
 
 def _hypers(opt, dtype, t):
-    """The hyperparameters of the steps t (n_steps,), (n_steps, 6): eps per step (Adam's
+    """The hyperparameters of the steps t (n_steps,), (n_steps, 7): eps per step (Adam's
     ``Optimizer.eps_at``), the rest constant."""
     hps = np.tile(_hyper(opt, dtype), (len(t), 1))
     hps[:, 5] = opt.eps_at(t).astype(dtype)

@@ -9,7 +9,7 @@ last layer is softmax. The loss is the mean cross-entropy.
 import numpy as np
 
 from .. import augment
-from ..optim import Optimizer, flush_small, flush_steps
+from ..optim import Optimizer, flush_small, flush_steps, grad_flush_threshold
 from . import activation_code, check_ema, check_max_norm, check_smoothing, output_code
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype) on the way in
@@ -284,7 +284,8 @@ def apply_update(params, grads, state, opt, lr, t, weight_decay=None):
                 v *= dt(opt.momentum)
                 v += g
                 p -= dt(lr) * (g + dt(opt.momentum) * v)
-            else:  # adam
+            else:  # adam; gradients below the threshold taken as 0 (no subnormal g * g)
+                g = np.where(np.abs(g) < dt(grad_flush_threshold(opt, p.dtype)), dt(0), g)
                 m, v = state[0][i][j], state[1][i][j]
                 m *= dt(opt.beta1)
                 m += dt(1 - opt.beta1) * g
