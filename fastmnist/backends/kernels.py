@@ -498,7 +498,7 @@ def update_range(state, rule, G, T, lo, hi, own):
     else:  # adam
         b1, one_b1, b2, one_b2, eps, g_thr = hp[1], hp[2], hp[3], hp[4], hp[5], hp[6]
         m1, m2 = s1[lo:hi], s2[lo:hi]
-        zero = eps * 0
+        zero = g_thr - g_thr  # of the parameters' dtype (eps * 0 would be float64)
         for i in range(n):
             g = (g0[i] + g1[i] if two else g0[i]) + wd * w[i]
             g = zero if abs(g) < g_thr else g  # no subnormal g * g (NaN kept)
