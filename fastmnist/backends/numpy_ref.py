@@ -285,7 +285,11 @@ def apply_update(params, grads, state, opt, lr, t, weight_decay=None):
                 v += g
                 p -= dt(lr) * (g + dt(opt.momentum) * v)
             else:  # adam; gradients below the threshold taken as 0 (no subnormal g * g)
-                g = np.where(np.abs(g) < dt(grad_flush_threshold(opt, p.dtype)), dt(0), g)
+                g_thr = dt(grad_flush_threshold(opt, p.dtype))
+                # the smallest magnitude first (NaN ignored): the copy only where one is
+                # small (an np.where on every step made this update 1.4-3x slower)
+                if np.fmin.reduce(np.abs(g), axis=None, initial=np.inf) < g_thr:
+                    g = np.where(np.abs(g) < g_thr, dt(0), g)
                 m, v = state[0][i][j], state[1][i][j]
                 m *= dt(opt.beta1)
                 m += dt(1 - opt.beta1) * g
