@@ -71,26 +71,24 @@ class Governor:
 
     Notes
     -----
-    The first chunk (PROBE_STEPS // 2 steps on one thread, cheap whether a core is busy or
-    not) is not measured: it may compile the kernels. Then PROBE_STEPS steps run on one
-    thread and as many on `most`; where the system's CPU counters show another process
-    holding a core already, the probe of `most` is skipped until they show it free (a step on
-    two threads with one core taken cost six of one thread's, fast98 on an Intel Xeon); one
-    thread runs until they have START_WINDOW seconds to say. The first chunk on `most`
-    threads (PROBE_STEPS steps) is not measured either, and the first verdict for one thread
-    is checked again after two chunks: a fit's first steps on all threads can run no faster
-    than one thread (the scikit-learn estimator on a 2-vCPU Intel Xeon, about 70 steps; the
-    first in a process some 70 ms more), and one thread was then kept for 16 chunks.
-    A probe's time replaces the count's estimate (it is the newest word on conditions that
-    may have changed since); whole chunks on the current count are averaged. From then on
-    the faster
-    count runs whole chunks, and the other is measured again (PROBE_STEPS steps) after
-    RETRY_START chunks; the wait doubles up to RETRY_MOST each time the choice is confirmed,
-    and starts over when the running count's step time jumps by JUMP (a neighbour process
-    started or stopped). Where the system's CPU counters can be read (Linux), a due probe is
-    skipped while they say the choice still holds: other processes leave a core per thread
-    free and all threads run, or they take one and a single thread runs. A probe on a busy
-    machine costs PROBE_STEPS slow steps, not a whole slow chunk.
+    The first chunk (PROBE_STEPS // 2 steps on one thread, cheap whether a core is busy or not)
+    is not measured: it may compile the kernels. Then PROBE_STEPS steps run on one thread and as
+    many on `most`; where the system's CPU counters show another process holding a core already,
+    the probe of `most` is skipped until they show it free (a step on two threads with one core
+    taken cost six of one thread's, fast98 on an Intel Xeon); one thread runs until they have
+    START_WINDOW seconds to say. The first chunk on `most` threads (PROBE_STEPS steps) is not
+    measured either, and the first verdict for one thread is checked again after two chunks: a
+    fit's first steps on all threads can run no faster than one thread (the scikit-learn
+    estimator on a 2-vCPU Intel Xeon, about 70 steps; the first in a process some 70 ms more),
+    and one thread was then kept for 16 chunks. A probe's time replaces the count's estimate (it
+    is the newest word on conditions that may have changed since); whole chunks on the current
+    count are averaged. From then on the faster count runs whole chunks, and the other is
+    measured again (PROBE_STEPS steps) after RETRY_START chunks; the wait doubles up to
+    RETRY_MOST each time the choice is confirmed, and starts over when the running count's step
+    time jumps by JUMP (a neighbour process started or stopped). Where the system's CPU counters
+    can be read (Linux), a due probe is skipped while they say the choice still holds: other
+    processes leave a core per thread free and all threads run, or they take one and a single
+    thread runs. A probe on a busy machine costs PROBE_STEPS slow steps, not a whole slow chunk.
     """
 
     def __init__(self, most, chunk, sample=_cpu_sample):
