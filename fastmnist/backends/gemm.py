@@ -143,7 +143,7 @@ def _update(state, rule, G, layout):
         wo = woff[l]
         bo = wo + sizes[l] * sizes[l + 1]
         update_range(state, rule, G, 1, wo, bo, 0)
-        update_range(state, (opt, lr, hp, wd * 0, c1, c2, thr), G, 1, bo, bo + sizes[l + 1], 0)
+        update_range(state, (opt, lr, hp, wd - wd, c1, c2, thr), G, 1, bo, bo + sizes[l + 1], 0)
 
 
 def train_steps(flat, state, layout, data, y, order, batch_size, steps, act, task, aug):

@@ -424,7 +424,7 @@ def _reduce_update(state, rule, G, T, layout, alone):
             if alone and T == 2:
                 zero_fill(G[1 - own, a:b])
             a, b = _slice_of(part, n_parts, wo + n_w, sizes[l + 1])
-            update_range(state, (opt, lr, hp, wd * 0, c1, c2, thr), G, T, a, b, own)
+            update_range(state, (opt, lr, hp, wd - wd, c1, c2, thr), G, T, a, b, own)
             if alone and T == 2:
                 zero_fill(G[1 - own, a:b])
 
