@@ -6,7 +6,8 @@ The same arguments for both (``hidden_layer_sizes=(100,)``, ``max_iter``, ``rand
 everything else scikit-learn's defaults) on MNIST as a user holds it: the uint8 images as
 they come, or StandardScaler's float64 output. Processes alternate, fastmnist then
 scikit-learn, `rounds` times, so that a noisy neighbour slows both, and neither's spinning
-threads (Numba's OpenMP, OpenBLAS) tax the other; medians are reported. Timed: ``fit``, as a
+threads (Numba's OpenMP, OpenBLAS) tax the other; medians are reported
+(``fastmnist.tools.harness.timing.interleaved``). Timed: ``fit``, as a
 user's script calls it (validation and preparation included), after a warm-up fit on 2,000
 rows that loads fastmnist's compiled kernels from the cache (the first run of all compiles
 them). The test accuracy of each fit is printed beside its time.
@@ -70,23 +71,27 @@ def main():
         seconds, acc = _worker(args.worker, kinds[0], args.max_iter)
         print(json.dumps({"seconds": seconds, "accuracy": acc}))
         return
+    from fastmnist.tools.harness.timing import interleaved
+
+    def process(who, kind):
+        """A callable running one fit of `who` in its own process: (seconds, accuracy)."""
+        def run():
+            out = subprocess.run([sys.executable, __file__, "--worker", who, "--data", kind,
+                                  "--max-iter", str(args.max_iter)],
+                                 capture_output=True, text=True, check=True)
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"{kind}: {who:12s} {res['seconds']:6.2f} s  "
+                  f"test accuracy {res['accuracy']:.4f}", flush=True)
+            return res["seconds"], res["accuracy"]
+        return run
+
     for kind in kinds:
-        results = {who: [] for who in CONTENDERS}
-        for r in range(args.rounds):
-            for who in CONTENDERS:
-                out = subprocess.run([sys.executable, __file__, "--worker", who, "--data", kind,
-                                      "--max-iter", str(args.max_iter)],
-                                     capture_output=True, text=True, check=True)
-                res = json.loads(out.stdout.strip().splitlines()[-1])
-                results[who].append(res)
-                print(f"{kind} round {r + 1}: {who:12s} {res['seconds']:6.2f} s  "
-                      f"test accuracy {res['accuracy']:.4f}", flush=True)
-        med = {who: statistics.median(x["seconds"] for x in runs)
-               for who, runs in results.items()}
+        times = interleaved({who: process(who, kind) for who in CONTENDERS},
+                            repeats=args.rounds, warmup=0)
+        med = {who: statistics.median(t) for who, t in times.items()}
         print(f"{kind}: median fit seconds: fastmnist {med['fastmnist']:.2f}, scikit-learn "
               f"{med['scikit-learn']:.2f}; scikit-learn / fastmnist = "
               f"{med['scikit-learn'] / med['fastmnist']:.2f}x", flush=True)
-
 
 if __name__ == "__main__":
     main()
