@@ -8,7 +8,8 @@ its own Numba cache there (the first run compiles both, once). Workloads: one SG
 network through the Numba backend's ``train_epoch`` on data prepared once (``epoch-784-10-10``,
 ``epoch-784-128-10``, ``epoch-784-256-128-10``), and a recipe's whole ``fit`` as users call it
 (``fit-default``, ``fit-fast98``, any recipe; ``fit-best+affine``: with
-``affine=(10, 0.1, 10)`` added), and the kernels users call directly on uint8 rows of
+``affine=(10, 0.1, 10)`` added; ``fit-default+numpy``: one epoch on the NumPy reference, as a
+cold start trains while the kernels compile), and the kernels users call directly on uint8 rows of
 784-128-10: ``forward-10000`` (the first 10,000 images) and ``loss_and_grads-128`` (one
 batch, repeated 20 times a run). The two sides start from the same weights and must end
 bit-identical unless ``--allow-different`` (a change meant to move the rounding). Runs
@@ -106,6 +107,8 @@ def _fit(pkg, recipe, X, y, threads):
         model, kw = recipes.get(recipe)
         if extra == "affine":
             kw["affine"] = (10.0, 0.1, 10.0)
+        if extra == "numpy":  # the reference backend, one epoch: a cold start's path
+            kw.update(backend="numpy", epochs=1)
         if threads:
             kw["threads"] = threads
         model.fit(X, y, progress=False, **kw)

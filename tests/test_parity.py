@@ -14,7 +14,7 @@ from fastmnist.backends import kernels
 from fastmnist.backends import numba_cpu as fast
 from fastmnist.backends import numpy_ref as ref
 from fastmnist.errors import InputError
-from fastmnist.optim import Optimizer, init_state
+from fastmnist.optim import Optimizer, grad_flush_threshold, init_state
 
 DTYPES = [np.float64, np.float32]
 # (rows, layer widths): batch 1, odd sizes, several depths; layer 1 at most LANES wide (one
@@ -237,6 +237,50 @@ def test_twenty_train_steps_float64():
     for (Wf, bf), (Wr, br) in zip(params_f, params_r):
         np.testing.assert_allclose(Wf, Wr, rtol=0, atol=STEPS_ATOL_F64)
         np.testing.assert_allclose(bf, br, rtol=0, atol=STEPS_ATOL_F64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_reference_adam_is_the_formula_bit_for_bit(dtype):
+    """The reference's in-place Adam (scratch arrays, no temporaries) computes exactly the
+    textbook expressions, gradient flush included: what the Numba backend is held to."""
+    opt = Optimizer("adam")
+    rng = np.random.default_rng(5)
+    params = random_net([40, 16, 3], dtype, scale=0.1)
+    grads = [(rng.standard_normal(W.shape).astype(dtype), rng.standard_normal(b.shape)
+              .astype(dtype)) for W, b in params]
+    grads[0][0][0, :5] = dtype(1e-30) if dtype == np.float32 else 1e-160  # flushed to 0
+    state = init_state(params, opt)
+    want = [[W.copy(), b.copy()] for W, b in params]
+    moments = [[[a.copy() for a in pair] for pair in slot] for slot in state]
+    dt = np.dtype(dtype).type
+    for t in (1, 2, 3):
+        ref.apply_update(params, grads, state, opt, 0.01, t)
+        for i, pair in enumerate(want):
+            for j, p in enumerate(pair):
+                g = grads[i][j]
+                thr = dt(grad_flush_threshold(opt, np.dtype(dtype)))
+                g = np.where(np.abs(g) < thr, dt(0), g)
+                m, v = moments[0][i][j], moments[1][i][j]
+                m[...] = dt(opt.beta1) * m + dt(1 - opt.beta1) * g
+                v[...] = dt(opt.beta2) * v + dt(1 - opt.beta2) * g * g
+                p -= dt(0.01) * (m / dt(1 - opt.beta1 ** t)) / (
+                    np.sqrt(v / dt(1 - opt.beta2 ** t)) + dt(opt.eps_at(t)))
+    for (W, b), (Ww, bw) in zip(params, want):
+        np.testing.assert_array_equal(W, Ww)
+        np.testing.assert_array_equal(b, bw)
+    assert np.all(state[1][0][0][0, :5] == 0)
+
+
+def test_reference_skips_the_inputs_gradient():
+    """linear_backward without W gives the same dW, db and no input gradient."""
+    rng = np.random.default_rng(0)
+    a, dz, W = rng.random((6, 5)), rng.random((6, 3)), rng.random((5, 3))
+    dW, db, da = ref.linear_backward(dz, a, W)
+    dW0, db0, da0 = ref.linear_backward(dz, a, None)
+    np.testing.assert_array_equal(dW0, dW)
+    np.testing.assert_array_equal(db0, db)
+    np.testing.assert_allclose(da, dz @ W.T)
+    assert da0 is None
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
