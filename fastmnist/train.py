@@ -360,7 +360,10 @@ def _check_args(model, X, y, *, epochs, batch_size, lr, optimizer, schedule, bac
         raise InputError(f"compile must be one of {COMPILE_MODES}, got {compile!r}")
     opt = Optimizer(optimizer, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
                     weight_decay=weight_decay)
-    backends.get(backend)  # InputError for an unknown name
+    backends.check_name(backend)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(
+            threads, (int, np.integer)) or threads < 1):
+        raise InputError(f"threads must be None or an int >= 1, got {threads!r}")
     seed = model.seed if seed is None else seed
     shifts = augment.shift_for(shift, model.n_features, seed, affine)
     warp = augment.affine_for(affine)
@@ -438,15 +441,18 @@ class _Run:
         """Run the remaining epochs; fit's return value."""
         s, model = self.s, self.model
         self.bar = _progress_bar(s.epochs, s.progress, self.start_epoch)
-        thread_ctx = (backends.get(s.backend).threads(s.threads) if s.backend == "numba"
-                      else contextlib.nullcontext())
+        # Numba's thread count for the run: set when Numba trains (at the switch on a first
+        # run, so that the NumPy phase does not import the kernels)
+        self.numba_phase = contextlib.ExitStack()
+        if s.backend == "numba" and self.compiler is None:
+            self.numba_phase.enter_context(self.be.threads(s.threads))
         self.governor = _governor(self.be, s.threads)
         # while a compiler runs on a core, NumPy's BLAS keeps off it (_blas)
         self.numpy_phase = contextlib.ExitStack()
         if self.compiler is not None:
             self.numpy_phase.enter_context(blas_threads(max(1, (os.cpu_count() or 2) - 1)))
         try:
-            with thread_ctx, self.flag.active(), self.numpy_phase:
+            with self.numba_phase, self.flag.active(), self.numpy_phase:
                 for epoch in range(self.start_epoch, s.epochs):
                     first = epoch == self.start_epoch
                     totals = self._run_epoch(epoch, self.start_step if first else 0,
@@ -498,6 +504,7 @@ class _Run:
         self.compiler = None
         self.numpy_phase.close()
         self.be = backends.get(self.s.backend)
+        self.numba_phase.enter_context(self.be.threads(self.s.threads))
         self.data = self.be.prepare(self.s.X)
         self.governor = _governor(self.be, self.s.threads)
 

@@ -126,7 +126,8 @@ def test_bad_y_is_input_error(case, backend):
 @pytest.mark.parametrize("bad", [dict(epochs=True), dict(epochs=2.0), dict(batch_size=8.0),
                                  dict(lr=float("nan")), dict(lr="0.1"), dict(lr=0),
                                  dict(validation_data=X0), dict(validation_data=(X0,)),
-                                 dict(threads=0, backend="numba")])
+                                 dict(threads=0, backend="numba"), dict(threads=0),
+                                 dict(threads=1.5), dict(threads=True)])
 def test_bad_fit_arguments(bad):
     with pytest.raises(InputError):
         fm.MLP(hidden=(4,)).fit(X0, Y0, progress=False, **({"backend": "numpy"} | bad))

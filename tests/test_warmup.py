@@ -190,6 +190,41 @@ def test_first_run_trains_on_numpy_and_leaves_the_cache_filled():
         numpy_steps=0, cached_at_end=True, cached=True)
 
 
+_NUMPY_PHASE = """
+import sys
+import numpy as np
+from fastmnist import MLP, warmup
+from fastmnist.cli import build_parser
+
+class Never:
+    def ready(self):
+        return False
+
+    def failed(self):
+        return False
+
+build_parser()
+warmup.start_background = lambda s: Never()
+X = np.random.default_rng(0).integers(0, 256, (200, 784)).astype(np.uint8)
+model = MLP(hidden=(8,))
+model.fit(X, np.arange(200) % 10, epochs=2, batch_size=50, compile="background",
+          threads=1, progress=False)
+model.score(X, np.arange(200) % 10)
+assert model.steps_on_numpy == 8
+print("numba_cpu" in " ".join(sys.modules))
+"""
+
+
+def test_a_first_runs_numpy_phase_does_not_import_the_kernels(tmp_path):
+    """While the kernels compile elsewhere, neither the CLI's parser, fit nor score (with
+    nothing cached) imports the Numba backend, whose import costs a first run about a second
+    (its self-test compiles)."""
+    out = subprocess.run([sys.executable, "-c", _NUMPY_PHASE], capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path)))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "False"
+
+
 def test_cli_first_run_trains_with_numpy_and_says_so(monkeypatch, capsys, tmp_path):
     """`fastmnist train` with kernels that are not cached ('auto'): announced, NumPy steps
     counted, scored with NumPy while the compiler still runs; with them cached: the warm-up."""

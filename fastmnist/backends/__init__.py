@@ -98,14 +98,20 @@ def activation_code(activation):
 _loaded = {}
 
 
+def check_name(name):
+    """InputError unless `name` names a backend; imports nothing (the Numba backend's import
+    costs about a second, its self-test compiling, and a first run trains on NumPy)."""
+    if not isinstance(name, str) or name not in _MODULES:
+        raise InputError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
+    return name
+
+
 def get(name):
     """Return the backend module called `name` ("numpy" or "numba")."""
     module = _loaded.get(name) if isinstance(name, str) else None
     if module is not None:
         return module
-    if not isinstance(name, str) or name not in _MODULES:
-        raise InputError(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
-    module = _loaded[name] = import_module(_MODULES[name])
+    module = _loaded[name] = import_module(_MODULES[check_name(name)])
     return module
 
 

@@ -9,6 +9,10 @@ notebook's own code for the full-batch case, and PyTorch and JAX when installed.
 contender is checked against the NumPy reference before it is timed (its first optimizer
 steps from the same weights), then all are timed interleaved with a pause before each run
 (:func:`fastmnist.tools.harness.timing.interleaved`), and ratios are taken between medians.
+
+The Numba backend is imported where a case runs, not here: every ``fastmnist`` command
+builds its parser from this module's cases, and importing the kernels costs a first run
+about 1.4 s (their self-test compiles).
 """
 
 import platform
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..backends import numba_cpu, numpy_ref
+from ..backends import numpy_ref
 from ..model import MLP, init_params
 from ..optim import Optimizer
 from .harness import checks, epochs, timing
@@ -77,6 +81,7 @@ def _dtype_of(name, case):
 
 def _contender(name, case, start, opt, X, y, order, lrs, batch, threads):
     """The Epoch of contender `name` on a copy of `start` (None: not available here)."""
+    from ..backends import numba_cpu
     params = epochs.copy_params(start)
     kind = name.partition("-")[0]
     if kind == "epoch":
@@ -127,6 +132,7 @@ def run_case(case, X, y, repeats=5, threads=None, log=print):
 
     Returns name -> list of seconds (per epoch, or per iteration for full batch).
     """
+    from ..backends import numba_cpu
     if case.inputs == "standardized":
         X = standardized(X)
     y = np.ascontiguousarray(y, dtype=np.int64)
@@ -192,6 +198,8 @@ def report(times_by_case, roof):
 def machine():
     """One line about this machine and the versions that matter."""
     import numba
+
+    from ..backends import numba_cpu
     return (f"{timing.cpu_model()}, {numba_cpu.n_threads()} threads, "
             f"Python {platform.python_version()}, NumPy {np.__version__}, "
             f"Numba {numba.__version__}, kernels: "
