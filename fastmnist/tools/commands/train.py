@@ -113,7 +113,7 @@ def add_parser(sub):
     p.add_argument("--compile", choices=COMPILE_CHOICES,
                    default=os.environ.get("FASTMNIST_COMPILE", "auto"),
                    help="when the Numba kernels are not cached yet (a first run): 'wait' "
-                        "compiles them first (about 40 s); 'background' trains with NumPy "
+                        "compiles them first (30-90 s); 'background' trains with NumPy "
                         "while a subprocess compiles them, then switches; 'auto' is "
                         "'background' unless they are cached (default: $FASTMNIST_COMPILE, "
                         "else auto)")
@@ -185,7 +185,7 @@ def _check_writable(path):
 
 
 #: said on stderr when the warm-up outlasts a cache load (1.5 s): the kernels are compiling
-COMPILING = ("kernels: compiling for this CPU, once (about 40 s on 2 cores; later runs load "
+COMPILING = ("kernels: compiling for this CPU, once (30-90 s on 2 cores; later runs load "
              "them from Numba's cache in about 0.5 s)")
 
 
@@ -211,7 +211,7 @@ def _warm_up(model, kw, X, y):
 
 #: said when a first run trains with NumPy while the kernels compile (fit's compile="background")
 BACKGROUND = ("kernels: not in Numba's cache yet; compiling them in the background, once "
-              "(about 40 s), and training with NumPy until they are ready")
+              "(30-90 s), and training with NumPy until they are ready")
 
 
 def _spec(model, X):
