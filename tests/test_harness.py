@@ -98,6 +98,15 @@ def test_fit_contender_times_itself_per_epoch():
     assert times == {"self-timed": [123.0, 123.0]} and len(calls) == 2
 
 
+def test_interleaved_reverses_the_order_every_other_round():
+    """A B C, C B A, A B C: no contender always runs first or after the same one."""
+    calls = []
+    times = timing.interleaved({k: (lambda k=k: calls.append(k)) for k in "ABC"}, repeats=3,
+                               warmup=1, settle=0)
+    assert "".join(calls) == "ABC" + "ABC" + "CBA" + "ABC"
+    assert list(times) == ["A", "B", "C"] and all(len(t) == 3 for t in times.values())
+
+
 def test_flops():
     sizes = [784, 128, 10]
     dense = timing.train_flops(sizes, 100)

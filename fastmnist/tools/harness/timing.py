@@ -34,16 +34,19 @@ def interleaved(contenders, repeats=5, warmup=1, settle=SETTLE):
 
     Every contender runs `warmup` times first (compilation, caches), also round-robin. Each
     timed run starts after `settle` seconds of idleness, so that it finds the cores free of
-    the previous contender's spinning threads, as it would when run on its own. A callable
-    that returns ``(seconds, ...)`` with a float first reports its own time (a ``fit`` that
-    times itself per epoch); otherwise the call is timed from outside.
+    the previous contender's spinning threads, as it would when run on its own. The order
+    reverses every other round (A B, B A, A B, ...), so that no contender always runs first
+    or always follows the same one. A callable that returns ``(seconds, ...)`` with a float
+    first reports its own time (a ``fit`` that times itself per epoch); otherwise the call is
+    timed from outside.
     """
     for _ in range(warmup):
         for fn in contenders.values():
             fn()
     times = {name: [] for name in contenders}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
+    order = list(contenders.items())
+    for r in range(repeats):
+        for name, fn in order[::-1] if r % 2 else order:
             if settle:
                 time.sleep(settle)
             t0 = time.perf_counter()
