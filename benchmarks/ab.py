@@ -12,11 +12,14 @@ network through the Numba backend's ``train_epoch`` on data prepared once (``epo
 cold start trains while the kernels compile), and the kernels users call directly on uint8 rows of
 784-128-10: ``forward-10000`` (the first 10,000 images) and ``loss_and_grads-128`` (one
 batch, repeated 20 times a run). The two sides start from the same weights and must end
-bit-identical unless ``--allow-different`` (a change meant to move the rounding). Runs
-alternate A, B, A, B with a pause before each (:func:`fastmnist.tools.harness.timing.interleaved`),
-and the report gives each side's median and B / A (and the ratio of the fastest runs, steadier
-on a noisy machine): a refactor is done when no B / A is above
-1.03. Needs MNIST in $FASTMNIST_DATA or the cache.
+bit-identical unless ``--allow-different`` (a change meant to move the rounding). Runs go
+A, B, B, A, A, B, ... with a pause before each
+(:func:`fastmnist.tools.harness.timing.interleaved`), and the report gives each side's median
+and B / A, the ratio of the fastest runs, and the median of each round's B / A (paired: a
+slow drift of the machine's speed cancels within a round): a refactor is done when no B / A
+is above 1.03. On a noisy machine, run enough rounds that two copies of the same code
+(``ab.py HEAD`` on a clean tree) come out within that. Needs MNIST in $FASTMNIST_DATA or the
+cache.
 """
 
 import argparse
@@ -152,8 +155,12 @@ def main(argv=None):
         times = interleaved(fns, repeats=args.repeats, warmup=0)
         a, b = statistics.median(times["A"]), statistics.median(times["B"])
         lo_a, lo_b = min(times["A"]), min(times["B"])
+        # each round's B over its A, run next to each other: a drift of the machine's speed
+        # over minutes cancels in the pair
+        paired = statistics.median(tb / ta for ta, tb in zip(times["A"], times["B"]))
         print(f"{w:22s} A {a:8.4f} s  B {b:8.4f} s  B/A {b / a:5.3f}  (fastest runs: "
-              f"{lo_b / lo_a:5.3f}){'' if same else '  (results differ)'}", flush=True)
+              f"{lo_b / lo_a:5.3f}; paired: {paired:5.3f})"
+              f"{'' if same else '  (results differ)'}", flush=True)
 
 
 if __name__ == "__main__":
