@@ -225,12 +225,29 @@ def wait(s, timeout=None):
     return "compiled"
 
 
+def step_back():
+    """Put this process behind the training it compiles for: nice NICE, for the process and,
+    on Linux, for its autogroup.
+
+    Started in a session of its own (so that a Ctrl-C of the run does not stop it), the
+    compiler is an autogroup of its own where the kernel groups sessions
+    (``CONFIG_SCHED_AUTOGROUP``, on in most distributions), and a process's nice weighs only
+    against its own group's processes: the groups share the CPUs equally. With a busy-looping
+    neighbour on 2 cores, the training then got about half a core, and a first ``fastmnist
+    train`` took 13.4 s against 8.4 s with the group's nice set too (medians of 3, 2-vCPU
+    Xeon).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(NICE)
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as f:
+        f.write(f"{NICE}\n")
+
+
 def main(argv=None):
     """``python -m fastmnist.warmup DTYPE X_DTYPE N_FEATURES``: compile that spec."""
     dtype, x_dtype, n_features = (sys.argv[1:] if argv is None else argv)
     s = spec(dtype, x_dtype, int(n_features))
-    with contextlib.suppress(OSError, AttributeError):  # the run being trained comes first
-        os.nice(NICE)
+    step_back()
     t0 = time.perf_counter()
     try:
         compile_spec(s)

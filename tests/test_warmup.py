@@ -190,6 +190,21 @@ def test_first_run_trains_on_numpy_and_leaves_the_cache_filled():
         numpy_steps=0, cached_at_end=True, cached=True)
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"),
+                    reason="no autogroups here (Linux with CONFIG_SCHED_AUTOGROUP)")
+def test_the_compiler_steps_back_as_a_group_too():
+    """The background compiler runs in a session, so an autogroup, of its own: its nice
+    must be the group's too, or it takes a full share of the CPUs from the training."""
+    code = ("import os; from fastmnist import warmup; before = os.nice(0); warmup.step_back(); "
+            "print(os.nice(0) - before, open('/proc/self/autogroup').read().split()[-1])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         start_new_session=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    process_nice, group_nice = out.stdout.split()
+    assert int(process_nice) == min(warmup.NICE, 19 - (os.nice(0)))
+    assert int(group_nice) == warmup.NICE
+
+
 _NUMPY_PHASE = """
 import sys
 import numpy as np
