@@ -1,12 +1,19 @@
 """Cold and warm start of the Numba backend, each in a fresh process.
 
-    python benchmarks/start_time.py [--rounds 3] [--what step|train|both]
+    python benchmarks/start_time.py [--rounds 3] [--what step|train|both|cold]
+                                    [--busy] [--against REV]
 
 ``train``: the wall time of the whole ``fastmnist train`` (default recipe, real MNIST from
 $FASTMNIST_DATA or the cache), measured from outside the process: cold (an empty Numba cache:
 it trains with NumPy while a subprocess compiles, ``--compile auto``), cold with
 ``--compile wait`` (it compiles first, as before ``fastmnist.warmup``), and warm (the cache
 filled; ``fastmnist compile`` waits for the background compiler before it, untimed).
+
+``cold``: the cold ``fastmnist train`` alone, its background compiler stopped after each
+run (its pid from the lock file in the cache), so rounds take seconds, not minutes; with
+``--against REV``, alternated with that git revision's package (a worktree in a temporary
+folder), medians of each. ``--busy``: the ``cold`` runs with a busy-looping neighbour process
+on a core (``fastmnist.busy.busy_neighbour``), a busy desktop's first run.
 
 ``step``, timed in the child process: ``import fastmnist`` plus the first training step of a
 784-128-10 float32 network (Adam, one batch of 128 random uint8 images), which compiles the
@@ -16,12 +23,17 @@ the cold run. Process start-up and Python's own import time come on top (about 0
 """
 
 import argparse
+import contextlib
+import glob
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _CHILD = """
 import time
@@ -55,14 +67,55 @@ def _run(cache=None):
     return imp, step
 
 
-def _train(cache, *extra):
-    """Wall seconds of ``fastmnist train --no-progress`` with the Numba cache in `cache`."""
+def _train(cache, *extra, root=None):
+    """Wall seconds of ``fastmnist train --no-progress`` with the Numba cache in `cache` (and
+    the package from folder `root`, if given)."""
     env = dict(os.environ, NUMBA_CACHE_DIR=cache)
     env.pop("FASTMNIST_COMPILE", None)
+    if root is not None:
+        env["PYTHONPATH"] = root
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "fastmnist.cli", "train", "--no-progress", *extra],
-                   env=env, capture_output=True, text=True, check=True)
+                   env=env, capture_output=True, text=True, check=True,
+                   cwd=root or os.getcwd())
     return time.perf_counter() - t0
+
+
+def _stop_compiler(cache):
+    """Kill the background compiler a cold run left for `cache` (pid in its lock file)."""
+    for lock in glob.glob(os.path.join(cache, "**", "fastmnist-warm-*.lock"), recursive=True):
+        with contextlib.suppress(OSError, ValueError):
+            with open(lock) as f:
+                os.kill(int(f.read().split()[0]), signal.SIGKILL)
+    time.sleep(1.0)
+
+
+def cold_times(rounds, busy=False, against=None):
+    """Medians of the cold ``fastmnist train`` (working tree, and REV `against` if given),
+    alternated, each with an empty cache; with `busy`, beside a busy-looping neighbour."""
+    from fastmnist.busy import busy_neighbour
+    roots = {"working tree": None}
+    with contextlib.ExitStack() as stack:
+        if against:
+            folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="fastmnist-rev-"))
+            subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", folder, against],
+                           check=True, capture_output=True)
+            stack.callback(subprocess.run, ["git", "-C", ROOT, "worktree", "remove", "--force",
+                                            folder], capture_output=True)
+            roots[against] = folder
+        if busy:
+            stack.enter_context(busy_neighbour())
+        times = {name: [] for name in roots}
+        for r in range(rounds):
+            for name, root in (list(roots.items())[::-1] if r % 2 else roots.items()):
+                with tempfile.TemporaryDirectory(prefix="fastmnist-start-") as cache:
+                    try:
+                        times[name].append(_train(cache, root=root))
+                    finally:
+                        _stop_compiler(cache)
+                print(f"round {r + 1}: {name} cold {times[name][-1]:.2f} s", flush=True)
+    print(f"median cold fastmnist train{' beside a busy neighbour' if busy else ''}: " + ", ".join(
+        f"{name} {statistics.median(v):.2f} s" for name, v in times.items()))
 
 
 def _settle(cache):
@@ -91,9 +144,16 @@ def train_times(rounds):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3, help="cold/warm pairs (default 3)")
-    ap.add_argument("--what", choices=("step", "train", "both"), default="both",
-                    help="first step in a child, whole fastmnist train, or both")
+    ap.add_argument("--what", choices=("step", "train", "both", "cold"), default="both",
+                    help="first step in a child, whole fastmnist train, both, or the cold "
+                         "fastmnist train alone")
+    ap.add_argument("--busy", action="store_true",
+                    help="cold: beside a busy-looping neighbour process")
+    ap.add_argument("--against", metavar="REV", help="cold: alternate with this git revision")
     args = ap.parse_args(argv)
+    if args.what == "cold":
+        cold_times(args.rounds, args.busy, args.against)
+        return
     if args.what in ("train", "both"):
         train_times(args.rounds)
     if args.what == "train":

@@ -20,6 +20,24 @@ def test_start_time_child_trains_a_step():
     assert imp > 0 and step > 0
 
 
+def test_start_time_stops_the_compiler_a_cold_run_left(tmp_path):
+    """``start_time.py --what cold`` kills the background compiler named by the lock file in
+    the cache (a subfolder of it), and only that process."""
+    import subprocess
+    import sys
+    compiler = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / "lanes").mkdir()
+        (tmp_path / "lanes" / "fastmnist-warm-abc.lock").write_text(f"{compiler.pid}\n")
+        _load("start_time")._stop_compiler(str(tmp_path))
+        assert compiler.wait(timeout=10) != 0 and other.poll() is None
+    finally:
+        for p in (compiler, other):
+            p.kill()
+            p.wait()
+
+
 def test_ab_copies_import_side_by_side(tmp_path):
     """benchmarks/ab.py's renamed copy of the package imports beside fastmnist, and its
     string module paths (the backends table) point into the copy."""
