@@ -12,7 +12,7 @@ steps from the same weights), then all are timed interleaved with a pause before
 
 The Numba backend is imported where a case runs, not here: every ``fastmnist`` command
 builds its parser from this module's cases, and importing the kernels costs a first run
-about 1.4 s (their self-test compiles).
+about a second (their self-test compiles).
 """
 
 import platform
