@@ -190,8 +190,8 @@ def test_first_run_trains_on_numpy_and_leaves_the_cache_filled():
         numpy_steps=0, cached_at_end=True, cached=True)
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/autogroup"),
-                    reason="no autogroups here (Linux with CONFIG_SCHED_AUTOGROUP)")
+@pytest.mark.skipif(not os.access("/proc/self/autogroup", os.W_OK),
+                    reason="no autogroups to set here (Linux with CONFIG_SCHED_AUTOGROUP)")
 def test_the_compiler_steps_back_as_a_group_too():
     """The background compiler runs in a session, so an autogroup, of its own: its nice
     must be the group's too, or it takes a full share of the CPUs from the training."""
