@@ -235,7 +235,10 @@ def step_back():
     against its own group's processes: the groups share the CPUs equally. With a busy-looping
     neighbour on 2 cores, the training then got about half a core, and a first ``fastmnist
     train`` took 13.4 s against 8.4 s with the group's nice set too (medians of 3, 2-vCPU
-    Xeon).
+    Xeon). Other processes' BLAS suffered most: a quarter epoch of the default recipe on the
+    NumPy backend, two OpenBLAS threads, took 5-6 s beside the compiler against 0.32 s alone,
+    and 0.38-0.49 s with the group's nice set (each BLAS call waited for a thread that shared
+    its core with the compiler as an equal).
     """
     with contextlib.suppress(OSError, AttributeError):
         os.nice(NICE)
