@@ -31,8 +31,11 @@ import numpy as np
 #: rows of the synthetic data the warm-up trains on: enough for two steps and a validation
 WARM_ROWS = 128
 
-#: niceness of the background compiler: the training it runs beside comes first
-NICE = 10
+#: niceness of the background compiler (and of its autogroup: :func:`step_back`): the
+#: training it runs beside, and any other program, come first. At 19 a NumPy fit on two
+#: OpenBLAS threads beside it ran as fast as alone (0.31 s a quarter epoch, 0.45 s at 10);
+#: the compiler takes what the CPUs leave idle, as on a first run's second core
+NICE = 19
 
 #: a lock older than this is a compiler that died without cleaning up
 STALE_LOCK_S = 600
@@ -237,8 +240,8 @@ def step_back():
     train`` took 13.4 s against 8.4 s with the group's nice set too (medians of 3, 2-vCPU
     Xeon). Other processes' BLAS suffered most: a quarter epoch of the default recipe on the
     NumPy backend, two OpenBLAS threads, took 5-6 s beside the compiler against 0.32 s alone,
-    and 0.38-0.49 s with the group's nice set (each BLAS call waited for a thread that shared
-    its core with the compiler as an equal).
+    0.38-0.49 s with the group at nice 10 and 0.29-0.38 s at 19 (each BLAS call had waited
+    for a thread that shared its core with the compiler as an equal).
     """
     with contextlib.suppress(OSError, AttributeError):
         os.nice(NICE)
