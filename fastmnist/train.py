@@ -326,6 +326,11 @@ class _Settings(typing.NamedTuple):
     config: dict              # what model.config records (and ``train --resume`` reruns)
 
 
+def _is_count(v):
+    """Whether v is a positive integer (Python's or NumPy's; not a bool)."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+
+
 def _check_args(model, X, y, *, epochs, batch_size, lr, optimizer, schedule, backend,
                 validation_data, progress, threads, shuffle, seed, early_stopping, momentum,
                 beta1, beta2, eps, weight_decay, on_epoch, compile, shift, affine,
@@ -344,8 +349,7 @@ def _check_args(model, X, y, *, epochs, batch_size, lr, optimizer, schedule, bac
         Xv, yv = validation_data
         validation = check_Xy(Xv, yv, model.n_features, model.n_classes, model.dtype,
                               model.pixels)
-    if (not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool)
-            or epochs < 1):
+    if not _is_count(epochs):
         raise InputError(f"epochs must be a positive integer, got {epochs!r}")
     if isinstance(lr, (np.floating, np.integer)):
         lr = float(lr)  # a NumPy scalar is as good as a Python number
@@ -361,9 +365,8 @@ def _check_args(model, X, y, *, epochs, batch_size, lr, optimizer, schedule, bac
     opt = Optimizer(optimizer, momentum=momentum, beta1=beta1, beta2=beta2, eps=eps,
                     weight_decay=weight_decay)
     backends.check_name(backend)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(
-            threads, (int, np.integer)) or threads < 1):
-        raise InputError(f"threads must be None or an int >= 1, got {threads!r}")
+    if threads is not None and not _is_count(threads):
+        raise InputError(f"threads must be None or a positive integer, got {threads!r}")
     seed = model.seed if seed is None else seed
     shifts = augment.shift_for(shift, model.n_features, seed, affine)
     warp = augment.affine_for(affine)
