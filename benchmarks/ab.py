@@ -2,24 +2,24 @@
 
     python benchmarks/ab.py REV [--repeats 7] [--threads N] [--workloads epoch-784-10-10,...]
 
-The revision's package is exported (``git archive``) into a temporary folder under another
-name (``fm_a``; ``fm_b`` for the working tree), so that both import side by side; each keeps
-its own Numba cache there (the first run compiles both, once). Workloads: one SGD epoch of a
-network through the Numba backend's ``train_epoch`` on data prepared once (``epoch-784-10-10``,
+The revision's package is exported (``git archive``) into a temporary folder under another name
+(``fm_a``; ``fm_b`` for the working tree), so that both import side by side; each keeps its own
+Numba cache there (the first run compiles both, once). Workloads: one SGD epoch of a network
+through the Numba backend's ``train_epoch`` on data prepared once (``epoch-784-10-10``,
 ``epoch-784-128-10``, ``epoch-784-256-128-10``), and a recipe's whole ``fit`` as users call it
-(``fit-default``, ``fit-fast98``, any recipe; ``fit-best+affine``: with
-``affine=(10, 0.1, 10)`` added; ``fit-default+numpy``: one epoch on the NumPy reference, as a
-cold start trains while the kernels compile), and the kernels users call directly on uint8 rows of
-784-128-10: ``forward-10000`` (the first 10,000 images) and ``loss_and_grads-128`` (one
-batch, repeated 20 times a run). The two sides start from the same weights and must end
-bit-identical unless ``--allow-different`` (a change meant to move the rounding). Runs go
-A, B, B, A, A, B, ... with a pause before each
-(:func:`fastmnist.tools.harness.timing.interleaved`), and the report gives each side's median
-and B / A, the ratio of the fastest runs, and the median of each round's B / A (paired: a
-slow drift of the machine's speed cancels within a round): a refactor is done when no B / A
-is above 1.03. On a noisy machine, run enough rounds that two copies of the same code
-(``ab.py HEAD`` on a clean tree) come out within that. Needs MNIST in $FASTMNIST_DATA or the
-cache.
+(``fit-default``, ``fit-fast98``, any recipe; ``fit-best+affine``: with ``affine=(10, 0.1, 10)``
+added; ``fit-default+numpy``: one epoch on the NumPy reference, as a cold start trains while the
+kernels compile; ``fit-784-128-10``, any sizes: a new model's 3-epoch SGD fit, lr 0.05, batch
+128, as ``fastmnist bench`` times its ``fit`` contender), and the kernels users call directly on
+uint8 rows of 784-128-10: ``forward-10000`` (the first 10,000 images) and ``loss_and_grads-128``
+(one batch, repeated 20 times a run). The two sides start from the same weights and must end
+bit-identical unless ``--allow-different`` (a change meant to move the rounding). Runs go A, B,
+B, A, A, B, ... with a pause before each (:func:`fastmnist.tools.harness.timing.interleaved`),
+and the report gives each side's median and B / A, the ratio of the fastest runs, and the median
+of each round's B / A (paired: a slow drift of the machine's speed cancels within a round): a
+refactor is done when no B / A is above 1.03. On a noisy machine, run enough rounds that two
+copies of the same code (``ab.py HEAD`` on a clean tree) come out within that. Needs MNIST in
+$FASTMNIST_DATA or the cache.
 """
 
 import argparse
@@ -104,10 +104,16 @@ def _kernel(pkg, name, X, y, threads):
 
 def _fit(pkg, recipe, X, y, threads):
     recipes = importlib.import_module(f"{pkg.__name__}.recipes")
+    MLP = importlib.import_module(f"{pkg.__name__}.model").MLP
     recipe, _, extra = recipe.partition("+")
 
     def run():
-        model, kw = recipes.get(recipe)
+        if recipe[:1].isdigit():  # sizes: the bench's fit contender
+            sizes = [int(s) for s in recipe.split("-")]
+            model = MLP(hidden=sizes[1:-1], n_features=sizes[0], n_classes=sizes[-1], seed=0)
+            kw = dict(epochs=3, batch_size=128, lr=0.05, optimizer="sgd", schedule=None)
+        else:
+            model, kw = recipes.get(recipe)
         if extra == "affine":
             kw["affine"] = (10.0, 0.1, 10.0)
         if extra == "numpy":  # the reference backend, one epoch: a cold start's path

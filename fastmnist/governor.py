@@ -59,6 +59,32 @@ def _cpu_sample():
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def _others_running(readings=3):
+    """Threads of other processes that are runnable now: the kernel's count of runnable
+    threads (``/proc/loadavg``) less this process's running ones, the least of `readings`
+    looks (a kernel worker is runnable for moments, a busy neighbour all the time); None
+    where Linux's files cannot be read."""
+    least = None
+    for _ in range(readings):
+        try:
+            with open("/proc/loadavg", "rb") as f:
+                running = int(f.read().split()[3].split(b"/")[0])
+            tids = os.listdir("/proc/self/task")
+        except (OSError, ValueError, IndexError):
+            return None
+        own = 0
+        for tid in tids:
+            try:
+                with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:  # the thread ended meanwhile
+                continue
+            own += stat[stat.rfind(b")") + 2:][:1] == b"R"
+        others = max(0, running - own)
+        least = others if least is None else min(least, others)
+    return least
+
+
 class Governor:
     """Choose 1 or `most` threads, and the steps, of each chunk from measured step times.
 
@@ -68,34 +94,46 @@ class Governor:
         The largest thread count to use (the backend's current count).
     chunk : int
         Steps of an ordinary chunk.
+    sample : callable
+        () -> (wall seconds, CPU seconds of all processes, CPU seconds of this one) or None:
+        the system's CPU counters (:func:`_cpu_sample`).
+    others_now : callable
+        () -> threads of other processes runnable now, or None (:func:`_others_running`).
 
     Notes
     -----
-    The first chunk (PROBE_STEPS // 2 steps on one thread, cheap whether a core is busy or not)
-    is not measured: it may compile the kernels. Then PROBE_STEPS steps run on one thread and as
-    many on `most`; where the system's CPU counters show another process holding a core already,
-    the probe of `most` is skipped until they show it free (a step on two threads with one core
+    The first chunk (PROBE_STEPS // 2 steps) is not measured: it may compile the kernels. It
+    runs on `most` threads where other processes' runnable threads leave a core for each at the
+    start (`others_now`; the chunk then also wakes the other cores), and on one thread otherwise
+    (cheap whether a core is busy or not). Then PROBE_STEPS steps run on one thread and as many
+    on `most`; where the system's CPU counters show another process holding a core already, the
+    probe of `most` is skipped until they show it free (a step on two threads with one core
     taken cost six of one thread's, fast98 on an Intel Xeon); one thread runs until they have
-    START_WINDOW seconds to say. The first chunk on `most` threads (PROBE_STEPS steps) is not
-    measured either, and the first verdict for one thread is checked again after two chunks: a
-    fit's first steps on all threads can run no faster than one thread (the scikit-learn
-    estimator on a 2-vCPU Intel Xeon, about 70 steps; the first in a process some 70 ms more),
-    and one thread was then kept for 16 chunks. A probe's time replaces the count's estimate (it
-    is the newest word on conditions that may have changed since); whole chunks on the current
-    count are averaged. From then on the faster count runs whole chunks, and the other is
-    measured again (PROBE_STEPS steps) after RETRY_START chunks; the wait doubles up to
-    RETRY_MOST each time the choice is confirmed, and starts over when the running count's step
-    time jumps by JUMP (a neighbour process started or stopped). Where the system's CPU counters
-    can be read (Linux), a due probe is skipped while they say the choice still holds: other
-    processes leave a core per thread free and all threads run, or they take one and a single
-    thread runs. A probe on a busy machine costs PROBE_STEPS slow steps, not a whole slow chunk.
+    START_WINDOW seconds to say. The first chunk on `most` threads is not measured either
+    (PROBE_STEPS steps after a warm-up on one thread), and the first verdict for one thread is
+    checked again after two chunks: a fit's first steps on all threads can run no faster than
+    one thread (the scikit-learn estimator on a 2-vCPU Intel Xeon, about 70 steps; the first in
+    a process some 70 ms more), and one thread was then kept for 16 chunks. A probe's time
+    replaces the count's estimate (it is the newest word on conditions that may have changed
+    since); whole chunks on the current count are averaged. From then on the faster count runs
+    whole chunks, and the other is measured again (PROBE_STEPS steps) after RETRY_START chunks;
+    the wait doubles up to RETRY_MOST each time the choice is confirmed, and starts over when
+    the running count's step time jumps by JUMP (a neighbour process started or stopped). Where
+    the system's CPU counters can be read (Linux), a due probe is skipped while they say the
+    choice still holds: other processes leave a core per thread free and all threads run, or
+    they take one and a single thread runs. A probe on a busy machine costs PROBE_STEPS slow
+    steps, not a whole slow chunk.
     """
 
-    def __init__(self, most, chunk, sample=_cpu_sample):
+    def __init__(self, most, chunk, sample=_cpu_sample, others_now=_others_running):
         self.most = max(1, int(most))
         self.chunk = int(chunk)
         self.sample = sample
         self.since_sample = sample()  # the window over which other processes' load is seen
+        others = others_now() if self.most > 1 else None
+        # a core for each thread now: the first chunk runs on all threads (the warm-up of
+        # `most` threads too), and the counters' START_WINDOW is not waited for
+        self.start_free = others is not None and (os.cpu_count() or self.most) - others >= self.most
         self.time = {}          # count -> estimate of seconds per step
         self.full = {}          # count -> the same, from whole chunks only
         self.warm = False
@@ -110,7 +148,7 @@ class Governor:
         if self.most == 1:
             return 1, self.chunk
         if not self.warm:
-            return 1, PROBE_STEPS // 2
+            return (self.most if self.start_free else 1), PROBE_STEPS // 2
         if 1 not in self.time:
             return 1, PROBE_STEPS
         if self.most not in self.time:
@@ -155,6 +193,7 @@ class Governor:
             return
         if not self.warm:  # compilation, thread start-up
             self.warm = True
+            self.warm_most = threads == self.most
             return
         if threads == self.most and not self.warm_most:  # the other cores waking up
             self.warm_most = True
