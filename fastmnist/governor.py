@@ -37,6 +37,22 @@ JUMP = 1.3
 #: counters tick every 10 ms)
 START_WINDOW = 0.05
 
+#: seconds an ordinary chunk aims at, where its least steps take less: every compiled call
+#: costs about 1 ms (the weights copied in and out, work buffers made), 3.2 ms of a 47 ms
+#: 784-10-10 epoch in chunks of 128 steps; Ctrl-C is still answered within about this
+CHUNK_SECONDS = 0.1
+
+#: the most steps of an ordinary chunk, in multiples of its least
+CHUNK_GROWTH = 8
+
+
+def chunk_steps(least, per_step):
+    """Steps of an ordinary chunk: about CHUNK_SECONDS at `per_step` seconds a step (None, or
+    not a positive number: unknown), at least `least` and at most CHUNK_GROWTH times that."""
+    if per_step is None or not 0 < per_step < math.inf:
+        return least
+    return int(min(least * CHUNK_GROWTH, max(least, CHUNK_SECONDS / per_step)))
+
 
 def _cpu_sample():
     """(wall seconds, CPU seconds all processes used, CPU seconds this process used), or None
@@ -93,7 +109,8 @@ class Governor:
     most : int
         The largest thread count to use (the backend's current count).
     chunk : int
-        Steps of an ordinary chunk.
+        The least steps of an ordinary chunk (:func:`chunk_steps` makes it longer where
+        steps are short).
     sample : callable
         () -> (wall seconds, CPU seconds of all processes, CPU seconds of this one) or None:
         the system's CPU counters (:func:`_cpu_sample`).
@@ -159,14 +176,18 @@ class Governor:
                 return 1, PROBE_STEPS
             if free is False:  # a neighbour holds a core already: all threads would stall;
                 self.time[self.most] = math.inf  # measured once the counters show it free
-                return 1, self.chunk
+                return 1, self._ordinary()
             return self.most, PROBE_STEPS  # the warm-up, then the probe
         if self.since >= self.wait:
             if self._load_unchanged():
                 self.since = 0
-                return self.current, self.chunk
+                return self.current, self._ordinary()
             return (1 if self.current == self.most else self.most), PROBE_STEPS
-        return self.current, self.chunk
+        return self.current, self._ordinary()
+
+    def _ordinary(self):
+        """Steps of an ordinary chunk on the current count (:func:`chunk_steps`)."""
+        return chunk_steps(self.chunk, self.time.get(self.current))
 
     def _cores_free(self, window):
         """Whether other processes left a core free for each thread since the last look at

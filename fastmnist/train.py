@@ -28,10 +28,11 @@ from . import augment, backends, warmup
 from ._blas import blas_threads
 from .checks import check_Xy
 from .errors import DivergedError, InputError
-from .governor import Governor
+from .governor import Governor, chunk_steps
 from .optim import Optimizer, init_state, lr_schedule
 
-#: optimizer steps per compiled call; small enough that Ctrl-C answers quickly
+#: the least optimizer steps per compiled call (:func:`fastmnist.governor.chunk_steps` makes
+#: calls longer where steps are short); Ctrl-C answers at the end of the call
 CHUNK_STEPS = 128
 
 #: the choices of fit's `compile`
@@ -437,6 +438,10 @@ class _Run:
         model.config = s.config
         self.best = (-1.0, None)  # early stopping: best val_accuracy, its weights
         self.snapshot = None  # the weights at the start of the current chunk of steps
+        self.chunks = (0, 0)  # steps of the last two chunks (how far a rollback goes)
+        # without a governor: seconds a step of the last whole chunk took (None: not yet
+        # measured; the first chunk on a backend is not, it may compile)
+        self.per_step, self.first_call = None, True
         self.since_best = 0
         self.flag = _SigintFlag()
 
@@ -510,6 +515,7 @@ class _Run:
         self.numba_phase.enter_context(self.be.threads(self.s.threads))
         self.data = self.be.prepare(self.s.X)
         self.governor = _governor(self.be, self.s.threads)
+        self.per_step, self.first_call = None, True
 
     def _chunk(self, epoch, order, step):
         """One compiled call: steps `step`.. of `epoch` (row order `order` (n,)), as many as
@@ -519,7 +525,8 @@ class _Run:
         became non-finite.
         """
         s, model, governor = self.s, self.model, self.governor
-        n_threads, chunk = governor.plan() if governor else (None, CHUNK_STEPS)
+        n_threads, chunk = (governor.plan() if governor else
+                            (None, chunk_steps(CHUNK_STEPS, self.per_step)))
         stop = min(step + chunk, s.steps_per_epoch)
         rows_chunk = order[step * s.batch_size:stop * s.batch_size]
         lrs_chunk = s.lrs[self.t:self.t + stop - step]
@@ -534,7 +541,11 @@ class _Run:
             model.steps_on_numpy += len(losses)
         if governor:
             governor.record(n_threads, took, len(losses))
+        elif len(losses) == chunk:
+            self.per_step = None if self.first_call else took / chunk
+        self.first_call = False
         done = len(losses)
+        self.chunks = (self.chunks[1], done)
         bad_loss = done and not np.isfinite(losses[-1])
         if bad_loss or not _all_finite(model.params):
             # an update may overflow the weights even when its loss was finite. Roll back
@@ -549,7 +560,7 @@ class _Run:
                 f"{what} at epoch {epoch + 1}, step {step + done}; lr "
                 f"{lrs_chunk[done - 1]:.4g} is probably too high. The model is "
                 "rolled back to its last weights with a finite loss (at most "
-                f"{2 * CHUNK_STEPS} steps back).")
+                f"{sum(self.chunks)} steps back).")
         return stop, losses, correct, took
 
     def _end_epoch(self, epoch, loss_sum, n_correct, rows, seconds):

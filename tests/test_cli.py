@@ -256,6 +256,7 @@ def test_ctrl_c_saves_checkpoint_and_resume_matches(capsys, tmp_path, fake_mnist
     """Random shifts, dropout and the weights' average too: a resumed run draws what the
     uninterrupted one drew, and carries the average on."""
     monkeypatch.setattr(train, "CHUNK_STEPS", 2)  # 5 steps an epoch: stop mid-epoch
+    monkeypatch.setattr("fastmnist.governor.CHUNK_SECONDS", 0)  # just those
     full, ckpt = tmp_path / "full.npz", tmp_path / "ckpt.npz"
     # 600 rows in batches of 128 (given, not the recipe's): 5 steps an epoch
     opts = (*SMALL, "--batch-size", "128", "--backend", backend, "--shift", shift,

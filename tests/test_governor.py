@@ -7,7 +7,14 @@ import time
 
 import pytest
 
-from fastmnist.governor import PROBE_STEPS, Governor, _others_running
+from fastmnist.governor import (
+    CHUNK_GROWTH,
+    CHUNK_SECONDS,
+    PROBE_STEPS,
+    Governor,
+    _others_running,
+    chunk_steps,
+)
 
 CHUNK = 128
 
@@ -111,6 +118,24 @@ def test_a_busy_neighbour_is_seen_running():
     finally:
         spin.kill()
         spin.wait()
+
+
+def test_short_steps_make_longer_chunks():
+    """Each compiled call costs about 1 ms: where steps are short, an ordinary chunk runs
+    about CHUNK_SECONDS, within [CHUNK, CHUNK_GROWTH * CHUNK] steps."""
+    assert chunk_steps(CHUNK, None) == CHUNK
+    assert chunk_steps(CHUNK, 1.0) == CHUNK
+    assert chunk_steps(CHUNK, CHUNK_SECONDS / 300) == 300
+    assert chunk_steps(CHUNK, 1e-9) == CHUNK_GROWTH * CHUNK
+    gov = Governor(2, CHUNK, lambda: None, others_now=lambda: 0)
+    plans = []
+    for _ in range(12):
+        threads, n = gov.plan()
+        plans.append((threads, n))
+        gov.record(threads, n * (CHUNK_SECONDS / 400 if threads == 2 else CHUNK_SECONDS / 300), n)
+    assert gov.current == 2
+    assert (2, 400) in plans  # ordinary chunks on 2 threads: 0.1 s each
+    assert all(n <= PROBE_STEPS for t, n in plans if t == 1)  # the probe stays short
 
 
 def test_one_thread_machine_never_probes():

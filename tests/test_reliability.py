@@ -633,6 +633,7 @@ def _sigint_in_chunk(monkeypatch, backend, call_to_hit):
                                  "KeyboardInterrupt in on_epoch"])
 def test_interrupt_and_resume_is_bit_identical(backend, how, monkeypatch):
     monkeypatch.setattr(train, "CHUNK_STEPS", 3)  # 8 steps an epoch: stop mid-epoch
+    monkeypatch.setattr("fastmnist.governor.CHUNK_SECONDS", 0)  # just those
     X, y = toy(80)
     val = (X[:20], y[:20])
     ref = fm.MLP(hidden=(12,), seed=4)
@@ -660,6 +661,7 @@ def test_interrupt_and_resume_is_bit_identical(backend, how, monkeypatch):
         assert (ckpt.epoch, ckpt.step, ckpt.t) == (1, 0, 8)
     monkeypatch.undo()  # the resumed runs below are not interrupted ...
     monkeypatch.setattr(train, "CHUNK_STEPS", 3)  # ... and run in the same chunks
+    monkeypatch.setattr("fastmnist.governor.CHUNK_SECONDS", 0)  # just those
     assert all(len(v) == 1 for v in model.history.values())
     assert model.history["loss"] == ref.history["loss"][:1]
 

@@ -50,6 +50,7 @@ def test_switching_backends_mid_run_matches_a_waiting_run(monkeypatch, k):
     """NumPy for the chunks before the kernels are ready, Numba after: the weights equal a run
     that waited for the compiler, within the parity tolerance of 20 float64 steps."""
     monkeypatch.setattr(train, "CHUNK_STEPS", 6)  # 20 steps an epoch: switches mid-epoch
+    monkeypatch.setattr("fastmnist.governor.CHUNK_SECONDS", 0)  # just those
     waited = _fit("wait")
     fake = _ReadyAfter(k)
     switched = _fit("background", monkeypatch, fake)

@@ -104,7 +104,7 @@ def sweep_python_overhead(ctx):
         if steps > CHUNK_STEPS:
             specs.append(Spec(f"numba b{bs}: 1 call / {CHUNK_STEPS} steps", epoch_fn(
                 numba_cpu, csr, y, order, bs, sizes, "float32", chunk=CHUNK_STEPS), "numba",
-                extra=dict(variant=f"one call per {CHUNK_STEPS} steps (as fit)",
+                extra=dict(variant=f"one call per {CHUNK_STEPS} steps (fit's shortest)",
                            calls=-(-steps // CHUNK_STEPS)), **common))
         specs.append(Spec(f"numba b{bs}: 1 call / step", epoch_fn(
             numba_cpu, csr, y, order, bs, sizes, "float32", chunk=1), "numba",
