@@ -497,7 +497,10 @@ class _Run:
             seconds += took
             # rows in each step of the chunk: the epoch's last batch may be short
             sizes = np.minimum(s.batch_size, s.n - np.arange(step, stop) * s.batch_size)
-            loss_sum += float(np.dot(losses, sizes))
+            # summed step by step, in order: the same bits however the epoch was cut into
+            # chunks (their lengths follow measured times) or interrupted and resumed
+            for loss, size in zip(losses.tolist(), sizes.tolist()):
+                loss_sum += loss * size
             n_correct += correct
             rows += int(sizes.sum())
             self.t += len(losses)

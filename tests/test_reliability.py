@@ -629,6 +629,27 @@ def _sigint_in_chunk(monkeypatch, backend, call_to_hit):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_the_history_does_not_depend_on_the_chunks(backend, monkeypatch):
+    """Chunk lengths follow measured step times (``governor.chunk_steps``), so two runs of
+    the same fit may cut an epoch differently: the weights and every history figure must come
+    out the same bits either way."""
+    runs = []
+    for chunk in (3, 7, 128):
+        monkeypatch.setattr(train, "CHUNK_STEPS", chunk)
+        monkeypatch.setattr("fastmnist.governor.CHUNK_SECONDS", 0)
+        X, y = toy(2000)
+        # float64: float32 losses add up exactly in the float64 sum, in any order
+        model = fm.MLP(hidden=(12,), seed=4, dtype="float64")
+        model.fit(X, y, backend=backend, threads=1, **FIT)
+        runs.append(model)
+    for other in runs[1:]:
+        assert other.history["loss"] == runs[0].history["loss"]
+        assert other.history["accuracy"] == runs[0].history["accuracy"]
+        for (W, b), (W2, b2) in zip(other.params, runs[0].params):
+            assert np.array_equal(W, W2) and np.array_equal(b, b2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("how", ["SIGINT mid-epoch", "SIGINT at the epoch's end",
                                  "KeyboardInterrupt in on_epoch"])
 def test_interrupt_and_resume_is_bit_identical(backend, how, monkeypatch):
