@@ -54,3 +54,16 @@ def test_ab_copies_import_side_by_side(tmp_path):
 
 def test_threads_script_loads():
     assert callable(_load("threads").main)
+
+
+def test_step_phases_script_loads():
+    """benchmarks/step_phases.py reaches into the split by units; the names it calls exist."""
+    from fastmnist.backends import columns, kernels, numba_cpu
+    assert callable(_load("step_phases").main)
+    for module, names in ((columns, ("_forward_part", "_bucket_part", "_backward_part",
+                                     "_update_part", "buffers", "cuts", "applies", "to_blocks")),
+                          (kernels, ("bucket_backward", "dense_backward", "output_grad",
+                                     "scale_for")),
+                          (numba_cpu, ("_layout", "_flatten", "_data", "_task", "_hyper",
+                                       "n_parts", "BLOCK", "prepare"))):
+        assert all(hasattr(module, n) for n in names), module.__name__
