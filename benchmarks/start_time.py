@@ -86,10 +86,12 @@ def _train(cache, *extra, root=None):
 
 def _stop_compiler(cache):
     """Kill the background compiler a cold run left for `cache` (pid in its lock file)."""
+    from fastmnist.warmup import lock_pid
     for lock in glob.glob(os.path.join(cache, "**", "fastmnist-warm-*.lock"), recursive=True):
-        with contextlib.suppress(OSError, ValueError):
-            with open(lock) as f:
-                os.kill(int(f.read().split()[0]), signal.SIGKILL)
+        pid = lock_pid(lock)
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
     time.sleep(1.0)
 
 

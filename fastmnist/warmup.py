@@ -137,14 +137,23 @@ def _alive(pid):
     return True
 
 
-def _compiling_elsewhere(lock):
-    """Whether a live process holds `lock` (a background compile of the same spec)."""
+def lock_pid(lock):
+    """The pid of the compiler that wrote the lock file `lock` (its first word), or None where
+    the file is missing or holds none."""
     try:
         with open(lock) as f:
-            pid = int(f.read().split()[0])
-        if time.time() - os.path.getmtime(lock) > STALE_LOCK_S:
-            return False
+            return int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
+        return None
+
+
+def _compiling_elsewhere(lock):
+    """Whether a live process holds `lock` (a background compile of the same spec)."""
+    pid = lock_pid(lock)
+    try:
+        if pid is None or time.time() - os.path.getmtime(lock) > STALE_LOCK_S:
+            return False
+    except OSError:
         return False
     return _alive(pid)
 
