@@ -28,8 +28,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 
@@ -152,23 +150,12 @@ def main():
         seconds, acc = worker(args.seed, args.recipe, args.affine)
         print(json.dumps({"seconds": seconds, "accuracy": acc}))
         return
-    from fastmnist.tools.harness.timing import interleaved
-
-    def process(who):
-        """A callable training `who` in its own process: (seconds, accuracy)."""
-        def run():
-            extra = ["--affine", args.affine] if args.affine else []
-            out = subprocess.run([sys.executable, __file__, "--worker", who, "--seed",
-                                  str(args.seed), "--recipe", args.recipe, *extra],
-                                 capture_output=True, text=True, check=True)
-            res = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{who:9s} {res['seconds']:6.2f} s  test accuracy {res['accuracy']:.4f}",
-                  flush=True)
-            return res["seconds"], res["accuracy"]
-        return run
-
-    times = interleaved({who: process(who) for who in ("fastmnist", "torch")},
-                        repeats=args.rounds, warmup=0)
+    from fastmnist.tools.harness.timing import in_own_process, interleaved
+    extra = ["--affine", args.affine] if args.affine else []
+    times = interleaved({who: in_own_process([__file__, "--worker", who, "--seed",
+                                              str(args.seed), "--recipe", args.recipe, *extra],
+                                             f"{who:9s}")
+                         for who in ("fastmnist", "torch")}, repeats=args.rounds, warmup=0)
     med = {who: statistics.median(t) for who, t in times.items()}
     print(f"median training seconds: fastmnist {med['fastmnist']:.2f}, PyTorch "
           f"{med['torch']:.2f}; PyTorch / fastmnist = {med['torch'] / med['fastmnist']:.2f}x")

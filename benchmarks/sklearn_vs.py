@@ -20,8 +20,6 @@ $FASTMNIST_DATA or the cache.
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 import warnings
 
@@ -71,23 +69,12 @@ def main():
         seconds, acc = _worker(args.worker, kinds[0], args.max_iter)
         print(json.dumps({"seconds": seconds, "accuracy": acc}))
         return
-    from fastmnist.tools.harness.timing import interleaved
-
-    def process(who, kind):
-        """A callable running one fit of `who` in its own process: (seconds, accuracy)."""
-        def run():
-            out = subprocess.run([sys.executable, __file__, "--worker", who, "--data", kind,
-                                  "--max-iter", str(args.max_iter)],
-                                 capture_output=True, text=True, check=True)
-            res = json.loads(out.stdout.strip().splitlines()[-1])
-            print(f"{kind}: {who:12s} {res['seconds']:6.2f} s  "
-                  f"test accuracy {res['accuracy']:.4f}", flush=True)
-            return res["seconds"], res["accuracy"]
-        return run
-
+    from fastmnist.tools.harness.timing import in_own_process, interleaved
     for kind in kinds:
-        times = interleaved({who: process(who, kind) for who in CONTENDERS},
-                            repeats=args.rounds, warmup=0)
+        times = interleaved({who: in_own_process([__file__, "--worker", who, "--data", kind,
+                                                  "--max-iter", str(args.max_iter)],
+                                                 f"{kind}: {who:12s}")
+                             for who in CONTENDERS}, repeats=args.rounds, warmup=0)
         med = {who: statistics.median(t) for who, t in times.items()}
         print(f"{kind}: median fit seconds: fastmnist {med['fastmnist']:.2f}, scikit-learn "
               f"{med['scikit-learn']:.2f}; scikit-learn / fastmnist = "

@@ -107,6 +107,17 @@ def test_interleaved_reverses_the_order_every_other_round():
     assert list(times) == ["A", "B", "C"] and all(len(t) == 3 for t in times.values())
 
 
+def test_a_contender_in_its_own_process_reports_its_own_time(capsys):
+    """The peers' scripts run each contender in a process of its own; what it says last (JSON
+    seconds and accuracy) is its time, whatever it printed before."""
+    code = 'import json; print("warming up"); print(json.dumps({"seconds": 1.5, "accuracy": 0.9}))'
+    run = timing.in_own_process(["-c", code], "peer")
+    assert run() == (1.5, 0.9)
+    assert capsys.readouterr().out == "peer   1.50 s  test accuracy 0.9000\n"
+    times = timing.interleaved({"peer": run}, repeats=2, warmup=0, settle=0)
+    assert times == {"peer": [1.5, 1.5]}
+
+
 def test_flops():
     sizes = [784, 128, 10]
     dense = timing.train_flops(sizes, 100)

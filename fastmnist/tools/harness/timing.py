@@ -5,7 +5,10 @@ Speed claims are ratios measured in one run: the contenders are interleaved roun
 them all alike.
 """
 
+import json
 import platform
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -56,6 +59,21 @@ def interleaved(contenders, repeats=5, warmup=1, settle=SETTLE):
                 took = out[0]
             times[name].append(took)
     return times
+
+
+def in_own_process(args, label):
+    """A contender for :func:`interleaved` that runs ``python *args`` in a process of its own
+    (its threads cannot spin on the next contender's cores) and reports the process's own
+    timing: the last line of its output, JSON ``{"seconds": ..., "accuracy": ...}``. Each run
+    prints `label`, the seconds and the accuracy; returns (seconds, accuracy)."""
+    def run():
+        out = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                             check=True)
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"{label} {res['seconds']:6.2f} s  test accuracy {res['accuracy']:.4f}",
+              flush=True)
+        return res["seconds"], res["accuracy"]
+    return run
 
 
 def timed(fn):
