@@ -150,7 +150,7 @@ class Governor:
         others = others_now() if self.most > 1 else None
         # a core for each thread now: the first chunk runs on all threads (the warm-up of
         # `most` threads too), and the counters' START_WINDOW is not waited for
-        self.start_free = others is not None and (os.cpu_count() or self.most) - others >= self.most
+        self.start_free = others is not None and self._room(others)
         self.time = {}          # count -> estimate of seconds per step
         self.full = {}          # count -> the same, from whole chunks only
         self.warm = False
@@ -199,6 +199,11 @@ class Governor:
         self.since_sample = now
         wall = now[0] - before[0]
         others = ((now[1] - before[1]) - (now[2] - before[2])) / wall  # cores others used
+        return self._room(others)
+
+    def _room(self, others):
+        """Whether the cores other processes leave (they use `others`, a count or an average)
+        give each of `most` threads one (half a core of slack for the counters' ticks)."""
         return (os.cpu_count() or self.most) - others >= self.most - 0.5
 
     def _load_unchanged(self):
