@@ -10,7 +10,8 @@ through the Numba backend's ``train_epoch`` on data prepared once (``epoch-784-1
 (``fit-default``, ``fit-fast98``, any recipe; ``fit-best+affine``: with ``affine=(10, 0.1, 10)``
 added; ``fit-default+numpy``: one epoch on the NumPy reference, as a cold start trains while the
 kernels compile; ``fit-784-128-10``, any sizes: a new model's 3-epoch SGD fit, lr 0.05, batch
-128, as ``fastmnist bench`` times its ``fit`` contender), and the kernels users call directly on
+128, as ``fastmnist bench`` times its ``fit`` contender; ``fit-784-256-128-10+adam``: the same
+with Adam, lr 0.001), and the kernels users call directly on
 uint8 rows of 784-128-10: ``forward-10000`` (the first 10,000 images) and ``loss_and_grads-128``
 (one batch, repeated 20 times a run). The two sides start from the same weights and must end
 bit-identical unless ``--allow-different`` (a change meant to move the rounding). Runs go A, B,
@@ -116,6 +117,8 @@ def _fit(pkg, recipe, X, y, threads):
             model, kw = recipes.get(recipe)
         if extra == "affine":
             kw["affine"] = (10.0, 0.1, 10.0)
+        if extra == "adam":  # the sizes' fit with Adam (lr 0.001) instead of SGD
+            kw.update(optimizer="adam", lr=0.001)
         if extra == "numpy":  # the reference backend, one epoch: a cold start's path
             kw.update(backend="numpy", epochs=1)
         if threads:
