@@ -1,6 +1,7 @@
-"""Where a sparse SGD step of the Numba backend goes: each phase of one part, timed alone.
+"""Where a sparse step of the Numba backend goes: each phase of one part, timed alone.
 
     python benchmarks/step_phases.py [--hidden 128] [--batch 128] [--repeats 200]
+        [--optimizer sgd]
 
 A step of the split by hidden units (``fastmnist.backends.columns``; one hidden layer, uint8
 MNIST, float32) is one parallel region in which each part (a thread's share of the hidden
@@ -88,6 +89,8 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=200)
+    ap.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "nesterov", "adam"],
+                    help="the update's optimizer (default sgd; fast98 and default use adam)")
     args = ap.parse_args(argv)
     X, y, _, _ = fastmnist.load_mnist(download=False)
     y = y.astype(np.int64)
@@ -111,10 +114,13 @@ def main(argv=None):
     rows = np.random.default_rng(0).permutation(len(X))[:B].astype(np.int64)
     draw = (np.int64(0), np.int64(1), np.uint64(0), np.int64(0), np.int64(0))
     inv_n = dtype.type(1 / B)
-    opt = Optimizer("sgd")
-    rule = (dtype.type(0.01), dtype.type(1), dtype.type(1), nb._hyper(opt, dtype),
-            dtype.type(0), dtype.type(0))
-    state = (flat[:1], flat[:1], flat[:1], dtype.type(0), opt.code)
+    opt = Optimizer(args.optimizer)
+    t_adam = 10  # Adam's bias corrections as at its 10th step
+    rule = (dtype.type(0.01), dtype.type(1 - opt.beta1 ** t_adam),
+            dtype.type(1 - opt.beta2 ** t_adam), nb._hyper(opt, dtype), dtype.type(0),
+            dtype.type(0))
+    s1, s2 = np.zeros(P, dtype), np.zeros(P, dtype)  # the optimizer's state
+    state = (s1, s2, flat[:1], dtype.type(0), opt.code)
     n_blocks = -(-B // nb.BLOCK)
     rows_in = np.array([min(nb.BLOCK, B - k * nb.BLOCK) for k in range(n_blocks)])
 
@@ -126,7 +132,7 @@ def main(argv=None):
     for t in range(T):
         _bucket(1, t, T, d_in, dat, rows, draw, buckets, CI[t], CV[t])
     nnz = int(np.diff(data.indptr)[rows].sum())
-    print(f"784-{H}-10, SGD, batch {B}, float32 uint8 pixels: {T} parts of "
+    print(f"784-{H}-10, {opt.name}, batch {B}, float32 uint8 pixels: {T} parts of "
           f"{np.diff(cut).tolist()} units; {nnz} nonzero pixels in the batch "
           f"({nnz / B:.1f} a row), blocks of {nb.BLOCK} rows; {args.repeats} repeats")
     dz = (np.random.default_rng(1).standard_normal(nb.BLOCK * H) * 1e-3).astype(dtype)
