@@ -11,7 +11,10 @@ runs alone on the calling thread, `--repeats` times on the same batch (the faste
 rounds): the forward (layer 1 over each row's nonzero pixels, then layer 2), the bucketing,
 the backward as a whole and its three pieces (the output gradients, layer 2's backward,
 ``bucket_backward``: layer 1's weight gradient from the buckets), and the update. The parts
-run side by side in a real step, so a step on two threads takes about one part's sum.
+run side by side in a real step, so a step on two threads takes about one part's sum. Each
+phase gets its arrays as ``columns._step`` passes them, borrowed (``_jit.borrow``): without,
+every slice a kernel takes pays Numba's atomic reference counts, which more than doubled
+``bucket_backward``'s time here (a view per pixel's bucket).
 """
 
 import argparse
@@ -23,26 +26,34 @@ from numba import njit
 import fastmnist
 from fastmnist.backends import columns as C
 from fastmnist.backends import numba_cpu as nb
+from fastmnist.backends._jit import borrow
 from fastmnist.backends.kernels import bucket_backward, dense_backward, output_grad, scale_for
 from fastmnist.optim import Optimizer
 
 
 @njit
 def _forward(reps, fl, net, t, data, rows, draw, bufs, stage):
+    z, s, r, ci, cv = bufs
+    staged, T, buckets, k0, si, sv, sn = stage
     for _ in range(reps):
-        C._forward_part(fl, net, t, data, rows, draw, bufs, stage)
+        C._forward_part(borrow(fl), net, t, data, borrow(rows), draw,
+                        (borrow(z), borrow(s), borrow(r), borrow(ci), borrow(cv)),
+                        (staged, T, buckets, k0, borrow(si), borrow(sv), borrow(sn)))
 
 
 @njit
 def _bucket(reps, t, T, d_in, data, rows, draw, buckets, cidx, cval):
     for _ in range(reps):
-        C._bucket_part(t, T, d_in, data, rows, draw, buckets, 0, cidx, cval)
+        C._bucket_part(t, T, d_in, data, borrow(rows), draw, buckets, 0, borrow(cidx),
+                       borrow(cval))
 
 
 @njit
 def _backward(reps, fl, g, net, t, data, rows, task, inv_n, bufs):
+    S, at, z, r, dz, buckets, k0 = bufs
     for _ in range(reps):
-        C._backward_part(fl, g, net, t, data, rows, task, inv_n, bufs)
+        C._backward_part(borrow(fl), borrow(g), net, t, data, borrow(rows), task, inv_n,
+                         (borrow(S), at, borrow(z), borrow(r), borrow(dz), buckets, k0))
 
 
 @njit
@@ -57,7 +68,8 @@ def _output_grads(reps, p0, y, rows, inv_n, dz2):
 def _layer2_backward(reps, fl, g, wo2, bo2, ht, c, z, dz2, da, m):
     for _ in range(reps):
         for i in range(m):
-            dense_backward(fl, g, wo2, bo2, ht, c, z[i * ht:(i + 1) * ht], dz2, da, 0)
+            dense_backward(borrow(fl), borrow(g), wo2, bo2, ht, c,
+                           borrow(z[i * ht:(i + 1) * ht]), borrow(dz2), borrow(da), 0)
 
 
 @njit
@@ -65,13 +77,14 @@ def _bucket_backward(reps, layer, d_in, scale, buckets, n_blocks, rows_in, dz, g
     KC, KR, KV = buckets
     for _ in range(reps):
         for k in range(n_blocks):
-            bucket_backward(layer, rows_in[k], d_in, scale, (KC[k], KR[k], KV[k]), dz, g)
+            bucket_backward(layer, rows_in[k], d_in, scale,
+                            (borrow(KC[k]), borrow(KR[k]), borrow(KV[k])), borrow(dz), borrow(g))
 
 
 @njit
 def _update(reps, fl, state, G, net, t, rule):
     for _ in range(reps):
-        C._update_part(fl, state, G, net, t, rule)
+        C._update_part(borrow(fl), state, borrow(G), net, t, rule)
 
 
 def _best(fn, args, reps):
