@@ -249,6 +249,9 @@ def test_reference_adam_is_the_formula_bit_for_bit(dtype):
     grads = [(rng.standard_normal(W.shape).astype(dtype), rng.standard_normal(b.shape)
               .astype(dtype)) for W, b in params]
     grads[0][0][0, :5] = dtype(1e-30) if dtype == np.float32 else 1e-160  # flushed to 0
+    grads[0][0][1] = 0  # zeros beside them, and zeros alone (an unlit pixel's row)
+    grads[1][0][:2] = 0
+    grads[1][0][2] = -0.0
     state = init_state(params, opt)
     want = [[W.copy(), b.copy()] for W, b in params]
     moments = [[[a.copy() for a in pair] for pair in slot] for slot in state]
@@ -269,6 +272,25 @@ def test_reference_adam_is_the_formula_bit_for_bit(dtype):
         np.testing.assert_array_equal(W, Ww)
         np.testing.assert_array_equal(b, bw)
     assert np.all(state[1][0][0][0, :5] == 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_reference_adam_flushes_only_for_nonzero_tiny_gradients(dtype):
+    """``numpy_ref._some_tiny``: zeros (either sign), NaN, infinity and the threshold itself
+    do not call for the flush; one entry between 0 and the threshold does, whatever its sign
+    and place."""
+    thr = np.dtype(dtype).type(grad_flush_threshold(Optimizer("adam"), np.dtype(dtype)))
+    g = np.zeros((7, 5), dtype)
+    g[0, 0], g[1, 1], g[2, 2], g[3, 3], g[4, 4] = -0.0, np.nan, -np.inf, thr, 0.5
+    scratch = np.empty_like(g)
+    assert not ref._some_tiny(g, thr, scratch)
+    assert not ref._some_tiny(g[:0], thr, scratch[:0])
+    tiny = (thr * dtype(0.5), -np.nextafter(thr, dtype(0)), np.finfo(dtype).smallest_subnormal)
+    for value in tiny:
+        for at in ((0, 0), (6, 4), (3, 2)):
+            h = g.copy()
+            h[at] = value
+            assert ref._some_tiny(h, thr, scratch), (value, at)
 
 
 def test_reference_skips_the_inputs_gradient():

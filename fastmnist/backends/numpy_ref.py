@@ -260,6 +260,23 @@ def train_step(params, x, y, lr):
 
 # ---- optimizers and the epoch loop ----------------------------------------------------------
 
+def _some_tiny(g, thr, a):
+    """Whether some entry of g is nonzero and below thr in magnitude; a: scratch of g's shape
+    (C order), overwritten.
+
+    Zeros need no flush (they add nothing to Adam's moments, which start at +0), and every
+    batch leaves some: the rows of the pixels it never lights. Taken as small, they made
+    ``_adam`` copy its gradient every step (0.09-0.14 of its 0.39 ms for 784-128-10's W1).
+    The magnitudes' bits less 1, unsigned, put the zeros above every float and keep the order
+    of the rest (NaN above thr), so their least is below thr's bits less 1 exactly when some
+    0 < |g| < thr.
+    """
+    np.abs(g, out=a)
+    bits = a.reshape(-1).view(f"u{a.itemsize}")
+    np.subtract(bits, 1, out=bits)
+    return bits.size > 0 and bits.min() < np.asarray(thr, a.dtype).view(bits.dtype) - 1
+
+
 def _adam(p, g, m, v, opt, lr, t):
     """One Adam step of p in place, its moments m and v too; g its gradient (unchanged).
 
@@ -273,11 +290,9 @@ def _adam(p, g, m, v, opt, lr, t):
     """
     dt = p.dtype.type
     a, b = np.empty_like(p), np.empty_like(p)  # scratch (shape of p)
-    np.abs(g, out=a)
     g_thr = dt(grad_flush_threshold(opt, p.dtype))
-    # the smallest magnitude first (NaN ignored): the copy only where one is small
-    if np.fmin.reduce(a, axis=None, initial=np.inf) < g_thr:
-        g = np.where(a < g_thr, dt(0), g)
+    if _some_tiny(g, g_thr, a):  # the copy only where one is small
+        g = np.where(np.abs(g) < g_thr, dt(0), g)
     m *= dt(opt.beta1)
     m += np.multiply(dt(1 - opt.beta1), g, out=a)
     v *= dt(opt.beta2)
