@@ -14,7 +14,7 @@ compile time, so each call site compiles one loop.
 
 import numpy as np
 
-from ._jit import jit
+from ._jit import borrow, jit
 
 #: outputs held in one vector by ``_lanes`` (here: the widths the callers treat as narrow)
 LANES = 16
@@ -41,6 +41,7 @@ def _pixel(q, x_idx, x_val, scale):
 @jit
 def _axpy_rows(w, wo, h, x_idx, x_val, n_nz, scale, z):
     """z[:h] += sum over q < n_nz of (x_val[q] * scale) * w[wo + x_idx[q] * h:][:h]."""
+    w = borrow(w)  # its slices below then take no reference counts (see ``_jit.borrow``)
     for q in range(0, n_nz - 3, 4):  # four pixels a pass: z loaded and stored once for four
         k0, v0 = _pixel(q, x_idx, x_val, scale)
         k1, v1 = _pixel(q + 1, x_idx, x_val, scale)
@@ -90,6 +91,7 @@ def nz_outer(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz):
 def outer_rows(g, wo, h, x_idx, x_val, n_nz, scale, bo, dz):
     """``nz_outer`` for any width h: the loop ``numba_cpu`` also runs for layers wider than
     LANES, on either path."""
+    g = borrow(g)
     for q in range(n_nz):
         k, v = _pixel(q, x_idx, x_val, scale)
         row = g[wo + k * h:wo + (k + 1) * h]
@@ -105,6 +107,7 @@ def rows_dot(w, wo, h, n, dz, a, out):
     """out[k] = w[wo + k * h:][:h] . dz[:h] for k < n, times 0 where not a[k] > 0 (ReLU
     backward from the layer's output a; None: no ReLU). Any width h: ``numba_cpu`` runs it
     for layers wider than LANES on either path."""
+    w = borrow(w)
     for k in range(n):
         row = w[wo + k * h:wo + (k + 1) * h]
         s = dz[0] * 0
