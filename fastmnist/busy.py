@@ -67,8 +67,8 @@ def busy_report(X, y, recipes=("default", "fast98"), rounds=3, log=print):
     runs = [(name, make, threads) for name, make in makers for threads in (None, 1)]
     times = {}
     for r in range(rounds):
-        # each round starts the list at the next run: the first run after the neighbour
-        # starts was the default recipe's every time, and came out 7-8% slower than threads=1
+        # each round starts the list one run further, so that no cell is always the first
+        # after the neighbour starts (it had been the default recipe's governed fit)
         order = runs[r % len(runs):] + runs[:r % len(runs)]
         for phase in ("quiet", "busy"):
             log(f"round {r + 1}/{rounds}: {phase}", flush=True)
