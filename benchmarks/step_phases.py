@@ -27,7 +27,16 @@ import fastmnist
 from fastmnist.backends import columns as C
 from fastmnist.backends import numba_cpu as nb
 from fastmnist.backends._jit import borrow
-from fastmnist.backends.kernels import bucket_backward, dense_backward, output_grad, scale_for
+from fastmnist.backends.kernels import (
+    add_transposed,
+    bucket_backward,
+    outer_block,
+    output_grad,
+    scale_for,
+    transpose_into,
+    transposed_backward,
+)
+from fastmnist.backends.numba_cpu import BLOCK
 from fastmnist.optim import Optimizer
 
 
@@ -66,10 +75,22 @@ def _output_grads(reps, p0, y, rows, inv_n, dz2):
 
 @njit
 def _layer2_backward(reps, fl, g, wo2, bo2, ht, c, z, dz2, da, m):
-    for _ in range(reps):
-        for i in range(m):
-            dense_backward(borrow(fl), borrow(g), wo2, bo2, ht, c,
-                           borrow(z[i * ht:(i + 1) * ht]), borrow(dz2), borrow(da), 0)
+    wt, gt = np.zeros(c * ht, fl.dtype), np.zeros(c * ht, fl.dtype)
+    dzt = np.zeros(c * BLOCK, fl.dtype)
+    for _ in range(reps):  # as ``columns._backward_part`` runs it
+        transpose_into(borrow(fl), wo2, ht, c, wt)
+        gt[:] = 0
+        gb = borrow(g[bo2:bo2 + c])
+        for b0 in range(0, m, BLOCK):
+            b1 = min(m, b0 + BLOCK)
+            for i in range(b0, b1):
+                transposed_backward(wt, ht, c, borrow(z[i * ht:(i + 1) * ht]), borrow(dz2),
+                                    borrow(da), 0)
+                for j in range(c):
+                    gb[j] += dz2[j]
+                    dzt[j * BLOCK + i - b0] = dz2[j]
+            outer_block(gt, ht, c, borrow(z), b0 * ht, dzt, b1 - b0)
+        add_transposed(gt, borrow(g), wo2, ht, c)
 
 
 @njit

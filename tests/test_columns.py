@@ -221,3 +221,44 @@ def test_stops_before_a_nonfinite_update(narrow_parts):
     for (W, b), (W0, b0) in zip(params, before):
         np.testing.assert_array_equal(W, W0)
         np.testing.assert_array_equal(b, b0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", [0, 1, 2, 3])
+@pytest.mark.parametrize("h,c,m", [(64, 10, 64), (37, 3, 5), (200, 16, 1), (16, 17, 33)])
+def test_layer2_backward_along_the_units_matches_numpy(dtype, act, h, c, m):
+    """The split's layer 2 backward (``kernels.transposed_backward``, ``outer_block``): the
+    input gradient of each row and the block's weight gradient, against NumPy's products;
+    every activation's derivative, widths that are not whole vectors."""
+    from fastmnist.backends import kernels as K
+    rng = np.random.default_rng(h + c + m + act)
+    wo = 7  # W (h, c) somewhere inside a flat vector
+    flat = rng.standard_normal(wo + h * c + 5).astype(dtype)
+    W = flat[wo:wo + h * c].reshape(h, c)
+    A = rng.uniform(-1, 1, (m, h)).astype(dtype)
+    if act == 0:
+        A[A < 0] = 0  # ReLU outputs: zeros where the unit is off
+    DZ = rng.standard_normal((m, c)).astype(dtype)
+    deriv = {0: (A > 0).astype(dtype), 1: 1 - A * A, 2: A * (1 - A), 3: np.ones_like(A)}[act]
+
+    wt = np.full(c * h, np.nan, dtype)
+    K.transpose_into(flat, wo, h, c, wt)
+    np.testing.assert_array_equal(wt.reshape(c, h), W.T)
+    rtol, atol = tol(dtype)
+    da = np.full(h, np.nan, dtype)  # overwritten, not added to
+    for i in range(m):
+        K.transposed_backward(wt, h, c, A[i], DZ[i], da, act)
+        np.testing.assert_allclose(da, (W @ DZ[i]) * deriv[i], rtol=rtol, atol=atol)
+
+    gt = rng.standard_normal(c * h).astype(dtype)  # added to
+    want = gt.reshape(c, h) + DZ.T @ A
+    dzt = np.zeros((c, m + 3), dtype)  # a row stride longer than the block
+    dzt[:, :m] = DZ.T
+    K.outer_block(gt, h, c, A.reshape(-1), 0, dzt.reshape(-1), m)
+    np.testing.assert_allclose(gt.reshape(c, h), want, rtol=rtol, atol=10 * atol)
+
+    g = rng.standard_normal(flat.shape[0]).astype(dtype)
+    want = g.copy()
+    want[wo:wo + h * c] += gt.reshape(c, h).T.reshape(-1)
+    K.add_transposed(gt, g, wo, h, c)
+    np.testing.assert_array_equal(g, want)

@@ -36,19 +36,22 @@ from .kernels import (
     MODE_CSR,
     MODE_DENSE_SKIP,
     activate_in_place,
+    add_transposed,
     aligned_zeros,
     bucket_backward,
     bucket_block,
     bucket_staged,
     copy_into,
-    dense_backward,
     ema_step,
     index_dtype,
     input_forward,
+    outer_block,
     output_grad,
     prefetch_row,
     row_input,
     stride,
+    transpose_into,
+    transposed_backward,
     update_range,
     zero_fill,
 )
@@ -96,8 +99,8 @@ def buffers(sizes, P, batch_size, dtype, values_dtype, cut):
 
     One row per part: G (T, P) gradients (part t writes only its own slices of G[t]), Z (T,
     B * max h_t) its units' outputs, S (T, 2, B * C) its shares of the logits, R (T, 3 *
-    _lane_pad(C) + max h_t) per-row scratch (``_scratch``), DZ (T, BLOCK * max h_t) a block's
-    deltas of its units, pixel buffers CI, CV (T, d_in; CV twice that, see
+    _lane_pad(C) + (2 C + 1) max h_t + C * BLOCK) scratch (``_scratch``), DZ (T, BLOCK *
+    max h_t) a block's deltas of its units, pixel buffers CI, CV (T, d_in; CV twice that, see
     ``kernels.row_input``), a block's staged inputs (SI, SV (T, BLOCK * d_in), SN (T, BLOCK):
     ``_forward_part``). Shared: the buckets (KC, KR, KV) of each block of a batch
     (``kernels.bucket_block``; 2 * n_blocks rows). S and the buckets hold two steps' worth
@@ -115,7 +118,7 @@ def buffers(sizes, P, batch_size, dtype, values_dtype, cut):
                rows(BLOCK * d_in, np.uint8, 2 * n_blocks),
                rows(BLOCK * d_in, values_dtype, 2 * n_blocks))
     return (rows(P), rows(batch_size * h_max), rows(2 * stride(batch_size * c, dtype)),
-            rows(3 * _lane_pad(c) + h_max), rows(BLOCK * h_max),
+            rows(3 * _lane_pad(c) + (2 * c + 1) * h_max + c * BLOCK), rows(BLOCK * h_max),
             rows(d_in, index_dtype(d_in)), rows(2 * d_in, values_dtype), buckets,
             (rows(BLOCK * d_in, index_dtype(d_in)), rows(BLOCK * d_in, values_dtype),
              rows(BLOCK, np.int64)))
@@ -129,10 +132,15 @@ def _lane_pad(c):
 
 @jit
 def _scratch(r_t, c, ht):
-    """Part t's per-row scratch r_t: (logits (C,), their gradient (C,), zeros (C,), the
-    gradient of its units' outputs (h_t,)), each on a vector boundary."""
+    """Part t's scratch r_t: per row (logits (C,), their gradient (C,), zeros (C,), the
+    gradient of its units' outputs (h_t,)), the first four on a vector boundary; per step
+    its rows of W2 transposed (C, h_t) and their gradient, transposed (C, h_t); per block
+    the rows' logit gradients, transposed (C, BLOCK)."""
     cs = _lane_pad(c)
-    return r_t[:c], r_t[cs:cs + c], r_t[2 * cs:2 * cs + c], r_t[3 * cs:3 * cs + ht]
+    at = 3 * cs + ht
+    bt = at + 2 * c * ht
+    return (r_t[:c], r_t[cs:cs + c], r_t[2 * cs:2 * cs + c], r_t[3 * cs:at],
+            r_t[at:at + c * ht], r_t[at + c * ht:bt], r_t[bt:bt + c * BLOCK])
 
 
 @jit
@@ -221,7 +229,10 @@ def _backward_part(fl, g, net, t, data, rows, task, inv_n, bufs):
     bo1 = woff[0] + d_in * h
     wo2 = bo1 + h
     bo2 = wo2 + h * c
-    p, dz2, _, da = _scratch(r_t, c, ht)
+    p, dz2, _, da, w2t, dw2t, dz2t = _scratch(r_t, c, ht)
+    transpose_into(fl, wo2 + lo * c, ht, c, w2t)  # layer 2's backward runs along the units
+    zero_fill(dw2t)
+    gb2 = g[bo2:bo2 + c]
     m = rows.shape[0]
     loss_sum = 0.0
     right = 0
@@ -239,12 +250,16 @@ def _backward_part(fl, g, net, t, data, rows, task, inv_n, bufs):
                                    dz2)
             loss_sum += loss * sw[r] if weighted else loss
             right += ok
-            dense_backward(fl, g, wo2 + lo * c, bo2, ht, c, z_t[i * ht:(i + 1) * ht], dz2, da,
-                           act)
+            transposed_backward(w2t, ht, c, z_t[i * ht:(i + 1) * ht], dz2, da, act)
+            for j in range(c):
+                gb2[j] += dz2[j]
+                dz2t[j * BLOCK + i - b0] = dz2[j]
             copy_into(da, dzs, (i - b0) * ht, ht)
+        outer_block(dw2t, ht, c, z_t, b0 * ht, dz2t, b1 - b0)
         k = k0 + b0 // BLOCK
         bucket_backward((wo1, bo1 + lo, ht), b1 - b0, d_in, scale,
                         (borrow(KC[k]), borrow(KR[k]), borrow(KV[k])), dzs, g)
+    add_transposed(dw2t, g, wo2 + lo * c, ht, c)
     return loss_sum, right
 
 

@@ -179,6 +179,52 @@ def dense_backward(flat, g, wo, bo, d_in, d_out, a, dz, da, act):
 
 
 @jit
+def transpose_into(flat, wo, d_in, d_out, wt):
+    """wt[:d_out * d_in] = W.T row-major, W (d_in, d_out) at flat[wo:]."""
+    w = flat[wo:wo + d_in * d_out]
+    for k in range(d_in):
+        for j in range(d_out):
+            wt[j * d_in + k] = w[k * d_out + j]
+
+
+@jit
+def add_transposed(gt, g, wo, d_in, d_out):
+    """g[wo:] (d_in, d_out) += gt (d_out, d_in).T: :func:`transposed_backward`'s gradient,
+    into the layer's own layout."""
+    gw = g[wo:wo + d_in * d_out]
+    for k in range(d_in):
+        for j in range(d_out):
+            gw[k * d_out + j] += gt[j * d_in + k]
+
+
+@jit
+def transposed_backward(wt, d_in, d_out, a, dz, da, act):
+    """The input gradient of a narrow layer (d_in -> d_out, d_out small) from its weights
+    transposed, wt (d_out, d_in) = W.T (:func:`transpose_into`): da (d_in,) = (W @ dz) *
+    f'(z), from the layer's input a (d_in,) = f(z) (act as ``times_derivative``).
+
+    The running sums of da stay in vector registers across the d_out entries of dz
+    (``input_forward`` over the rows of W.T): no horizontal sum for each of the d_in dot
+    products of length d_out, as ``rows_dot`` takes.
+    """
+    zero_fill(da)
+    input_forward(wt, 0, da, d_in, None, dz, d_out, None, False, da)
+    times_derivative(da, a, act)
+
+
+@jit
+def outer_block(gt, d_in, d_out, A, ao, dzt, m):
+    """gt (d_out, d_in) += sum over the rows i < m of outer(dz_i, a_i), a narrow layer's
+    weight gradient transposed (:func:`add_transposed`), from the block's inputs a_i =
+    A[ao + i * d_in:][:d_in] and its deltas transposed, dzt (d_out, >= m): each row of gt
+    summed in vector registers across the block's rows (``input_forward``), stored once."""
+    ld = dzt.shape[0] // d_out
+    for j in range(d_out):
+        gw = gt[j * d_in:(j + 1) * d_in]
+        input_forward(A, ao, gw, d_in, None, dzt[j * ld:j * ld + m], m, None, False, gw)
+
+
+@jit
 def drop_units(z, lkey, thr, s):
     """Inverted dropout of z (d,) in place: unit j times s where the mask lkey keeps it, else
     0 (``_shift.keeps``)."""
