@@ -156,7 +156,9 @@ class Governor:
         self.warm = False
         self.warm_most = False  # the first chunk on `most` threads has run (unmeasured)
         self.judged = False     # a measurement of `most` threads has been compared
-        self.current = 1        # the count measured first
+        # the count measured first: all threads where the cores are free at the start (one
+        # thread is then measured after `wait` chunks: a short fit never runs its probe)
+        self.current = self.most if self.start_free else 1
         self.wait = RETRY_START
         self.since = 0          # chunks on the current count since the other was measured
 
@@ -166,7 +168,11 @@ class Governor:
             return 1, self.chunk
         if not self.warm:
             return (self.most if self.start_free else 1), PROBE_STEPS // 2
+        if self.start_free and self.most not in self.time:
+            return self.most, PROBE_STEPS
         if 1 not in self.time:
+            if self.start_free and self.since < self.wait:
+                return self.current, self._ordinary()
             return 1, PROBE_STEPS
         if self.most not in self.time:
             if self.warm_most:  # the counters allowed the warm-up: the probe follows it
@@ -240,6 +246,8 @@ class Governor:
         if jumped:
             self.time[threads] = per_step
         if len(self.time) < 2:
+            if self.start_free:  # all threads measured, one not yet: chunks until its turn
+                self.since = math.inf if jumped else self.since + 1
             return
         judged, self.judged = self.judged, self.judged or (probe and threads == self.most)
         best = min(self.time, key=self.time.get)

@@ -11,6 +11,7 @@ from fastmnist.governor import (
     CHUNK_GROWTH,
     CHUNK_SECONDS,
     PROBE_STEPS,
+    RETRY_START,
     Governor,
     _others_running,
     chunk_steps,
@@ -90,19 +91,37 @@ def test_a_neighbour_that_comes_or_goes_is_noticed(start, then):
 
 def test_free_cores_at_the_start_spare_the_one_thread_warm_up(monkeypatch):
     """Where no other process's thread is runnable at the start, the unmeasured first chunk
-    runs on all threads: one thread runs only its probe before the first verdict, which is
-    the same (a 784-128-10 fit on 2 vCPUs ran 80-112 steps on one thread before, 0.55 ms
-    each against 0.35 ms on two)."""
+    and the first measurement run on all threads, and one thread is measured only once
+    RETRY_START ordinary chunks have run: a short fit never runs a step on one thread (a
+    784-128-10 fit on 2 vCPUs had run 80-112 steps on one thread, 0.55 ms each against 0.35
+    ms on two; later the 32-step probe of one thread and its call cost a 3-epoch 784-10-10
+    fit about 4 ms of 62)."""
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    first = 2 * PROBE_STEPS + PROBE_STEPS // 2  # warm-up, the probes of 1 and 2 threads
+    # the warm-up, the first measurement and ordinary chunks, RETRY_START chunks measured
+    before = PROBE_STEPS // 2 + PROBE_STEPS + (RETRY_START - 1) * CHUNK
     times, _, gov = simulate(quiet, others=0)
-    assert times[:first].count(1.4) == PROBE_STEPS
+    assert times[:before].count(1.4) == 0
+    assert times[before:before + PROBE_STEPS].count(1.4) == PROBE_STEPS  # then the probe
     assert gov.current == 2
+    first = 2 * PROBE_STEPS + PROBE_STEPS // 2  # warm-up, the probes of 1 and 2 threads
     times, _, gov = simulate(quiet, others=None)  # unknown: the warm-up on one thread
     assert times[:first].count(1.4) == PROBE_STEPS + PROBE_STEPS // 2
     times, _, gov = simulate(busy, others=1)  # a neighbour holds a core: no stalled warm-up
     assert times[:PROBE_STEPS // 2].count(4.0) == 0
     assert gov.current == 1
+
+
+def test_free_cores_at_the_start_still_find_a_faster_single_thread(monkeypatch):
+    """A network too small for two threads, on a quiet machine: its deferred probe of one
+    thread still moves the run there."""
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+
+    def small(threads, step):
+        return 1.3 if threads == 2 else 1.0
+
+    times, steps_on, gov = simulate(small, 8000, others=0)
+    assert gov.current == 1
+    assert steps_on[2] <= PROBE_STEPS // 2 + PROBE_STEPS + (RETRY_START + 5) * CHUNK
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="Linux's count of runnable threads")
