@@ -122,9 +122,13 @@ class Governor:
     The first chunk (PROBE_STEPS // 2 steps) is not measured: it may compile the kernels. It
     runs on `most` threads where other processes' runnable threads leave a core for each at the
     start (`others_now`; the chunk then also wakes the other cores), and on one thread otherwise
-    (cheap whether a core is busy or not). Then PROBE_STEPS steps run on one thread and as many
-    on `most`; where the system's CPU counters show another process holding a core already, the
-    probe of `most` is skipped until they show it free (a step on two threads with one core
+    (cheap whether a core is busy or not). With the cores free, PROBE_STEPS steps on `most`
+    threads are measured next and ordinary chunks follow on them; one thread is measured once
+    RETRY_START chunks have run (then as below), so that a short fit on a quiet machine never
+    runs steps on one thread (the probe and its call had cost a 3-epoch 784-128-10 fit 13% on
+    an AMD EPYC). Otherwise PROBE_STEPS steps run on one thread and as many on `most`; where
+    the system's CPU counters show another process holding a core already, the probe of
+    `most` is skipped until they show it free (a step on two threads with one core
     taken cost six of one thread's, fast98 on an Intel Xeon); one thread runs until they have
     START_WINDOW seconds to say. The first chunk on `most` threads is not measured either
     (PROBE_STEPS steps after a warm-up on one thread), and the first verdict for one thread is
