@@ -216,17 +216,37 @@ def nz_dot_wide(typingctx, w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
             c0 = builder.mul(chunk.index, _I64(CHUNK))
             offs = [builder.add(c0, _I64(LANES * v)) for v in range(4)]
             masks = [_lane_mask(builder, builder.sub(h, off)) for off in offs]
-            for acc, off, mask in zip(accs, offs, masks):
-                builder.store(_masked_load(builder, builder.gep(bias, [off]), mask, vt), acc)
-            with cgutils.for_range(builder, n) as loop:
-                row, v = pixel(loop.index)
-                vv = _splat(builder, v)
+
+            def get(ptr, off, mask):  # mask None: a whole vector, an ordinary load
+                return (_load(builder, ptr, off, vt) if mask is None else
+                        _masked_load(builder, builder.gep(ptr, [off]), mask, vt))
+
+            def run(masks):
                 for acc, off, mask in zip(accs, offs, masks):
-                    wv = _masked_load(builder, builder.gep(row, [off]), mask, vt)
-                    builder.store(builder.fadd(builder.load(acc), builder.fmul(vv, wv)), acc)
-            for acc, off, mask in zip(accs, offs, masks):
-                _masked_store(builder, _relu_if(builder, args[8], builder.load(acc)),
-                              builder.gep(out, [off]), mask)
+                    builder.store(get(bias, off, mask), acc)
+                with cgutils.for_range(builder, n) as loop:
+                    row, v = pixel(loop.index)
+                    vv = _splat(builder, v)
+                    for acc, off, mask in zip(accs, offs, masks):
+                        wv = get(row, off, mask)
+                        builder.store(builder.fadd(builder.load(acc), builder.fmul(vv, wv)),
+                                      acc)
+                for acc, off, mask in zip(accs, offs, masks):
+                    total = _relu_if(builder, args[8], builder.load(acc))
+                    if mask is None:
+                        vp = builder.bitcast(builder.gep(out, [off]), vt.as_pointer())
+                        builder.store(total, vp, align=_align(ft).constant)
+                    else:
+                        _masked_store(builder, total, builder.gep(out, [off]), mask)
+
+            # a whole chunk (h - c0 >= CHUNK) loads and stores whole vectors: AVX2 has no
+            # masked load that folds into the multiply, AVX-512 pays nothing either way
+            whole = builder.icmp_signed(">=", builder.sub(h, c0), _I64(CHUNK))
+            with builder.if_else(whole) as (then, otherwise):
+                with then:
+                    run([None] * 4)
+                with otherwise:
+                    run(masks)
         return context.get_dummy_value()
     return sig, codegen
 
