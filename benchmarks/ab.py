@@ -1,6 +1,6 @@
 """A/B: the working tree's fastmnist against a git revision's, interleaved in one process.
 
-    python benchmarks/ab.py REV [--repeats 7] [--threads N] [--workloads epoch-784-10-10,...]
+    python benchmarks/ab.py REV [--repeats 7] [--threads N] [--cpu NAME] [--workloads W,...]
 
 The revision's package is exported (``git archive``) into a temporary folder under another name
 (``fm_a``; ``fm_b`` for the working tree), so that both import side by side; each keeps its own
@@ -18,7 +18,9 @@ bit-identical unless ``--allow-different`` (a change meant to move the rounding)
 B, A, A, B, ... with a pause before each (:func:`fastmnist.tools.harness.timing.interleaved`),
 and the report gives each side's median and B / A, the ratio of the fastest runs, and the median
 of each round's B / A (paired: a slow drift of the machine's speed cancels within a round): a
-refactor is done when no B / A is above 1.03. On a noisy machine, run enough rounds that two
+refactor is done when no B / A is above 1.03. ``--cpu haswell`` (or ``x86-64``, ...) compiles
+both for that CPU: ``NUMBA_CPU_NAME`` with ``NUMBA_CPU_FEATURES=""``, since the name alone
+keeps the host's instruction set. On a noisy machine, run enough rounds that two
 copies of the same code (``ab.py HEAD`` on a clean tree) come out within that. Needs MNIST in
 $FASTMNIST_DATA or the cache.
 """
@@ -136,7 +138,15 @@ def main(argv=None):
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--allow-different", action="store_true",
                     help="do not require bit-identical results")
+    ap.add_argument("--cpu", help="compile both for this LLVM CPU (haswell, x86-64, ...) and "
+                    "its own features: NUMBA_CPU_NAME, with NUMBA_CPU_FEATURES empty")
     args = ap.parse_args(argv)
+    if args.cpu:  # before Numba reads its configuration
+        os.environ["NUMBA_CPU_NAME"] = args.cpu
+        os.environ.setdefault("NUMBA_CPU_FEATURES", "")
+    elif "NUMBA_CPU_NAME" in os.environ and "NUMBA_CPU_FEATURES" not in os.environ:
+        print("note: NUMBA_CPU_NAME without NUMBA_CPU_FEATURES keeps the host's features "
+              "(use --cpu to emulate that CPU)", file=sys.stderr)
     tmp = tempfile.mkdtemp(prefix="fastmnist-ab-")
     _renamed_copy(_files_at(args.rev), tmp, "fm_a")
     _renamed_copy(_files_here(), tmp, "fm_b")
