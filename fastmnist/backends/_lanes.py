@@ -84,6 +84,12 @@ def _load(builder, ptr, off, vt):
     return builder.load(vp, align=_align(vt.element).constant)
 
 
+def _store(builder, value, ptr, off):
+    """Store the vector `value` at ptr + off (elements), unaligned (``_load``'s twin)."""
+    vp = builder.bitcast(builder.gep(ptr, [off]), value.type.as_pointer())
+    builder.store(value, vp, align=_align(value.type.element).constant)
+
+
 def _index(builder, value, ty):
     """An array element of integer type ty as an i64 (zero- or sign-extended)."""
     if value.type.width == 64:
@@ -234,8 +240,7 @@ def nz_dot_wide(typingctx, w, wo, h, x_idx, x_val, n_nz, scale, b, relu, z):
                 for acc, off, mask in zip(accs, offs, masks):
                     total = _relu_if(builder, args[8], builder.load(acc))
                     if mask is None:
-                        vp = builder.bitcast(builder.gep(out, [off]), vt.as_pointer())
-                        builder.store(total, vp, align=_align(ft).constant)
+                        _store(builder, total, out, off)
                     else:
                         _masked_store(builder, total, builder.gep(out, [off]), mask)
 
@@ -338,8 +343,7 @@ def rows_dot(typingctx, w, wo, h, n, dz, a, out):
                 s = builder.select(builder.fcmp_ordered(">", a, zero), s,
                                    builder.fmul(s, zero))
             if width > 1:
-                vp = builder.bitcast(builder.gep(out, [k]), s.type.as_pointer())
-                builder.store(s, vp, align=_align(ft).constant)
+                _store(builder, s, out, k)
             else:
                 builder.store(s, builder.gep(out, [k]))
 
