@@ -17,6 +17,13 @@ from fastmnist.backends._plain import LANES
 
 REPO = Path(__file__).resolve().parents[1]
 
+X86 = platform.machine().lower() in ("x86_64", "amd64")
+
+#: as ``_jit.PATH`` decides: the intrinsics are tried on x86-64 CPUs with masked vector loads
+intrinsics_tried = pytest.mark.skipif(
+    not (X86 and _jit.masked_loads_native()),
+    reason="the intrinsics are only tried on x86-64 with masked vector loads")
+
 
 def test_intrinsics_flag_names_the_path():
     assert numba_cpu.INTRINSICS is (_jit.PATH == "lanes")
@@ -25,8 +32,7 @@ def test_intrinsics_flag_names_the_path():
         assert numba_cpu.nz_dot is _plain.nz_dot
 
 
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
-                    reason="LLVM's x86 target names")
+@pytest.mark.skipif(not X86, reason="LLVM's x86 target names")
 def test_cpus_without_masked_loads_take_the_plain_loops():
     """x86-64 CPUs before AVX (and Atom-class chips without it) have no masked vector load:
     LLVM splits each of the intrinsics' into a branch per lane, slower than the plain loops
@@ -68,8 +74,7 @@ def test_parity_suite_on_the_plain_loops():
 
 @pytest.mark.slow
 @pytest.mark.background(plain_parity)
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
-                    reason="the intrinsics are only tried on x86-64")
+@intrinsics_tried
 def test_failing_intrinsics_fall_back():
     """A self-test that raises (as an LLVM without these intrinsics would) selects the plain
     loops, with a warning, and training still works (in the plain loops' cache, compiled)."""
@@ -282,8 +287,7 @@ def test_bench_header_names_the_path():
     assert f"INTRINSICS={numba_cpu.INTRINSICS}" in head_to_head.machine()
 
 
-@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
-                    reason="the intrinsics are only tried on x86-64")
+@intrinsics_tried
 def test_self_test_runs_once_per_cache(tmp_path):
     """A passed self-test leaves a marker in the cache folder; a warm start skips the test (a
     broken one would otherwise switch to the plain loops)."""
