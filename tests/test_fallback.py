@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 
 import background
+import numba
 import numpy as np
 import pytest
 
-from fastmnist.backends import _jit, _plain, numba_cpu
+from fastmnist.backends import _jit, _plain, kernels, numba_cpu
 from fastmnist.backends._plain import LANES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +49,39 @@ def test_cpus_without_masked_loads_take_the_plain_loops():
                           "print(_jit.PATH)"], env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.stdout.strip() == "plain", out.stderr[-2000:]
+
+
+@pytest.mark.skipif(not X86, reason="LLVM's x86 target names")
+def test_the_compress_gather_only_where_the_cpu_has_vbmi2():
+    """``vpcompressb`` packs a row's nonzero pixels on CPUs with AVX-512 VBMI2 (Ice Lake, Zen 4
+    and later); elsewhere (AVX-512 without it, AVX2, SSE) LLVM could not lower the intrinsic,
+    so the scalar gather must be compiled instead. Asked of LLVM for the target."""
+    assert _jit.compress_native("icelake-server", "")
+    assert _jit.compress_native("znver4", "")
+    assert not _jit.compress_native("skylake-avx512", "")
+    assert not _jit.compress_native("znver3", "")
+    assert not _jit.compress_native("haswell", "")
+    assert not _jit.compress_native("x86-64", "")
+    assert _jit.compress_native("x86-64", "+avx512f,+avx512bw,+avx512vbmi2")
+    assert kernels.COMPRESS == (numba_cpu.INTRINSICS and _jit.compress_native())
+    gather = numba.njit(lambda row, cidx, cval: kernels._gather(row, cidx, cval))  # not cached
+    gather(np.zeros(784, np.uint8), np.empty(784, np.uint16), np.empty(784, np.uint8))
+    asm = "".join(gather.inspect_asm().values())
+    assert ("vpcompressb" in asm) == kernels.COMPRESS
+
+
+@intrinsics_tried
+def test_a_cpu_without_vbmi2_gathers_without_it():
+    """Compiled for Skylake-X (AVX-512, no VBMI2): the scalar gather, right results."""
+    code = ("import numpy as np; from fastmnist.backends import kernels; "
+            "x = np.array([0, 3, 0, 0, 9] * 30, np.uint8); ci = np.empty(150, np.int32); "
+            "cv = np.empty(150, np.uint8); n = kernels.gather_nonzeros(x, ci, cv); "
+            "assert (ci[:n] == np.flatnonzero(x)).all() and (cv[:n] == x[x != 0]).all(); "
+            "print(kernels.COMPRESS)")
+    env = dict(os.environ, NUMBA_CPU_NAME="skylake-avx512", NUMBA_CPU_FEATURES="")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]
 
 
 @background.job(cost=260)

@@ -99,20 +99,26 @@ def test_forward_of_a_batch_equals_its_rows_one_by_one(kind, d):
     np.testing.assert_array_equal(batch, one_by_one)
 
 
-@pytest.mark.parametrize("d", [784, 16, 29, 7])
+@pytest.mark.parametrize("d", [784, 16, 29, 7, 64, 65, 130])
+@pytest.mark.parametrize("idx_dtype", [np.uint16, np.int32])
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
-def test_gather_nonzeros(dtype, d):
-    """Each row's nonzeros, in order, whether the row is read a word (8 pixels) at a time or
-    pixel by pixel: all-zero, all-nonzero and sparse rows, a nonzero last pixel."""
+def test_gather_nonzeros(dtype, idx_dtype, d):
+    """Each row's nonzeros, in order, whether the row is read 64 pixels at a time
+    (vpcompressb, where the CPU has it), a word (8 pixels) at a time or pixel by pixel:
+    all-zero, all-nonzero and sparse rows, a nonzero last pixel; nothing written past the
+    nonzeros but the one entry the contract allows."""
     x = random_pixels(40, d, seed=d, density=0.3).astype(dtype)
     x[0] = 0
     x[1] = 7
     x[2, :-1], x[2, -1] = 0, 9
-    cidx, cval = np.empty(d, np.int32), np.empty(d, dtype)
-    for row in x:
-        n_nz = kernels.gather_nonzeros(row, cidx, cval)
-        np.testing.assert_array_equal(cidx[:n_nz], np.flatnonzero(row))
-        np.testing.assert_array_equal(cval[:n_nz], row[row != 0])
+    x[3, :], x[3, ::2] = 5, 0
+    for gather in (kernels.gather_nonzeros, kernels.gather_scalar):
+        for row in x:
+            cidx, cval = np.full(d + 2, 99, idx_dtype), np.full(d + 2, 99, dtype)
+            n_nz = gather(row, cidx[:d], cval[:d])
+            np.testing.assert_array_equal(cidx[:n_nz], np.flatnonzero(row))
+            np.testing.assert_array_equal(cval[:n_nz], row[row != 0])
+            assert (cidx[n_nz + 1:] == 99).all() and (cval[n_nz + 1:] == 99).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

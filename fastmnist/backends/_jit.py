@@ -84,21 +84,59 @@ def masked_loads_native(cpu=None, features=None):
     ``NUMBA_CPU_FEATURES``; the host's where those are not set). Asks LLVM itself, by
     compiling one masked load for that target, unless both are the host's."""
     from llvmlite import binding as ll
-    from numba.core import config
-    cpu = cpu if cpu is not None else config.CPU_NAME
-    features = features if features is not None else config.CPU_FEATURES
+    cpu, features = _target(cpu, features)
     if cpu is None and features is None:
         return bool(ll.get_host_cpu_features().get("avx", False))
     try:
-        ll.initialize_native_target()
-        ll.initialize_native_asmprinter()
-        tm = ll.Target.from_default_triple().create_target_machine(
-            cpu=cpu or ll.get_host_cpu_name(),
-            features=ll.get_host_cpu_features().flatten() if features is None else features)
-        asm = tm.emit_assembly(ll.parse_assembly(_MASKED_LOAD_IR))
+        asm = _asm(_MASKED_LOAD_IR, cpu, features)
     except Exception:  # noqa: BLE001  (no verdict: the intrinsics' self-test still guards)
         return True
     return "maskmov" in asm or "{%k" in asm
+
+
+def compress_native(cpu=None, features=None):
+    """Whether the CPU the kernels compile for packs the selected bytes of a vector in one
+    instruction (AVX-512 VBMI2's ``vpcompressb``: Intel Ice Lake and later, AMD Zen 4 and
+    later), so that ``_lanes.compress_nonzeros`` can gather a row's nonzero pixels.
+
+    cpu, features: as for :func:`masked_loads_native`. Asks LLVM, by compiling one generic
+    compress (which LLVM lowers everywhere, to a loop of scalar stores without VBMI2), unless
+    both are the host's; False when LLVM cannot say."""
+    from llvmlite import binding as ll
+    cpu, features = _target(cpu, features)
+    if cpu is None and features is None:
+        host = ll.get_host_cpu_features()
+        return bool(host.get("avx512vbmi2", False) and host.get("avx512bw", False))
+    try:
+        return "vpcompressb" in _asm(_COMPRESS_IR, cpu, features)
+    except Exception:  # noqa: BLE001  (no verdict: the scalar gather is always right)
+        return False
+
+
+_COMPRESS_IR = """
+declare void @llvm.masked.compressstore.v64i8(<64 x i8>, ptr, <64 x i1>)
+define void @probe(<64 x i8> %v, ptr %p, <64 x i1> %m) {
+  call void @llvm.masked.compressstore.v64i8(<64 x i8> %v, ptr %p, <64 x i1> %m)
+  ret void
+}
+"""
+
+
+def _asm(ir_text, cpu, features):
+    """LLVM's assembly for ir_text on that CPU and feature string (None: the host's)."""
+    from llvmlite import binding as ll
+    ll.initialize_native_target()
+    ll.initialize_native_asmprinter()
+    tm = ll.Target.from_default_triple().create_target_machine(
+        cpu=cpu or ll.get_host_cpu_name(),
+        features=ll.get_host_cpu_features().flatten() if features is None else features)
+    return tm.emit_assembly(ll.parse_assembly(ir_text))
+
+
+def _target(cpu, features):
+    from numba.core import config
+    return (cpu if cpu is not None else config.CPU_NAME,
+            features if features is not None else config.CPU_FEATURES)
 
 
 #: where the kernels come from: "lanes" (the LLVM vector intrinsics of ``_lanes``) or "plain"
@@ -108,6 +146,10 @@ def masked_loads_native(cpu=None, features=None):
 PATH = ("lanes" if os.environ.get("FASTMNIST_INTRINSICS", "1").strip() != "0"
         and platform.machine().lower() in ("x86_64", "amd64") and masked_loads_native()
         else "plain")
+
+#: whether the layer-1 gather of a uint8 row's nonzero pixels uses ``vpcompressb``
+#: (``_lanes.compress_nonzeros``): the intrinsics' path on a CPU with AVX-512 VBMI2
+COMPRESS = PATH == "lanes" and compress_native()
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # compiled into the kernels that call them (kernels' into those of numba_cpu, columns and gemm;

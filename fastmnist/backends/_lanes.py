@@ -13,6 +13,7 @@ intrinsics here say what is meant:
 * ``nz_outer``: a dW row update in exact pieces of 16, 8, 4, 2, 1 lanes, one loop per width.
 * ``rows_dot``: W @ dz for a narrow W, with the ReLU backward.
 * ``softmax_grad``: softmax cross-entropy and its gradient for at most LANES classes.
+* ``compress_nonzeros``: a uint8 row's nonzero pixels, 64 at a time (AVX-512 VBMI2 only).
 
 The pixel rows may be given by index (a CSR row) or be all rows in order (x_idx None: a
 dense layer). They are compiled into the Numba kernels that call them (numba_cpu), so they
@@ -492,6 +493,86 @@ def softmax_grad(typingctx, z, c, label, inv_n, flush, dz):
     return sig, codegen
 
 
+def compress_takes(row, cidx, cval):
+    """Whether compress_nonzeros takes these Numba types: a uint8 row and values, 16- or
+    32-bit indices, all 1-D C arrays."""
+    return (_contiguous(row, cidx, cval) and row.dtype == types.uint8
+            and cval.dtype == types.uint8 and isinstance(cidx.dtype, types.Integer)
+            and cidx.dtype.bitwidth in (16, 32))
+
+
+@intrinsic
+def compress_nonzeros(typingctx, row, cidx, cval):
+    """The nonzero pixels of a uint8 row (d,): their indices into cidx, their values into
+    cval, in order; returns how many (``kernels.gather_nonzeros``'s contract).
+
+    64 pixels at a time: one compare gives the nonzero mask, AVX-512 VBMI2's ``vpcompressb``
+    packs their values into the low bytes of a register and ``vpcompressw``/``vpcompressd``
+    their indices, and masked stores write exactly the nonzeros (nothing past them, so the
+    buffers need no slack). The compress instructions are used in their register form: the
+    form that stores to memory is microcoded on AMD Zen 4 (hundreds of cycles). 10,000 MNIST
+    rows in 1.4 against 3.4 ms for the word-skipping scalar loop (AMD EPYC, Zen 5, one
+    thread). Only for CPUs with VBMI2 (``_jit.compress_native``); LLVM has no fallback for
+    these x86 intrinsics on others."""
+    sig = types.int64(row, cidx, cval) if compress_takes(row, cidx, cval) else None
+
+    def codegen(context, builder, sig, args):
+        r = context.make_array(sig.args[0])(context, builder, args[0])
+        src, d = r.data, builder.extract_value(r.shape, 0)
+        idx = context.make_array(sig.args[1])(context, builder, args[1]).data
+        val = context.make_array(sig.args[2])(context, builder, args[2]).data
+        it = idx.type.pointee
+        per = 512 // it.width  # index lanes in one 512-bit vector
+        i1, i8 = ir.IntType(1), ir.IntType(8)
+        vt, mt = ir.VectorType(i8, 64), ir.VectorType(i1, 64)
+        ivt, imt = ir.VectorType(it, per), ir.VectorType(i1, per)
+
+        def fn(name, ret, *params):
+            return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, params),
+                                                  name)
+        load8 = fn("llvm.masked.load.v64i8.p0", vt, src.type, _I32, mt, vt)
+        pack8 = fn("llvm.x86.avx512.mask.compress.v64i8", vt, vt, vt, mt)
+        store8 = fn("llvm.masked.store.v64i8.p0", ir.VoidType(), vt, val.type, _I32, mt)
+        packi = fn(f"llvm.x86.avx512.mask.compress.v{per}i{it.width}", ivt, ivt, ivt, imt)
+        storei = fn(f"llvm.masked.store.v{per}i{it.width}.p0", ir.VoidType(), ivt, idx.type,
+                    _I32, imt)
+        pop64 = fn("llvm.ctpop.i64", _I64, _I64)
+        popi = fn(f"llvm.ctpop.i{per}", ir.IntType(per), ir.IntType(per))
+        zero8, zeroi = ir.Constant(vt, None), ir.Constant(ivt, None)
+        lanes64 = ir.Constant(ir.VectorType(_I64, 64), list(range(64)))
+        lanes8 = ir.Constant(vt, list(range(64)))
+        lanesi = ir.Constant(ivt, list(range(per)))
+        n = cgutils.alloca_once_value(builder, _I64(0))
+        blocks = builder.udiv(builder.add(d, _I64(63)), _I64(64))
+        with cgutils.for_range(builder, blocks) as loop:
+            b0 = builder.mul(loop.index, _I64(64))
+            inside = builder.icmp_signed("<", lanes64, _splat(builder, builder.sub(d, b0), 64))
+            v = builder.call(load8, [builder.gep(src, [b0]), _I32(1), inside, zero8])
+            nz = builder.icmp_unsigned("!=", v, zero8)  # (64,) i1: the nonzero pixels
+            at = builder.load(n)
+            count = builder.call(pop64, [builder.bitcast(nz, _I64)])
+            first = builder.icmp_unsigned("<", lanes8, _splat(builder, builder.trunc(count, i8),
+                                                              64))
+            builder.call(store8, [builder.call(pack8, [v, zero8, nz]),
+                                  builder.gep(val, [at]), _I32(1), first])
+            off = at
+            for p in range(64 // per):  # the block's indices, per lanes at a time
+                part = builder.shuffle_vector(nz, ir.Constant(mt, ir.Undefined), ir.Constant(
+                    ir.VectorType(_I32, per), list(range(p * per, (p + 1) * per))))
+                k = builder.add(lanesi, _splat(builder, builder.trunc(
+                    builder.add(b0, _I64(p * per)), it), per))
+                c = builder.zext(builder.call(popi, [builder.bitcast(part, ir.IntType(per))]),
+                                 _I64)
+                firsti = builder.icmp_unsigned("<", lanesi, _splat(builder, builder.trunc(c, it),
+                                                                   per))
+                builder.call(storei, [builder.call(packi, [k, zeroi, part]),
+                                      builder.gep(idx, [off]), _I32(it.width // 8), firsti])
+                off = builder.add(off, c)
+            builder.store(builder.add(at, count), n)
+        return builder.load(n)
+    return sig, codegen
+
+
 @intrinsic
 def prefetch(typingctx, a, i):
     """Ask for the cache line holding a[i] (1-D C array) ahead of its use; no effect on
@@ -516,6 +597,7 @@ def self_test():
     at import and falls back to the plain loops of ``_plain`` on any exception."""
     import numpy as np
 
+    from . import _jit
     from ._jit import jit
 
     @jit
@@ -534,3 +616,14 @@ def self_test():
     want = np.maximum(b + (val / np.float32(255)) @ W[idx], 0)
     if not np.allclose(z, want, rtol=1e-5, atol=1e-6):
         raise RuntimeError("the vector intrinsics gave wrong results on this CPU")
+    if _jit.COMPRESS:
+        row = np.zeros(100, np.uint8)
+        row[[0, 5, 64, 99]] = [3, 255, 1, 7]
+        cidx, cval = np.zeros(100, np.uint16), np.zeros(100, np.uint8)
+
+        @jit
+        def pack(row, cidx, cval):
+            return compress_nonzeros(row, cidx, cval)
+        n = pack(row, cidx, cval)
+        if n != 4 or list(cidx[:4]) != [0, 5, 64, 99] or list(cval[:4]) != [3, 255, 1, 7]:
+            raise RuntimeError("the vector intrinsics gave wrong results on this CPU")

@@ -15,6 +15,7 @@ is in ``_jit._INLINED``: an edit to it invalidates every cached kernel.
 """
 
 import numpy as np
+from numba.extending import overload
 
 from . import _jit, _plain
 from ._jit import jit
@@ -44,6 +45,8 @@ if _jit.PATH == "lanes":
     from ._lanes import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
 else:
     from ._plain import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
+#: whether gather_nonzeros packs a uint8 row's nonzeros with vpcompressb (``_jit.COMPRESS``)
+COMPRESS = _jit.PATH == "lanes" and _jit.COMPRESS
 
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype), as in the reference
@@ -340,7 +343,31 @@ def row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval, shift):
 @jit
 def gather_nonzeros(row, cidx, cval):
     """The nonzero entries of row (d,): their indices into cidx, their values into cval
-    (d,), in order; returns how many.
+    (d,), in order; returns how many. Writes at most cidx[:n + 1], cval[:n + 1].
+
+    A uint8 row, on a CPU with AVX-512 VBMI2, 64 pixels at a time by vpcompressb
+    (``_lanes.compress_nonzeros``); else :func:`gather_scalar`.
+    """
+    return _gather(row, cidx, cval)
+
+
+def _gather(row, cidx, cval):
+    """gather_nonzeros' body, chosen by the types (the overload below); Numba code only."""
+    raise NotImplementedError
+
+
+@overload(_gather, jit_options={"fastmath": _jit.FASTMATH})
+def _gather_typed(row, cidx, cval):
+    if COMPRESS:
+        from ._lanes import compress_nonzeros, compress_takes
+        if compress_takes(row, cidx, cval):
+            return lambda row, cidx, cval: compress_nonzeros(row, cidx, cval)
+    return lambda row, cidx, cval: gather_scalar(row, cidx, cval)
+
+
+@jit
+def gather_scalar(row, cidx, cval):
+    """gather_nonzeros without vector instructions, for any row dtype.
 
     Branch-free: a zero's entry is overwritten by the next one's (a branch on each pixel
     mispredicts at every edge of a stroke). A uint8 row a whole number of 8-byte words long
