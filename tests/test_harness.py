@@ -9,7 +9,7 @@ from fastmnist.backends import numba_cpu, numpy_ref
 from fastmnist.model import init_params
 from fastmnist.optim import Optimizer
 from fastmnist.tools import head_to_head
-from fastmnist.tools.harness import checks, epochs, timing
+from fastmnist.tools.harness import checks, epochs, inference, timing
 
 
 def _start(sizes=(784, 16, 10), dtype="float64", init="he"):
@@ -160,3 +160,18 @@ def test_a_wrong_adam_fails_its_check_in_float32():
     with pytest.raises(AssertionError):
         checks.check_first_steps("wrong", make, _start(dtype="float32"), opt, X, y, order,
                                  lrs, batch_size=128)
+
+
+def test_inference_contenders_are_checked_before_they_are_timed(tmp_path):
+    """Every inference contender that runs here gives the reference's probabilities; one
+    that does not (a predict_proba off by a little) is refused before it is timed."""
+    import fastmnist as fm
+    model, _ = fm.recipes.get("default")
+    x = np.random.default_rng(0).integers(0, 256, (50, 784)).astype(np.uint8)
+    runs = inference.contenders(model, x, folder=str(tmp_path))
+    assert {"fastmnist-numba", "fastmnist-numpy"} <= set(runs)
+    for run in runs.values():
+        assert run().shape == (50, 10)
+    model.predict_proba = lambda x, backend=None: numpy_ref.forward(model.params, x) * 1.001
+    with pytest.raises(AssertionError):
+        inference.contender("fastmnist-numba", model, x)

@@ -56,6 +56,10 @@ def test_threads_script_loads():
     assert callable(_load("threads").main)
 
 
+def test_inference_script_loads():
+    assert callable(_load("inference").main)
+
+
 def test_step_phases_script_loads():
     """benchmarks/step_phases.py reaches into the split by units; the names it calls exist."""
     from fastmnist.backends import columns, kernels, numba_cpu
