@@ -11,7 +11,8 @@ through the Numba backend's ``train_epoch`` on data prepared once (``epoch-784-1
 added; ``fit-default+numpy``: one epoch on the NumPy reference, as a cold start trains while the
 kernels compile; ``fit-784-128-10``, any sizes: a new model's 3-epoch SGD fit, lr 0.05, batch
 128, as ``fastmnist bench`` times its ``fit`` contender; ``fit-784-256-128-10+adam``: the same
-with Adam, lr 0.001), and the kernels users call directly on
+with Adam, lr 0.001; ``fit-784-128-10+dense``: that on standardized features, the bench's dense
+case), and the kernels users call directly on
 uint8 rows of 784-128-10: ``forward-10000`` (the first 10,000 images) and ``loss_and_grads-128``
 (one batch, repeated 20 times a run). The two sides start from the same weights and must end
 bit-identical unless ``--allow-different`` (a change meant to move the rounding). Runs go A, B,
@@ -109,17 +110,21 @@ def _fit(pkg, recipe, X, y, threads):
     recipes = importlib.import_module(f"{pkg.__name__}.recipes")
     MLP = importlib.import_module(f"{pkg.__name__}.model").MLP
     recipe, _, extra = recipe.partition("+")
+    if extra == "dense":  # standardized features, as the bench's dense case
+        from fastmnist.tools.head_to_head import standardized
+        X = standardized(X)
 
     def run():
         if recipe[:1].isdigit():  # sizes: the bench's fit contender
             sizes = [int(s) for s in recipe.split("-")]
-            model = MLP(hidden=sizes[1:-1], n_features=sizes[0], n_classes=sizes[-1], seed=0)
+            model = MLP(hidden=sizes[1:-1], n_features=sizes[0], n_classes=sizes[-1], seed=0,
+                        pixels=extra != "dense")
             kw = dict(epochs=3, batch_size=128, lr=0.05, optimizer="sgd", schedule=None)
         else:
             model, kw = recipes.get(recipe)
         if extra == "affine":
             kw["affine"] = (10.0, 0.1, 10.0)
-        if extra == "adam":  # the sizes' fit with Adam (lr 0.001) instead of SGD
+        if extra in ("adam", "dense"):  # the sizes' fit with Adam (lr 0.001) instead of SGD
             kw.update(optimizer="adam", lr=0.001)
         if extra == "numpy":  # the reference backend, one epoch: a cold start's path
             kw.update(backend="numpy", epochs=1)
