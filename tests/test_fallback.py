@@ -319,6 +319,7 @@ def test_cache_key_covers_the_inlined_modules(monkeypatch):
 def test_bench_header_names_the_path():
     from fastmnist.tools import head_to_head
     assert f"INTRINSICS={numba_cpu.INTRINSICS}" in head_to_head.machine()
+    assert ("vpcompressb" in head_to_head.machine()) == kernels.COMPRESS
 
 
 @intrinsics_tried

@@ -199,9 +199,10 @@ def machine():
     """One line about this machine and the versions that matter."""
     import numba
 
-    from ..backends import numba_cpu
+    from ..backends import kernels, numba_cpu
     return (f"{timing.cpu_model()}, {numba_cpu.n_threads()} threads, "
             f"Python {platform.python_version()}, NumPy {np.__version__}, "
             f"Numba {numba.__version__}, kernels: "
             f"{'vector intrinsics' if numba_cpu.INTRINSICS else 'plain loops'} "
-            f"(INTRINSICS={numba_cpu.INTRINSICS})")
+            f"(INTRINSICS={numba_cpu.INTRINSICS})"
+            f"{', nonzeros gathered by vpcompressb' if kernels.COMPRESS else ''}")
