@@ -94,6 +94,15 @@ def masked_loads_native(cpu=None, features=None):
     return "maskmov" in asm or "{%k" in asm
 
 
+_COMPRESS_IR = """
+declare void @llvm.masked.compressstore.v64i8(<64 x i8>, ptr, <64 x i1>)
+define void @probe(<64 x i8> %v, ptr %p, <64 x i1> %m) {
+  call void @llvm.masked.compressstore.v64i8(<64 x i8> %v, ptr %p, <64 x i1> %m)
+  ret void
+}
+"""
+
+
 def compress_native(cpu=None, features=None):
     """Whether the CPU the kernels compile for packs the selected bytes of a vector in one
     instruction (AVX-512 VBMI2's ``vpcompressb``: Intel Ice Lake and later, AMD Zen 4 and
@@ -113,15 +122,6 @@ def compress_native(cpu=None, features=None):
         return False
 
 
-_COMPRESS_IR = """
-declare void @llvm.masked.compressstore.v64i8(<64 x i8>, ptr, <64 x i1>)
-define void @probe(<64 x i8> %v, ptr %p, <64 x i1> %m) {
-  call void @llvm.masked.compressstore.v64i8(<64 x i8> %v, ptr %p, <64 x i1> %m)
-  ret void
-}
-"""
-
-
 def _asm(ir_text, cpu, features):
     """LLVM's assembly for ir_text on that CPU and feature string (None: the host's)."""
     from llvmlite import binding as ll
@@ -134,6 +134,7 @@ def _asm(ir_text, cpu, features):
 
 
 def _target(cpu, features):
+    """(cpu, features) with None replaced by Numba's settings (None where those are unset)."""
     from numba.core import config
     return (cpu if cpu is not None else config.CPU_NAME,
             features if features is not None else config.CPU_FEATURES)
