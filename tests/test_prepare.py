@@ -32,6 +32,29 @@ def test_word_fill_is_the_csr(n, words, density, seed):
     np.testing.assert_array_equal(data.values, vals)
 
 
+@pytest.mark.parametrize("fill", ["words", "packed", "plain"])
+@pytest.mark.parametrize("d", [8, 64, 72, 784])
+def test_each_fill_is_the_csr(fill, d):
+    """Each of _build_csr's fills on its own, whichever one this CPU's build picks: the word
+    fill (uint8, whole words), the vpcompressb fill (uint8, AVX-512 VBMI2) and the plain
+    one; all-zero, full and sparse rows."""
+    if fill == "packed" and not fast.COMPRESS:
+        pytest.skip("vpcompressb is not used on this CPU")
+    X = random_pixels(60, d, d, 0.3)
+    X[0], X[1] = 0, 255
+    indptr, cols, vals = _csr_by_numpy(X)
+    indices = np.full(len(cols), 7, fast.index_dtype(d))
+    values = np.full(len(vals), 7, np.uint8)
+    if fill == "words":
+        fast._csr_fill_words(X, X.reshape(-1).view(np.uint64), indptr, indices, values)
+    elif fill == "packed":
+        fast._csr_fill_packed(X, indptr, indices, values)
+    else:
+        fast._csr_fill(X, indptr, indices, values)
+    np.testing.assert_array_equal(indices, cols)
+    np.testing.assert_array_equal(values, vals)
+
+
 @pytest.mark.parametrize("d", [7, 13, 784])
 def test_fill_paths_agree(d):
     X = random_pixels(50, d, 1, 0.3)
