@@ -73,7 +73,7 @@ def test_the_compress_gather_only_where_the_cpu_has_vbmi2():
 @intrinsics_tried
 def test_a_cpu_without_vbmi2_gathers_without_it():
     """Compiled for a CPU without VBMI2 that this one can run (Skylake-X, AVX-512, where the
-    host has AVX-512; else Haswell): the scalar gather, right results."""
+    host has AVX-512; else Haswell): no vpcompressb (the pshufb gather), right results."""
     from llvmlite import binding
     host = binding.get_host_cpu_features()
     cpu = ("skylake-avx512" if host.get("avx512f") else "haswell" if host.get("avx2")
@@ -84,11 +84,11 @@ def test_a_cpu_without_vbmi2_gathers_without_it():
             "x = np.array([0, 3, 0, 0, 9] * 30, np.uint8); ci = np.empty(150, np.int32); "
             "cv = np.empty(150, np.uint8); n = kernels.gather_nonzeros(x, ci, cv); "
             "assert (ci[:n] == np.flatnonzero(x)).all() and (cv[:n] == x[x != 0]).all(); "
-            "print(kernels.COMPRESS)")
+            "print(kernels.COMPRESS, kernels.PACKED)")
     env = dict(os.environ, NUMBA_CPU_NAME=cpu, NUMBA_CPU_FEATURES="")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=300)
-    assert out.stdout.strip() == "False", out.stderr[-2000:]
+    assert out.stdout.strip() == "False True", out.stderr[-2000:]
 
 
 @background.job(cost=260)
@@ -327,6 +327,7 @@ def test_bench_header_names_the_path():
     from fastmnist.tools import head_to_head
     assert f"INTRINSICS={numba_cpu.INTRINSICS}" in head_to_head.machine()
     assert ("vpcompressb" in head_to_head.machine()) == kernels.COMPRESS
+    assert ("pshufb" in head_to_head.machine()) == (kernels.PACKED and not kernels.COMPRESS)
 
 
 @intrinsics_tried

@@ -102,26 +102,43 @@ def test_forward_of_a_batch_equals_its_rows_one_by_one(kind, d):
     np.testing.assert_array_equal(batch, one_by_one)
 
 
-@pytest.mark.parametrize("d", [784, 16, 29, 7, 64, 65, 130])
+def _gathers(dtype):
+    """gather_nonzeros and each loop it may take here: the scalar one always; vpcompressb's
+    and pshufb's (``_lanes``) for uint8 rows where the CPU runs them."""
+    gathers = {"gather_nonzeros": kernels.gather_nonzeros, "scalar": kernels.gather_scalar}
+    if dtype == np.uint8 and kernels.PACKED:
+        from fastmnist.backends import _lanes
+        gathers["pshufb"] = _njit(lambda r, i, v: _lanes.shuffle_nonzeros(r, i, v))
+        if kernels.COMPRESS:
+            gathers["vpcompressb"] = _njit(lambda r, i, v: _lanes.compress_nonzeros(r, i, v))
+    return gathers
+
+
+def _njit(fn):
+    import numba
+    return numba.njit(fn)
+
+
+@pytest.mark.parametrize("d", [784, 16, 29, 7, 8, 9, 64, 65, 130])
 @pytest.mark.parametrize("idx_dtype", [np.uint16, np.int32])
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_gather_nonzeros(dtype, idx_dtype, d):
-    """Each row's nonzeros, in order, whether the row is read 64 pixels at a time
-    (vpcompressb, where the CPU has it), a word (8 pixels) at a time or pixel by pixel:
-    all-zero, all-nonzero and sparse rows, a nonzero last pixel; nothing written past the
-    nonzeros but the one entry the contract allows."""
+    """Each row's nonzeros, in order, by every loop gather_nonzeros may take (64 pixels at a
+    time, 8 at a time by a table, a word at a time, pixel by pixel): all-zero, all-nonzero,
+    alternating and sparse rows, a nonzero last pixel; buffers exactly d long, nothing written
+    past them."""
     x = random_pixels(40, d, seed=d, density=0.3).astype(dtype)
     x[0] = 0
     x[1] = 7
     x[2, :-1], x[2, -1] = 0, 9
     x[3, :], x[3, ::2] = 5, 0
-    for gather in (kernels.gather_nonzeros, kernels.gather_scalar):
+    for name, gather in _gathers(dtype).items():
         for row in x:
-            cidx, cval = np.full(d + 2, 99, idx_dtype), np.full(d + 2, 99, dtype)
+            cidx, cval = np.full(d + 9, 99, idx_dtype), np.full(d + 9, 99, dtype)
             n_nz = gather(row, cidx[:d], cval[:d])
-            np.testing.assert_array_equal(cidx[:n_nz], np.flatnonzero(row))
-            np.testing.assert_array_equal(cval[:n_nz], row[row != 0])
-            assert (cidx[n_nz + 1:] == 99).all() and (cval[n_nz + 1:] == 99).all()
+            np.testing.assert_array_equal(cidx[:n_nz], np.flatnonzero(row), err_msg=name)
+            np.testing.assert_array_equal(cval[:n_nz], row[row != 0], err_msg=name)
+            assert (cidx[d:] == 99).all() and (cval[d:] == 99).all(), name
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

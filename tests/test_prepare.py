@@ -36,10 +36,10 @@ def test_word_fill_is_the_csr(n, words, density, seed):
 @pytest.mark.parametrize("d", [8, 64, 72, 784])
 def test_each_fill_is_the_csr(fill, d):
     """Each of _build_csr's fills on its own, whichever one this CPU's build picks: the word
-    fill (uint8, whole words), the vpcompressb fill (uint8, AVX-512 VBMI2) and the plain
-    one; all-zero, full and sparse rows."""
-    if fill == "packed" and not fast.COMPRESS:
-        pytest.skip("vpcompressb is not used on this CPU")
+    fill (uint8, whole words), the packed fill (uint8, the intrinsics' path: vpcompressb or
+    pshufb) and the plain one; all-zero, full and sparse rows."""
+    if fill == "packed" and not fast.PACKED:
+        pytest.skip("no vector gather on this CPU (the plain loops)")
     X = random_pixels(60, d, d, 0.3)
     X[0], X[1] = 0, 255
     indptr, cols, vals = _csr_by_numpy(X)
@@ -114,3 +114,26 @@ def test_the_kept_csr_goes_with_its_array():
     del X
     gc.collect()
     assert fast._LAST.get("entry") is None
+
+
+@pytest.mark.skipif(not fast.PACKED, reason="no vector gather on this CPU (the plain loops)")
+@pytest.mark.parametrize("d", [8, 16, 64, 72, 784])
+def test_vector_gathers_stay_inside_a_csr_slice(d):
+    """Into buffers exactly as long as the row's nonzeros (a CSR slice: the next row's slice
+    follows), pshufb's 8-wide stores and vpcompressb's masked ones write nothing past them."""
+    import numba
+
+    from fastmnist.backends import _lanes
+    loops = [numba.njit(lambda r, i, v: _lanes.shuffle_nonzeros(r, i, v))]
+    if fast.COMPRESS:
+        loops.append(numba.njit(lambda r, i, v: _lanes.compress_nonzeros(r, i, v)))
+    X = random_pixels(40, d, d + 1, 0.4)
+    X[0], X[1] = 0, 255
+    for loop in loops:
+        for row in X:
+            n = int(np.count_nonzero(row))
+            idx, val = np.full(n + 9, 7, fast.index_dtype(d)), np.full(n + 9, 7, np.uint8)
+            assert loop(row, idx[:n], val[:n]) == n
+            np.testing.assert_array_equal(idx[:n], np.flatnonzero(row))
+            np.testing.assert_array_equal(val[:n], row[row != 0])
+            assert (idx[n:] == 7).all() and (val[n:] == 7).all()

@@ -14,6 +14,7 @@ intrinsics here say what is meant:
 * ``rows_dot``: W @ dz for a narrow W, with the ReLU backward.
 * ``softmax_grad``: softmax cross-entropy and its gradient for at most LANES classes.
 * ``compress_nonzeros``: a uint8 row's nonzero pixels, 64 at a time (AVX-512 VBMI2 only).
+* ``shuffle_nonzeros``: the same, 8 at a time by ``pshufb`` and a table (any other CPU here).
 
 The pixel rows may be given by index (a CSR row) or be all rows in order (x_idx None: a
 dense layer). They are compiled into the Numba kernels that call them (numba_cpu), so they
@@ -573,6 +574,102 @@ def compress_nonzeros(typingctx, row, cidx, cval):
     return sig, codegen
 
 
+def _shuffle_table(builder):
+    """The module's [256 x i64] table: for each 8-bit mask, the positions of its set bits
+    packed into the low bytes (0x80, which ``pshufb`` reads as "zero", in the rest)."""
+    name = "fastmnist.nonzero_positions"
+    table = builder.module.globals.get(name)
+    if table is None:
+        rows = []
+        for m in range(256):
+            pos = [k for k in range(8) if m >> k & 1] + [0x80] * (8 - bin(m).count("1"))
+            rows.append(sum(b << (8 * i) for i, b in enumerate(pos)))
+        value = ir.Constant(ir.ArrayType(_I64, 256), [_I64(r) for r in rows])
+        table = cgutils.global_constant(builder.module, name, value)
+    return table
+
+
+@intrinsic
+def shuffle_nonzeros(typingctx, row, cidx, cval):
+    """``compress_nonzeros`` for CPUs without VBMI2 (AVX, AVX2, AVX-512 before Ice Lake): 8
+    pixels at a time, a compare gives their nonzero mask, a table gives the positions of its
+    set bits, and SSSE3's ``pshufb`` packs the values by them; the positions plus the word's
+    offset are the indices. Each word's 8 values and 8 indices are stored whole, so it writes
+    up to 7 entries past the nonzeros, never past cidx[:d], cval[:d] (d = len(row)): near
+    that end, and for the last d % 8 pixels, one pixel at a time. A zero word (8 dark pixels)
+    costs one test. Returns how many nonzeros."""
+    sig = types.int64(row, cidx, cval) if compress_takes(row, cidx, cval) else None
+
+    def codegen(context, builder, sig, args):
+        r = context.make_array(sig.args[0])(context, builder, args[0])
+        src, d = r.data, builder.extract_value(r.shape, 0)
+        ia = context.make_array(sig.args[1])(context, builder, args[1])
+        va = context.make_array(sig.args[2])(context, builder, args[2])
+        idx, val = ia.data, va.data
+        cap = builder.extract_value(ia.shape, 0)
+        vcap = builder.extract_value(va.shape, 0)
+        cap = builder.select(builder.icmp_signed("<", vcap, cap), vcap, cap)
+        cap = builder.select(builder.icmp_signed("<", d, cap), d, cap)
+        it = idx.type.pointee
+        i8 = ir.IntType(8)
+        v8, v16 = ir.VectorType(i8, 8), ir.VectorType(i8, 16)
+        iv8 = ir.VectorType(it, 8)
+        fnty = ir.FunctionType(v16, [v16, v16])
+        pshufb = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.ssse3.pshuf.b.128")
+        pop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i8, [i8]),
+                                             "llvm.ctpop.i8")
+        table = _shuffle_table(builder)
+        n = cgutils.alloca_once_value(builder, _I64(0))
+
+        def one(k):  # pixel k, branch on its value
+            v = builder.load(builder.gep(src, [k]))
+            with builder.if_then(builder.icmp_unsigned("!=", v, i8(0))):
+                at = builder.load(n)
+                builder.store(v, builder.gep(val, [at]))
+                builder.store(builder.trunc(k, it), builder.gep(idx, [at]))
+                builder.store(builder.add(at, _I64(1)), n)
+
+        words = builder.udiv(d, _I64(8))
+        with cgutils.for_range(builder, words) as loop:
+            k0 = builder.mul(loop.index, _I64(8))
+            wp = builder.bitcast(builder.gep(src, [k0]), _I64.as_pointer())
+            w = builder.load(wp, align=1)
+            with builder.if_then(builder.icmp_unsigned("!=", w, _I64(0))):
+                at = builder.load(n)
+                room = builder.icmp_signed("<=", builder.add(at, _I64(8)), cap)
+                with builder.if_else(room) as (fast, slow):
+                    with fast:
+                        bytes8 = builder.bitcast(w, v8)
+                        mask = builder.bitcast(builder.icmp_unsigned(
+                            "!=", bytes8, ir.Constant(v8, None)), i8)
+                        ctrl = builder.load(builder.gep(table, [_I32(0), builder.zext(mask,
+                                                                                     _I64)]))
+                        wide = ir.Constant(ir.VectorType(_I64, 2), None)
+                        w16 = builder.bitcast(builder.insert_element(wide, w, _I32(0)), v16)
+                        c16 = builder.bitcast(builder.insert_element(
+                            ir.Constant(ir.VectorType(_I64, 2), [_I64(0), _I64(-1)]), ctrl,
+                            _I32(0)), v16)
+                        packed = builder.bitcast(builder.call(pshufb, [w16, c16]),
+                                                 ir.VectorType(_I64, 2))
+                        builder.store(builder.extract_element(packed, _I32(0)), builder.bitcast(
+                            builder.gep(val, [at]), _I64.as_pointer()), align=1)
+                        pos = builder.bitcast(ctrl, v8)
+                        ks = builder.add(builder.zext(pos, iv8),
+                                         _splat(builder, builder.trunc(k0, it), 8))
+                        builder.store(ks, builder.bitcast(builder.gep(idx, [at]),
+                                                          iv8.as_pointer()),
+                                      align=it.width // 8)
+                        builder.store(builder.add(at, builder.zext(builder.call(pop, [mask]),
+                                                                   _I64)), n)
+                    with slow:
+                        with cgutils.for_range(builder, _I64(8)) as px:
+                            one(builder.add(k0, px.index))
+        with cgutils.for_range(builder, builder.sub(d, builder.mul(words, _I64(8)))) as px:
+            one(builder.add(builder.mul(words, _I64(8)), px.index))
+        return builder.load(n)
+    return sig, codegen
+
+
 @intrinsic
 def prefetch(typingctx, a, i):
     """Ask for the cache line holding a[i] (1-D C array) ahead of its use; no effect on
@@ -616,14 +713,18 @@ def self_test():
     want = np.maximum(b + (val / np.float32(255)) @ W[idx], 0)
     if not np.allclose(z, want, rtol=1e-5, atol=1e-6):
         raise RuntimeError("the vector intrinsics gave wrong results on this CPU")
-    if _jit.COMPRESS:
-        row = np.zeros(100, np.uint8)
-        row[[0, 5, 64, 99]] = [3, 255, 1, 7]
-        cidx, cval = np.zeros(100, np.uint16), np.zeros(100, np.uint8)
+    row = np.zeros(100, np.uint8)
+    row[[0, 5, 64, 99]] = [3, 255, 1, 7]
 
-        @jit
-        def pack(row, cidx, cval):
-            return compress_nonzeros(row, cidx, cval)
+    @jit
+    def shuffle(row, cidx, cval):
+        return shuffle_nonzeros(row, cidx, cval)
+
+    @jit
+    def compress(row, cidx, cval):  # compiled only where the CPU has VBMI2
+        return compress_nonzeros(row, cidx, cval)
+    for pack in (shuffle, compress) if _jit.COMPRESS else (shuffle,):
+        cidx, cval = np.zeros(100, np.uint16), np.zeros(100, np.uint8)
         n = pack(row, cidx, cval)
         if n != 4 or list(cidx[:4]) != [0, 5, 64, 99] or list(cval[:4]) != [3, 255, 1, 7]:
             raise RuntimeError("the vector intrinsics gave wrong results on this CPU")

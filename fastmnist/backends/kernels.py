@@ -47,6 +47,9 @@ else:
     from ._plain import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
 #: whether gather_nonzeros packs a uint8 row's nonzeros with vpcompressb (``_jit.COMPRESS``)
 COMPRESS = _jit.PATH == "lanes" and _jit.COMPRESS
+#: whether it packs them with vector instructions at all: vpcompressb, else pshufb by a table
+#: (``_lanes.shuffle_nonzeros``) on the other CPUs of the intrinsics' path
+PACKED = _jit.PATH == "lanes"
 
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype), as in the reference
@@ -343,10 +346,11 @@ def row_input(r, mode, indptr, indices, values, iota, d_in, cidx, cval, shift):
 @jit
 def gather_nonzeros(row, cidx, cval):
     """The nonzero entries of row (d,): their indices into cidx, their values into cval
-    (d,), in order; returns how many. Writes at most cidx[:n + 1], cval[:n + 1].
+    (d,), in order; returns how many. Writes nothing past cidx[:d], cval[:d].
 
-    A uint8 row, on a CPU with AVX-512 VBMI2, 64 pixels at a time by vpcompressb
-    (``_lanes.compress_nonzeros``); else :func:`gather_scalar`.
+    A uint8 row, on the intrinsics' path, by vector instructions: 64 pixels at a time by
+    vpcompressb where the CPU has AVX-512 VBMI2 (``_lanes.compress_nonzeros``), else 8 at a
+    time by pshufb (``_lanes.shuffle_nonzeros``); any other row by :func:`gather_scalar`.
     """
     return _gather(row, cidx, cval)
 
@@ -358,10 +362,12 @@ def _gather(row, cidx, cval):
 
 @overload(_gather, jit_options={"fastmath": _jit.FASTMATH})
 def _gather_typed(row, cidx, cval):
-    if COMPRESS:
-        from ._lanes import compress_nonzeros, compress_takes
+    if PACKED:
+        from ._lanes import compress_nonzeros, compress_takes, shuffle_nonzeros
         if compress_takes(row, cidx, cval):
-            return lambda row, cidx, cval: compress_nonzeros(row, cidx, cval)
+            if COMPRESS:
+                return lambda row, cidx, cval: compress_nonzeros(row, cidx, cval)
+            return lambda row, cidx, cval: shuffle_nonzeros(row, cidx, cval)
     return lambda row, cidx, cval: gather_scalar(row, cidx, cval)
 
 

@@ -200,9 +200,11 @@ def machine():
     import numba
 
     from ..backends import kernels, numba_cpu
+    gather = ("" if not kernels.PACKED else ", nonzeros gathered by "
+              + ("vpcompressb" if kernels.COMPRESS else "pshufb"))
     return (f"{timing.cpu_model()}, {numba_cpu.n_threads()} threads, "
             f"Python {platform.python_version()}, NumPy {np.__version__}, "
             f"Numba {numba.__version__}, kernels: "
             f"{'vector intrinsics' if numba_cpu.INTRINSICS else 'plain loops'} "
             f"(INTRINSICS={numba_cpu.INTRINSICS})"
-            f"{', nonzeros gathered by vpcompressb' if kernels.COMPRESS else ''}")
+            f"{gather}")
