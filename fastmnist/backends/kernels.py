@@ -50,6 +50,11 @@ COMPRESS = _jit.PATH == "lanes" and _jit.COMPRESS
 #: whether it packs them with vector instructions at all: vpcompressb, else pshufb by a table
 #: (``_lanes.shuffle_nonzeros``) on the other CPUs of the intrinsics' path
 PACKED = _jit.PATH == "lanes"
+from ._lanes import compress_nonzeros, compress_takes, shuffle_nonzeros  # noqa: E402
+
+#: that vector gather, for the types ``_lanes.compress_takes`` accepts; compiled only where
+#: PACKED (LLVM cannot lower vpcompressb for a CPU without VBMI2: it aborts the process)
+pack_nonzeros = compress_nonzeros if COMPRESS else shuffle_nonzeros
 
 
 #: uint8 pixels are multiplied by this (in the parameters' dtype), as in the reference
@@ -362,12 +367,8 @@ def _gather(row, cidx, cval):
 
 @overload(_gather, jit_options={"fastmath": _jit.FASTMATH})
 def _gather_typed(row, cidx, cval):
-    if PACKED:
-        from ._lanes import compress_nonzeros, compress_takes, shuffle_nonzeros
-        if compress_takes(row, cidx, cval):
-            if COMPRESS:
-                return lambda row, cidx, cval: compress_nonzeros(row, cidx, cval)
-            return lambda row, cidx, cval: shuffle_nonzeros(row, cidx, cval)
+    if PACKED and compress_takes(row, cidx, cval):
+        return lambda row, cidx, cval: pack_nonzeros(row, cidx, cval)
     return lambda row, cidx, cval: gather_scalar(row, cidx, cval)
 
 

@@ -85,6 +85,7 @@ from .kernels import (  # noqa: F401  (ALIGN, SCALE, SEPARATION, MODE_*: its API
     logistic,
     max_norm_flat,
     output_grad,
+    pack_nonzeros,
     prefetch_row,
     row_input,
     scale_for,
@@ -99,10 +100,6 @@ if _jit.PATH == "lanes":
     from ._lanes import LANES, nz_dot, nz_outer, rows_dot, softmax_grad
 else:
     from ._plain import LANES, nz_dot, nz_outer, rows_dot, softmax_grad
-#: the CSR build's vector gather (``_csr_fill_packed``; only where PACKED)
-from ._lanes import compress_nonzeros, shuffle_nonzeros  # noqa: E402
-
-pack_nonzeros = compress_nonzeros if COMPRESS else shuffle_nonzeros
 
 #: whether the kernels run on the LLVM vector intrinsics of ``_lanes`` (True) or on the plain
 #: Numba loops of ``_plain`` (False: FASTMNIST_INTRINSICS=0, a CPU other than x86-64, or
