@@ -92,6 +92,11 @@ def _store(builder, value, ptr, off):
     builder.store(value, vp, align=_align(value.type.element).constant)
 
 
+def _declare(builder, name, ret, *params):
+    """The LLVM function (an intrinsic) `name` of type ret(params), declared in the module."""
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, params), name)
+
+
 def _index(builder, value, ty):
     """An array element of integer type ty as an i64 (zero- or sign-extended)."""
     if value.type.width == 64:
@@ -527,18 +532,15 @@ def compress_nonzeros(typingctx, row, cidx, cval):
         i1, i8 = ir.IntType(1), ir.IntType(8)
         vt, mt = ir.VectorType(i8, 64), ir.VectorType(i1, 64)
         ivt, imt = ir.VectorType(it, per), ir.VectorType(i1, per)
-
-        def fn(name, ret, *params):
-            return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, params),
-                                                  name)
-        load8 = fn("llvm.masked.load.v64i8.p0", vt, src.type, _I32, mt, vt)
-        pack8 = fn("llvm.x86.avx512.mask.compress.v64i8", vt, vt, vt, mt)
-        store8 = fn("llvm.masked.store.v64i8.p0", ir.VoidType(), vt, val.type, _I32, mt)
-        packi = fn(f"llvm.x86.avx512.mask.compress.v{per}i{it.width}", ivt, ivt, ivt, imt)
-        storei = fn(f"llvm.masked.store.v{per}i{it.width}.p0", ir.VoidType(), ivt, idx.type,
-                    _I32, imt)
-        pop64 = fn("llvm.ctpop.i64", _I64, _I64)
-        popi = fn(f"llvm.ctpop.i{per}", ir.IntType(per), ir.IntType(per))
+        void = ir.VoidType()
+        load8 = _declare(builder, "llvm.masked.load.v64i8.p0", vt, src.type, _I32, mt, vt)
+        pack8 = _declare(builder, "llvm.x86.avx512.mask.compress.v64i8", vt, vt, vt, mt)
+        store8 = _declare(builder, "llvm.masked.store.v64i8.p0", void, vt, val.type, _I32, mt)
+        vi = f"v{per}i{it.width}"
+        packi = _declare(builder, f"llvm.x86.avx512.mask.compress.{vi}", ivt, ivt, ivt, imt)
+        storei = _declare(builder, f"llvm.masked.store.{vi}.p0", void, ivt, idx.type, _I32, imt)
+        pop64 = _declare(builder, "llvm.ctpop.i64", _I64, _I64)
+        popi = _declare(builder, f"llvm.ctpop.i{per}", ir.IntType(per), ir.IntType(per))
         zero8, zeroi = ir.Constant(vt, None), ir.Constant(ivt, None)
         lanes64 = ir.Constant(ir.VectorType(_I64, 64), list(range(64)))
         lanes8 = ir.Constant(vt, list(range(64)))
@@ -614,10 +616,8 @@ def shuffle_nonzeros(typingctx, row, cidx, cval):
         i8 = ir.IntType(8)
         v8, v16 = ir.VectorType(i8, 8), ir.VectorType(i8, 16)
         iv8 = ir.VectorType(it, 8)
-        fnty = ir.FunctionType(v16, [v16, v16])
-        pshufb = cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.ssse3.pshuf.b.128")
-        pop = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i8, [i8]),
-                                             "llvm.ctpop.i8")
+        pshufb = _declare(builder, "llvm.x86.ssse3.pshuf.b.128", v16, v16, v16)
+        pop = _declare(builder, "llvm.ctpop.i8", i8, i8)
         table = _shuffle_table(builder)
         n = cgutils.alloca_once_value(builder, _I64(0))
 
