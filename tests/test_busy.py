@@ -2,10 +2,12 @@
 every (recipe, phase, threads) cell."""
 
 import numpy as np
+import pytest
 from conftest import learnable
 
 import fastmnist as fm
-from fastmnist.busy import busy_neighbour, busy_report
+from fastmnist.backends._jit import n_threads
+from fastmnist.busy import busy_neighbour, busy_report, host_rate
 
 
 def test_neighbour_spins_and_is_killed():
@@ -23,10 +25,29 @@ def test_report_covers_every_cell():
     said = []
     medians, lines = busy_report(X, y, recipes=[("tiny", tiny)], rounds=1,
                                  log=lambda *a, **k: said.append(a))
-    assert set(medians) == {("tiny", p, t) for p in ("quiet", "busy") for t in (None, 1)}
+    most = n_threads()
+    assert set(medians) == ({("tiny", p, t) for p in ("quiet", "busy") for t in (None, 1)}
+                            | {("host", p, k) for p in ("quiet", "busy") for k in (1, most)})
     assert all(np.isfinite(v) and v > 0 for v in medians.values())
-    assert len(lines) == 3 and lines[1].startswith("tiny") and lines[2].split()[1] == "1"
+    assert len(lines) == 4 and lines[1].startswith("tiny") and lines[2].split()[1] == "1"
+    assert lines[3].startswith("host:")
+    # the floor: the fit's quiet speed-up on all threads over the host's busy rate
+    busy_rate = medians[("host", "busy", 1)] / medians[("host", "busy", most)]
+    speed_up = medians[("tiny", "quiet", 1)] / medians[("tiny", "quiet", None)]
+    assert float(lines[1].split()[-1]) == pytest.approx(speed_up / busy_rate, abs=0.006)
+    assert len(lines[2].split()) == 5  # no floor for threads=1
     assert len(said) == 2  # one line per phase
+
+
+def test_host_rate_is_seconds_per_share():
+    """k threads each doing one share take about as long per share as one thread alone, or
+    longer when they share cores, never k times less."""
+    one = min(host_rate(1, reps=20_000) for _ in range(3))
+    twice = min(host_rate(1, reps=40_000) for _ in range(3))
+    assert 1.6 < twice / one < 2.5  # the time of one share's passes
+    k = n_threads()
+    each = min(host_rate(k, reps=20_000) for _ in range(3))
+    assert one / each <= k * 1.3  # k threads do at most k threads' work (timer noise)
 
 
 def test_each_round_starts_with_another_cell():
