@@ -139,7 +139,7 @@ def main(argv=None):
     cut = C.cuts(H, T)
     flat = nb._flatten(model.params, dtype, P)
     C.to_blocks(flat, d_in, H, cut)
-    G, Z, S, R, DZ, CI, CV, buckets, (SI, SV, SN) = C.buffers(
+    G, Z, S, R, DZ, CI, CV, buckets, (SI, SV, SN), _ = C.buffers(
         sizes, P, B, dtype, data.values.dtype, cut)
     scale = dtype.type(scale_for(data.values, dtype, data.scale))
     dat = nb._data(data, scale, y)

@@ -209,6 +209,58 @@ def test_bit_identical_whatever_the_threads(dtype):
     np.testing.assert_array_equal(runs[0][1], runs[1][1])
 
 
+def test_blocks_claimed_as_threads_come_free_are_bucketed_as_the_parts_do():
+    """``_bucket_claimed`` (each block claimed from a counter by whichever thread is free)
+    gives every block the buckets that the parts' fixed shares give it, claiming each once;
+    a counter past the blocks buckets nothing."""
+    sizes = np.array([784, 128, 10])
+    x = random_pixels(150, 784, seed=3)  # three blocks, the last partial
+    data = fast.prepare(x)
+    dat = fast._data(data, np.float32(1 / 255), np.zeros(150, np.int64))
+    rows = np.random.default_rng(3).permutation(150).astype(np.int64)
+    draw = (np.int64(0), np.int64(1), np.uint64(0), np.int64(0), np.int64(0))
+    cut = columns.cuts(128, 2)
+    made = []
+    for claimed in (False, True):
+        bufs = columns.buffers(sizes, 784 * 128 + 128 + 1290 + 10, 150, np.float32,
+                               data.values.dtype, cut)
+        buckets, claim, ci, cv = bufs[7], bufs[-1], bufs[5][0], bufs[6][0]
+        if claimed:
+            columns._bucket_claimed(784, dat, rows, draw, buckets, 0, ci, cv, claim)
+            assert claim[0] == 3 + 1  # three blocks claimed, then one look past them
+        else:
+            for t in range(2):
+                columns._bucket_part(t, 2, 784, dat, rows, draw, buckets, 0, ci, cv)
+        made.append([b[:3].copy() for b in buckets])
+    for a, b in zip(*made):
+        np.testing.assert_array_equal(a, b)
+    assert all(b.any() for b in made[1])  # the buckets hold the rows' pixels
+    untouched = columns.buffers(sizes, 784 * 128 + 128 + 1290 + 10, 150, np.float32,
+                                data.values.dtype, cut)
+    buckets, claim = untouched[7], untouched[-1]
+    claim[0] = 3
+    columns._bucket_claimed(784, dat, rows, draw, buckets, 0, untouched[5][0],
+                            untouched[6][0], claim)
+    assert not any(b.any() for b in buckets)
+
+
+def test_claims_are_atomic_across_threads():
+    """``_sync.fetch_add`` from every thread at once loses no add."""
+    from fastmnist.backends._jit import pjit, prange
+    from fastmnist.backends._sync import fetch_add
+
+    @pjit
+    def count(a, n, k):
+        for _t in prange(k):
+            for _ in range(n):
+                fetch_add(a, 0, 1)
+
+    a = np.zeros(8, np.int64)
+    k = numba.config.NUMBA_NUM_THREADS
+    count(a, 200_000, k)
+    assert a[0] == 200_000 * k
+
+
 def test_stops_before_a_nonfinite_update(narrow_parts):
     params = random_net([20, 40, 3], np.float64)
     params[0][0][0, 0] = np.inf

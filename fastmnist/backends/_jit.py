@@ -155,7 +155,8 @@ COMPRESS = PATH == "lanes" and compress_native()
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # compiled into the kernels that call them (kernels' into those of numba_cpu, columns and gemm;
 # numba_cpu's constants into columns')
-_INLINED = ("_lanes.py", "_plain.py", "_shift.py", "_jit.py", "kernels.py", "numba_cpu.py")
+_INLINED = ("_lanes.py", "_plain.py", "_shift.py", "_sync.py", "_jit.py", "kernels.py",
+            "numba_cpu.py")
 
 
 def _sources_hash():

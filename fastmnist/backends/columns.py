@@ -31,6 +31,7 @@ fixed per machine (``_jit.n_parts``) and a thread that runs several does each al
 import numpy as np
 
 from ._jit import borrow, jit, pjit, prange
+from ._sync import fetch_add
 from .kernels import (
     LANES,
     MODE_CSR,
@@ -104,7 +105,8 @@ def buffers(sizes, P, batch_size, dtype, values_dtype, cut):
     ``kernels.row_input``), a block's staged inputs (SI, SV (T, BLOCK * d_in), SN (T, BLOCK):
     ``_forward_part``). Shared: the buckets (KC, KR, KV) of each block of a batch
     (``kernels.bucket_block``; 2 * n_blocks rows). S and the buckets hold two steps' worth
-    (see ``_step``).
+    (see ``_step``). Last, the counter of the blocks claimed for bucketing (8,) int64, a
+    cache line of its own (``_bucket_claimed``; zeroed before each step).
     """
     T = len(cut) - 1
     d_in, c = int(sizes[0]), int(sizes[2])
@@ -121,7 +123,7 @@ def buffers(sizes, P, batch_size, dtype, values_dtype, cut):
             rows(3 * _lane_pad(c) + (2 * c + 1) * h_max + c * BLOCK), rows(BLOCK * h_max),
             rows(d_in, index_dtype(d_in)), rows(2 * d_in, values_dtype), buckets,
             (rows(BLOCK * d_in, index_dtype(d_in)), rows(BLOCK * d_in, values_dtype),
-             rows(BLOCK, np.int64)))
+             rows(BLOCK, np.int64)), aligned_zeros((8,), np.int64))
 
 
 @jit
@@ -201,12 +203,33 @@ def _forward_part(fl, net, t, data, rows, draw, bufs, stage):
 def _bucket_part(t, T, d_in, data, rows, draw, buckets, k0, cidx, cval):
     """Part t's share of bucketing the rows' blocks by pixel (``kernels.bucket_block``):
     blocks t, t + T, ... into the buckets' rows k0 + block."""
+    for b in range(t, (rows.shape[0] + BLOCK - 1) // BLOCK, T):
+        _bucket_one(b, d_in, data, rows, draw, buckets, k0, cidx, cval)
+
+
+@jit
+def _bucket_claimed(d_in, data, rows, draw, buckets, k0, cidx, cval, claim):
+    """Bucket the rows' blocks that no thread has claimed yet, one at a time, claiming each
+    from the counter claim[0] (zero before the step): a thread that is done with its part's
+    forward takes the next block, so that the first one free does the bucketing (a batch
+    of 64 is one block: its bucketing, about a tenth of a step, had always been part 0's,
+    whichever thread was behind)."""
+    n_blocks = (rows.shape[0] + BLOCK - 1) // BLOCK
+    while True:
+        b = fetch_add(claim, 0, 1)
+        if b >= n_blocks:
+            return
+        _bucket_one(b, d_in, data, rows, draw, buckets, k0, cidx, cval)
+
+
+@jit
+def _bucket_one(b, d_in, data, rows, draw, buckets, k0, cidx, cval):
+    """Block b of the rows bucketed by pixel into the buckets' row k0 + b."""
     KC, KR, KV = buckets
     m = rows.shape[0]
-    for b in range(t, (m + BLOCK - 1) // BLOCK, T):
-        b0 = b * BLOCK
-        bucket_block(rows[b0:min(m, b0 + BLOCK)], data, d_in, draw, cidx, cval,
-                     (borrow(KC[k0 + b]), borrow(KR[k0 + b]), borrow(KV[k0 + b])))
+    b0 = b * BLOCK
+    bucket_block(rows[b0:min(m, b0 + BLOCK)], data, d_in, draw, cidx, cval,
+                 (borrow(KC[k0 + b]), borrow(KR[k0 + b]), borrow(KV[k0 + b])))
 
 
 @jit
@@ -294,7 +317,9 @@ def _update_part(fl, state, G, net, t, step):
 @pjit
 def _step(params, net, data, batch, step, bufs, task, loss_t, corr_t):
     """One parallel region: part t's backward and update of the step's rows (when there are
-    any), then its forward of the next step's rows. batch (rows, draw, next rows, their draw,
+    any), then its forward of the next step's rows, then the bucketing of the next rows'
+    blocks, each block by the first thread free to claim it (``_bucket_claimed``; claim[0],
+    zeroed before the step, counts the blocks claimed). batch (rows, draw, next rows, their draw,
     which half of S holds the rows' shares of the logits): the next rows' shares go to the
     other half, so that a part that starts the next forward early does not overwrite shares
     another part is still reading; step (inv_n, (lr, c1, c2, hp, wd, thr)); loss_t, corr_t
@@ -302,7 +327,7 @@ def _step(params, net, data, batch, step, bufs, task, loss_t, corr_t):
     a tuple: Numba 0.68 loses a parallel loop's writes to an array taken out of a tuple
     argument). The update is skipped when the loss is not finite."""
     flat, s1, s2, ema, a_ema, opt = params
-    G, Z, S, R, DZ, CI, CV, buckets, (SI, SV, SN) = bufs
+    G, Z, S, R, DZ, CI, CV, buckets, (SI, SV, SN), claim = bufs
     rows, draw, nxt, draw_next, half = batch
     at = half * (S.shape[1] // 2)
     at_next = (1 - half) * (S.shape[1] // 2)
@@ -330,7 +355,8 @@ def _step(params, net, data, batch, step, bufs, task, loss_t, corr_t):
             _forward_part(fl, net, t, data, borrow(nxt), draw_next, (z_t, s_t, r_t, cidx, cval),
                           (staged, T, buckets, k0, borrow(SI[t]), borrow(SV[t]), borrow(SN[t])))
             if not staged:
-                _bucket_part(t, T, d_in, data, borrow(nxt), draw_next, buckets, k0, cidx, cval)
+                _bucket_claimed(d_in, data, borrow(nxt), draw_next, buckets, k0, cidx, cval,
+                                claim)
 
 
 @jit
@@ -349,6 +375,8 @@ def run_steps(params, net, data, order, batch_size, sched, bufs, task, aug, loss
     none = order[:0]
     n_correct = 0
     first = order[:min(batch_size, m)]
+    claim = bufs[-1]
+    claim[0] = 0
     _step(params, net, data, (none, (k, side, keys[0], thr_in, warp), first,
                               (k, side, keys[0], thr_in, warp), 1),
           (inv_ns[0], (lrs[0], c1s[0], c2s[0], hps[0], wds[0], thrs[0])), bufs, task,
@@ -358,6 +386,7 @@ def run_steps(params, net, data, order, batch_size, sched, bufs, task, aug, loss
         hi = min(lo + batch_size, m)
         nxt = order[hi:min(hi + batch_size, m)]
         s_next = min(s + 1, n_steps - 1)
+        claim[0] = 0
         _step(params, net, data,
               (order[lo:hi], (k, side, keys[s], thr_in, warp), nxt,
                (k, side, keys[s_next], thr_in, warp),
