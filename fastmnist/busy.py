@@ -7,12 +7,15 @@ process it starts spins on a core, interleaved round by round, and reports the m
 ``fastmnist bench --busy`` prints it.
 
 It also measures what the machine gives threads that never wait for each other
-(:func:`host_rate`): each thread its own loop, no barrier. With the neighbour, the operating
-system shares the cores between it and every thread, so all threads together do more than one
-thread alone, but not much more (1.20x on a 2-vCPU AMD EPYC, against 1.87x quiet). A fit whose
-threads meet at every step waits whenever one of them is descheduled, and gets less. So a fit
-that runs s times faster on all threads than on one, quiet, takes at least s / (that busy
-rate) of its quiet time busy, however it is scheduled: the report's "floor".
+(:func:`host_rate`): each thread its own chain of integer steps, no barrier, for about 0.2 s.
+With the neighbour, the operating system shares the cores between it and every thread, so
+all threads together get more CPU time than one thread alone, but not much more (1.13-1.21x
+on a 2-vCPU AMD EPYC, against 1.99x quiet). A fit whose threads meet at every step waits
+whenever one of them is descheduled, and gets less. So a fit that runs s times faster on all
+threads than on one, quiet, can hardly take less than s / (that busy rate) of its quiet time
+busy, however its work is shared out: the report's "floor" (a bound on scheduling, not on
+everything: a fit's threads may also share caches and floating-point units that the chains
+do not use).
 """
 
 import contextlib
@@ -46,26 +49,30 @@ def busy_neighbour(n=1):
 
 
 @pjit
-def _own_loops(k, reps, a, b):
-    """k threads, each `reps` passes of a[t] = a[t] * 0.999 + b[t] over its own row (8 KB:
-    in L1), none waiting for another until all are done."""
+def _own_chains(k, n, out):
+    """k threads, each n steps of its own xorshift chain (out[t]: its end), none waiting for
+    another until all are done. Each step waits on the last (about 6 cycles), so the chain
+    measures the CPU time a thread gets, not the floating-point units or memory it shares."""
     for t in prange(k):
-        x, y = a[t], b[t]
-        for _ in range(reps):
-            for i in range(x.shape[0]):
-                x[i] = x[i] * np.float32(0.999) + y[i]
+        x = np.uint64(88172645463325252 + t)
+        for _ in range(n):
+            x ^= x << np.uint64(13)
+            x ^= x >> np.uint64(7)
+            x ^= x << np.uint64(17)
+        out[t] = x
 
 
-def host_rate(k, reps=300_000):
-    """Seconds per thread's share of work when k threads each run their own loop
-    (``_own_loops``, about 20 ms a share): one thread's time over this is how many threads'
-    worth of work k threads get done."""
-    a = np.ones((k, 2048), np.float32)
-    b = np.full((k, 2048), 1e-3, np.float32)
+def host_rate(k, n=150_000_000):
+    """Seconds per thread's share of work when k threads each run their own chain
+    (``_own_chains``, n steps a share: about 0.2 s, long against the operating system's time
+    slices, so that a share's time is its thread's share of the cores and not the luck of one
+    slice); one thread's time over this is how many threads' worth of work k threads get
+    done."""
+    out = np.zeros(k, np.uint64)
     with threads(k):
-        _own_loops(k, 1, a, b)
+        _own_chains(k, 1, out)
         t0 = time.perf_counter()
-        _own_loops(k, reps, a, b)
+        _own_chains(k, n, out)
         return (time.perf_counter() - t0) / k
 
 
