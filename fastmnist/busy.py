@@ -9,7 +9,7 @@ process it starts spins on a core, interleaved round by round, and reports the m
 It also measures what the machine gives threads that never wait for each other
 (:func:`host_rate`): each thread its own chain of integer steps, no barrier, for about 0.2 s.
 With the neighbour, the operating system shares the cores between it and every thread, so
-all threads together get more CPU time than one thread alone, but not much more (1.13-1.21x
+all threads together get more CPU time than one thread alone, but not much more (1.13-1.26x
 on a 2-vCPU AMD EPYC, against 1.99x quiet). A fit whose threads meet at every step waits
 whenever one of them is descheduled, and gets less. So a fit that runs s times faster on all
 threads than on one, quiet, can hardly take less than s / (that busy rate) of its quiet time
@@ -25,7 +25,8 @@ import time
 
 import numpy as np
 
-from .backends._jit import n_threads, pjit, prange, threads
+from .backends._jit import n_threads, pjit, prange
+from .backends._jit import threads as numba_threads
 
 #: seconds the neighbour spins before and the machine rests after each timed phase
 SETTLE = 0.5
@@ -69,7 +70,7 @@ def host_rate(k, n=150_000_000):
     slice); one thread's time over this is how many threads' worth of work k threads get
     done."""
     out = np.zeros(k, np.uint64)
-    with threads(k):
+    with numba_threads(k):
         _own_chains(k, 1, out)
         t0 = time.perf_counter()
         _own_chains(k, n, out)

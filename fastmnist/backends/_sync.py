@@ -1,5 +1,5 @@
 """An atomic add on an int64 array entry, for threads of one parallel region that share out
-pieces of work as they come free (``columns._bucket_blocks``).
+pieces of work as they come free (``columns._bucket_claimed``).
 
 LLVM lowers ``atomicrmw add`` on every target (``lock xadd`` on x86-64, ``ldadd`` or a
 load-linked loop on ARM); sequentially consistent, so the work a piece's claimer does is
