@@ -14,6 +14,7 @@ import numpy as np
 
 from ...backends import numpy_ref
 from .checks import RTOL_F32
+from .peers import torch_mlp
 
 #: the contenders, in the order they are reported
 NAMES = ("fastmnist-numba", "fastmnist-numpy", "onnxruntime", "torch")
@@ -29,14 +30,7 @@ def _onnx(model, xf, folder):
 
 def _torch(model, xf):
     import torch
-    layers = []
-    for i, (W, b) in enumerate(model.params):
-        linear = torch.nn.Linear(*W.shape)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
-            linear.bias.copy_(torch.from_numpy(b))
-        layers += [linear, torch.nn.ReLU()] if i < len(model.params) - 1 else [linear]
-    net = torch.nn.Sequential(*layers, torch.nn.Softmax(dim=1)).eval()
+    net = torch.nn.Sequential(torch_mlp(model.params), torch.nn.Softmax(dim=1)).eval()
     xt = torch.from_numpy(xf)
 
     def run():

@@ -25,6 +25,20 @@ def torch_data(X, y):
     return Xt, torch.from_numpy(np.asarray(y, np.int64))
 
 
+def torch_mlp(params):
+    """``nn.Sequential(Linear, ReLU, ..., Linear)`` holding fastmnist's weights [(W (d_in,
+    d_out), b (d_out,)), ...] (copies, W transposed as ``nn.Linear`` stores it)."""
+    import torch
+    layers = []
+    for i, (W, b) in enumerate(params):
+        linear = torch.nn.Linear(*W.shape)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
+            linear.bias.copy_(torch.from_numpy(b))
+        layers += [linear, torch.nn.ReLU()] if i < len(params) - 1 else [linear]
+    return torch.nn.Sequential(*layers)
+
+
 def torch_epoch(params, data, order, lr, optimizer="sgd", onecycle_steps=None,
                 batch_size=BATCH, threads=None):
     """An Epoch of ``nn.Sequential(Linear, ReLU, ..., Linear)`` with CrossEntropyLoss.
@@ -44,14 +58,7 @@ def torch_epoch(params, data, order, lr, optimizer="sgd", onecycle_steps=None,
     # instead of 1.0-1.6 s in a process of its own; see the README's benchmark notes.
     torch.set_flush_denormal(True)
     Xt, yt = data
-    layers = []
-    for i, (W, b) in enumerate(params):
-        linear = torch.nn.Linear(*W.shape)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(W.T)))
-            linear.bias.copy_(torch.from_numpy(b))
-        layers += [linear, torch.nn.ReLU()] if i < len(params) - 1 else [linear]
-    model = torch.nn.Sequential(*layers)
+    model = torch_mlp(params)
     if optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=lr)
     else:
