@@ -46,7 +46,7 @@ if _jit.PATH == "lanes":
 else:
     from ._plain import LANES, nz_dot, nz_dot_wide, nz_outer, prefetch, rows_dot, softmax_grad
 #: whether gather_nonzeros packs a uint8 row's nonzeros with vpcompressb (``_jit.COMPRESS``)
-COMPRESS = _jit.PATH == "lanes" and _jit.COMPRESS
+COMPRESS = _jit.COMPRESS
 #: whether it packs them with vector instructions at all: vpcompressb, else pshufb by a table
 #: (``_lanes.shuffle_nonzeros``) on the other CPUs of the intrinsics' path
 PACKED = _jit.PATH == "lanes"
