@@ -220,10 +220,10 @@ def test_blocks_claimed_as_threads_come_free_are_bucketed_as_the_parts_do():
     rows = np.random.default_rng(3).permutation(150).astype(np.int64)
     draw = (np.int64(0), np.int64(1), np.uint64(0), np.int64(0), np.int64(0))
     cut = columns.cuts(128, 2)
+    P = 784 * 128 + 128 + 128 * 10 + 10
     made = []
     for claimed in (False, True):
-        bufs = columns.buffers(sizes, 784 * 128 + 128 + 1290 + 10, 150, np.float32,
-                               data.values.dtype, cut)
+        bufs = columns.buffers(sizes, P, 150, np.float32, data.values.dtype, cut)
         buckets, claim, ci, cv = bufs[7], bufs[-1], bufs[5][0], bufs[6][0]
         if claimed:
             columns._bucket_claimed(784, dat, rows, draw, buckets, 0, ci, cv, claim)
@@ -235,8 +235,7 @@ def test_blocks_claimed_as_threads_come_free_are_bucketed_as_the_parts_do():
     for a, b in zip(*made):
         np.testing.assert_array_equal(a, b)
     assert all(b.any() for b in made[1])  # the buckets hold the rows' pixels
-    untouched = columns.buffers(sizes, 784 * 128 + 128 + 1290 + 10, 150, np.float32,
-                                data.values.dtype, cut)
+    untouched = columns.buffers(sizes, P, 150, np.float32, data.values.dtype, cut)
     buckets, claim = untouched[7], untouched[-1]
     claim[0] = 3
     columns._bucket_claimed(784, dat, rows, draw, buckets, 0, untouched[5][0],
