@@ -1,6 +1,8 @@
 """The busy-neighbour benchmark: the neighbour really runs and is gone after; the report has
 every (recipe, phase, threads) cell."""
 
+import os
+
 import numpy as np
 import pytest
 from conftest import learnable
@@ -16,6 +18,13 @@ def test_neighbour_spins_and_is_killed():
     assert procs[0].poll() is not None  # gone
 
 
+@pytest.mark.skipif(not hasattr(os, "getsid"), reason="sessions are POSIX")
+@pytest.mark.parametrize("own", [False, True])
+def test_neighbour_in_its_own_session_or_this_one(own):
+    with busy_neighbour(own_session=own) as procs:
+        assert (os.getsid(procs[0].pid) != os.getsid(0)) == own
+
+
 def test_report_covers_every_cell():
     X, y = learnable(256)
 
@@ -27,10 +36,13 @@ def test_report_covers_every_cell():
                                  log=lambda *a, **k: said.append(a))
     most = n_threads()
     assert set(medians) == ({("tiny", p, t) for p in ("quiet", "busy") for t in (None, 1)}
-                            | {("host", p, k) for p in ("quiet", "busy") for k in (1, most)})
+                            | {("host", p, k) for p in ("quiet", "busy", "other")
+                               for k in (1, most)})
     assert all(np.isfinite(v) and v > 0 for v in medians.values())
-    assert len(lines) == 4 and lines[1].startswith("tiny") and lines[2].split()[1] == "1"
-    assert lines[3].startswith("host:")
+    assert len(lines) == 5 and lines[1].startswith("tiny") and lines[2].split()[1] == "1"
+    assert lines[3].startswith("host:") and "neighbour in this session" in lines[3]
+    other = medians[("host", "other", 1)] / medians[("host", "other", most)]
+    assert lines[4] == f"host: {other:.2f}x with the neighbour in its own session"
     # the floor: the fit's quiet speed-up on all threads over the host's busy rate
     busy_rate = medians[("host", "busy", 1)] / medians[("host", "busy", most)]
     speed_up = medians[("tiny", "quiet", 1)] / medians[("tiny", "quiet", None)]

@@ -16,6 +16,10 @@ def add_parser(sub):
                    help="instead: fit the default and fast98 recipes quiet and with a "
                         "busy-looping neighbour process (started here), default threads and 1")
     p.add_argument("--rounds", type=int, default=3, help="quiet/busy rounds with --busy")
+    p.add_argument("--own-session", action="store_true",
+                   help="with --busy: start the neighbour in a session of its own, as a "
+                        "browser or another terminal's job runs (Linux then shares the cores "
+                        "between the sessions first)")
     p.set_defaults(run=run)
     return p
 
@@ -39,7 +43,7 @@ def run(args):
         from ...busy import busy_report
         if args.rounds < 1:
             raise InputError("--rounds must be >= 1")
-        _, lines = busy_report(X, y, rounds=args.rounds)
+        _, lines = busy_report(X, y, rounds=args.rounds, own_session=args.own_session)
         print("\n".join(lines))
         return 0
     peers = head_to_head.available_peers()
