@@ -137,3 +137,36 @@ def test_vector_gathers_stay_inside_a_csr_slice(d):
             np.testing.assert_array_equal(idx[:n], np.flatnonzero(row))
             np.testing.assert_array_equal(val[:n], row[row != 0])
             assert (idx[n:] == 7).all() and (val[n:] == 7).all()
+
+
+@pytest.mark.parametrize("n, dtype", [(10, np.uint8), (5_000_000, np.int16),
+                                      (3_000_000, np.uint8)])
+def test_small_pages_empty_is_a_writable_empty(n, dtype):
+    """np.empty's contract (length, dtype, writable, its own memory); from 4 MB up, on an
+    anonymous mapping of its own (POSIX), not NumPy's huge-page-advised heap."""
+    import mmap
+
+    from fastmnist.backends.kernels import HUGE_ADVISED, small_pages_empty
+    a = small_pages_empty(n, dtype)
+    assert a.shape == (n,) and a.dtype == dtype and a.flags.writeable
+    a[:] = 7
+    a[-1] = 3
+    assert int(a.sum()) == 7 * (n - 1) + 3
+    mapped = isinstance(a.base, mmap.mmap) or isinstance(getattr(a.base, "obj", None), mmap.mmap)
+    assert mapped == (n * np.dtype(dtype).itemsize >= HUGE_ADVISED
+                      and hasattr(mmap, "MAP_ANONYMOUS"))
+
+
+def test_mnist_sized_csr_lives_on_small_pages():
+    """The CSR of a large uint8 array is filled into small_pages_empty's arrays, and is the
+    CSR NumPy finds."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((20_000, 784)) < 0.3).astype(np.uint8) * rng.integers(1, 256, (20_000, 784),
+                                                                          dtype=np.uint8)
+    data = fast._build_csr(x, None)
+    assert data.values.nbytes >= 1 << 22
+    assert not data.values.flags.owndata and not data.indices.flags.owndata
+    rows, cols = np.nonzero(x)
+    np.testing.assert_array_equal(data.indices, cols)
+    np.testing.assert_array_equal(data.values, x[rows, cols])
+    np.testing.assert_array_equal(np.diff(data.indptr), np.count_nonzero(x, axis=1))

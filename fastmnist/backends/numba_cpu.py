@@ -89,6 +89,7 @@ from .kernels import (  # noqa: F401  (ALIGN, SCALE, SEPARATION, MODE_*: its API
     prefetch_row,
     row_input,
     scale_for,
+    small_pages_empty,
     softmax_row,
     stride,
     times_derivative,
@@ -783,8 +784,8 @@ def _build_csr(x, scale):
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     idx_dtype = index_dtype(d_in)
-    indices = np.empty(indptr[-1], dtype=idx_dtype)
-    values = np.empty(indptr[-1], dtype=x.dtype)
+    indices = small_pages_empty(int(indptr[-1]), idx_dtype)
+    values = small_pages_empty(int(indptr[-1]), x.dtype)
     if x.dtype == np.uint8 and PACKED and np.dtype(idx_dtype).itemsize in (2, 4):
         _csr_fill_packed(x, indptr, indices, values)
     elif x.dtype == np.uint8 and d_in % 8 == 0:
