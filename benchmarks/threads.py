@@ -19,6 +19,7 @@ each copy here keeps all of it, so the split can beat it.
 """
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import statistics
 import time
@@ -63,7 +64,11 @@ def _workload(name, threads):
 def _worker(name, conn):
     """A process that holds one copy of workload `name` on one thread and runs it each time
     it is told to ("go"), answering its seconds, until told "stop"."""
-    run = _workload(name, 1)
+    try:
+        run = _workload(name, 1)
+    except Exception as e:  # tell the parent, which would otherwise wait for "ready"
+        conn.send(f"{type(e).__name__}: {e}")
+        return
     conn.send("ready")
     while conn.recv() == "go":
         conn.send(run())
@@ -84,7 +89,10 @@ class Pair:
             self.conns.append(a)
             self.procs.append(p)
         for c in self.conns:
-            assert c.recv() == "ready"
+            said = c.recv()
+            if said != "ready":
+                self.close()
+                raise RuntimeError(f"a {name} worker failed: {said}")
 
     def pair(self):
         for c in self.conns:
@@ -97,7 +105,8 @@ class Pair:
 
     def close(self):
         for c, p in zip(self.conns, self.procs):
-            c.send("stop")
+            with contextlib.suppress(OSError):  # a worker that has ended has closed its end
+                c.send("stop")
             p.join(timeout=10)
 
 
