@@ -18,7 +18,7 @@ everything: a fit's threads may also share caches and floating-point units that 
 do not use).
 
 Where the neighbour lives matters. Linux shares the cores between sessions before threads
-(autogroups, on in most distributions; cgroups do the same for desktop applications): a
+(autogroups, on in most distributions; cgroups with the CPU controller do the same): a
 neighbour started from this session (``own_session=False``, the report's default) competes
 thread against thread, but one in a session of its own (a browser, a build in another
 terminal) gets half the machine, and this process's threads share the other half, together

@@ -693,10 +693,9 @@ def small_pages_empty(n, dtype):
     NumPy asks for huge pages on its allocations of 4 MB and more (``madvise``). Where the
     kernel's ``transparent_hugepage/defrag`` is ``madvise`` (the default of Linux), each first
     write into such an allocation may stop to compact memory for a huge page. The CSR of
-    MNIST (28 MB) took 24-64 ms to fill in a fresh process that way, against 21-22 ms on
-    plain pages, and 7.8 ms on pages already touched. Smaller arrays, and hosts without
-    ``mmap``'s flags, get np.empty.
-    """
+    MNIST (28 MB) took 24-64 ms to fill in a fresh process that way, against 18-25 ms on
+    plain pages, and 7.8 ms on pages already touched (2-vCPU AMD EPYC). Smaller arrays, and
+    hosts without ``mmap``'s flags (Windows), get np.empty."""
     dtype = np.dtype(dtype)
     nbytes = n * dtype.itemsize
     if nbytes < HUGE_ADVISED or not hasattr(mmap, "MAP_ANONYMOUS"):
