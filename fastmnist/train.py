@@ -54,14 +54,20 @@ def epoch_order(seed, epoch, n, shuffle=True):
 
 
 class _SigintFlag:
-    """While active (main thread only), Ctrl-C sets a flag instead of raising mid-step."""
+    """While active (main thread only), Ctrl-C sets a flag instead of raising mid-step.
+
+    Where SIGINT is ignored (``nohup``, a background job of a script, a program that ignores
+    it on purpose) it stays ignored, as Python itself leaves it when it starts that way: no
+    handler is installed and the run is not interrupted.
+    """
 
     def __init__(self):
         self.hit = False
 
     @contextlib.contextmanager
     def active(self):
-        if threading.current_thread() is not threading.main_thread():
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is signal.SIG_IGN):
             yield self
             return
 

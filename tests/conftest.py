@@ -45,6 +45,19 @@ def pytest_sessionfinish(session):
 _JOBS = pytest.StashKey()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _sigint_as_in_a_terminal():
+    """Python's own SIGINT handler for the session, and what was there put back after.
+
+    The tests that send this process SIGINT expect it; a run started in the background (``cmd
+    &`` in a script, ``nohup``) has SIGINT ignored instead, and fit leaves it ignored."""
+    import signal
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def examples(n):
     """`n` property-test examples under the default profile, scaled by the profile in use."""
     return max(1, n * settings.default.max_examples // 100)

@@ -56,6 +56,30 @@ def test_fit_sets_only_attributes_that_init_defines():
     assert set(vars(model)) == defined
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_an_ignored_sigint_stays_ignored(backend):
+    """Where SIGINT is ignored (nohup, a script's background job), fit installs no handler of
+    its own: a SIGINT does not stop it, and SIGINT is still ignored after."""
+    X, y = random_pixels(40, 784), np.arange(40) % 10
+    sent = []
+
+    def ctrl_c(epoch, history):
+        sent.append(epoch)
+        os.kill(os.getpid(), signal.SIGINT)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        model = fm.MLP(hidden=(6,), seed=0)
+        try:
+            model.fit(X, y, epochs=2, batch_size=16, backend=backend, progress=False,
+                      threads=1, on_epoch=ctrl_c)
+        except KeyboardInterrupt:  # a failure, not the end of the whole session
+            pytest.fail("an ignored SIGINT stopped fit")
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert sent == [0, 1] and len(model.history["loss"]) == 2 and model.checkpoint is None
+
+
 @pytest.mark.parametrize("bad", [dict(hidden=(0,)), dict(dtype="float16"), dict(init="zeros"),
                                  dict(hidden=("a",)), dict(n_classes=1)])
 def test_bad_construction(bad):
