@@ -125,6 +125,11 @@ def busy_report(X, y, recipes=("default", "fast98"), rounds=3, log=print, own_se
         return time.perf_counter() - t0
 
     most = n_threads()
+
+    def host(phase):
+        for k in sorted({1, most}):
+            times.setdefault(("host", phase, k), []).append(host_rate(k))
+
     for _, make in makers:  # compile, load the caches
         fit(make, None)
     runs = [(name, make, threads) for name, make in makers for threads in (None, 1)]
@@ -140,11 +145,9 @@ def busy_report(X, y, recipes=("default", "fast98"), rounds=3, log=print, own_se
             with ctx:
                 for name, make, k in order:
                     times.setdefault((name, phase, k), []).append(fit(make, k))
-                for k in sorted({1, most}):
-                    times.setdefault(("host", phase, k), []).append(host_rate(k))
+                host(phase)
         with busy_neighbour(own_session=not own_session):
-            for k in sorted({1, most}):
-                times.setdefault(("host", "other", k), []).append(host_rate(k))
+            host("other")
     medians = {k: float(np.median(v)) for k, v in times.items()}
     rate = {p: medians[("host", p, 1)] / medians[("host", p, most)]
             for p in ("quiet", "busy", "other")}
